@@ -1,0 +1,134 @@
+"""Per-chunk WAV files: the audio samples covering each chunk's time range.
+
+Chunk ``c`` covers container time ``[t0_c, t1_c)`` seconds, where ``t0_c`` is the pts
+of its first frame and ``t1_c`` the pts of the next chunk's first frame (for the last
+chunk: last frame pts + one frame duration), both in the video stream's time base.
+Audio is placed on the same container clock: an audio frame with pts ``p`` (audio time
+base) starts at sample ``round(p * tb * rate)``. The WAV of chunk ``c`` holds exactly
+``round(t1_c*rate) - round(t0_c*rate)`` samples, PCM s16 little-endian at the original
+rate and channel count; samples with no audio in the source (a gap, audio starting late)
+are silence. So sample 0 of a chunk's WAV plays with frame 0 of its MP4.
+
+``AudioSplitter`` is fed decoded audio frames in stream order (by ``video.split_video``
+during its single demux pass) and writes each WAV once its range is complete.
+"""
+from __future__ import annotations
+
+import wave
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from companion.util.errors import BadInput
+
+
+class AudioSplitter:
+    """Accumulates decoded audio into per-chunk sample buffers and writes WAV files.
+
+    ``ranges`` are ``(t0, t1)`` in seconds (Fractions, container time) per chunk, in
+    chunk order; ``paths`` the WAV path of each chunk. ``rate`` in Hz, ``channels`` count.
+    ``on_written(i)`` is called after chunk ``i``'s WAV is written.
+    """
+
+    # Container timestamps may be rounded (MKV stores ms): a frame whose pts-derived
+    # position is within this many seconds of where the previous frame ended is treated
+    # as contiguous, so rounding never inserts gaps or overlaps.
+    CONTIGUITY_S = Fraction(3, 1000)
+
+    def __init__(self, ranges: Sequence[tuple[Fraction, Fraction]], paths: Sequence[Path],
+                 rate: int, channels: int, on_written: Callable[[int], None] | None = None):
+        if rate <= 0 or channels <= 0:
+            raise BadInput(f"invalid audio stream: {rate} Hz, {channels} channels")
+        if len(ranges) != len(paths):
+            raise ValueError("one path per range")
+        self.rate = int(rate)
+        self.channels = int(channels)
+        self.paths = [Path(p) for p in paths]
+        self.s0 = [int(round(Fraction(a) * rate)) for a, _ in ranges]
+        self.s1 = [int(round(Fraction(b) * rate)) for _, b in ranges]
+        self._buf: dict[int, np.ndarray] = {}
+        self._filled = [0] * len(ranges)    # samples of real audio placed (for stats)
+        self._done = [False] * len(ranges)
+        self._next_pos: int | None = None
+        self._first_open = 0                # chunks before this one are written
+        self._tol = int(round(self.CONTIGUITY_S * rate))
+        self._resampler = None
+        self.on_written = on_written
+        self.samples_total = 0
+
+    # -- feeding -------------------------------------------------------------------
+    def add_frame(self, frame) -> None:
+        """Place one decoded ``av.AudioFrame`` (any sample format) on the timeline."""
+        if frame.pts is None or frame.time_base is None:
+            pos = self._next_pos if self._next_pos is not None else 0
+        else:
+            pos = int(round(Fraction(frame.pts) * Fraction(frame.time_base) * self.rate))
+            if self._next_pos is not None and abs(pos - self._next_pos) <= self._tol:
+                pos = self._next_pos
+        data = self._to_s16(frame)
+        self.add_samples(pos, data)
+
+    def _to_s16(self, frame) -> np.ndarray:
+        """Interleaved int16 array of shape (samples, channels)."""
+        import av  # local: keep module import light for pure users
+        if frame.format.name != "s16" or frame.layout.nb_channels != self.channels:
+            if self._resampler is None:
+                layout = frame.layout.name if frame.layout.nb_channels == self.channels else None
+                self._resampler = av.AudioResampler(format="s16", layout=layout or self.channels,
+                                                    rate=frame.sample_rate)
+            out = []
+            for f in self._resampler.resample(frame):
+                out.append(f.to_ndarray().reshape(-1, self.channels))
+            if not out:
+                return np.zeros((0, self.channels), np.int16)
+            return np.concatenate(out) if len(out) > 1 else out[0]
+        return frame.to_ndarray().reshape(-1, self.channels)
+
+    def add_samples(self, pos: int, data: np.ndarray) -> None:
+        """Place int16 samples ``data`` (samples x channels) starting at sample ``pos``."""
+        n = data.shape[0]
+        self._next_pos = pos + n
+        self.samples_total += n
+        end = pos + n
+        i = self._first_open
+        while i < len(self.s0) and self.s0[i] < end:
+            a, b = max(pos, self.s0[i]), min(end, self.s1[i])
+            if a < b and not self._done[i]:
+                buf = self._buf.get(i)
+                if buf is None:
+                    buf = self._buf[i] = np.zeros((self.s1[i] - self.s0[i], self.channels),
+                                                  np.int16)
+                buf[a - self.s0[i]:b - self.s0[i]] = data[a - pos:b - pos]
+                self._filled[i] += b - a
+            i += 1
+        # every chunk that ends at or before where the audio has reached is complete
+        while self._first_open < len(self.s1) and self.s1[self._first_open] <= end:
+            self._write(self._first_open)
+            self._first_open += 1
+
+    # -- output --------------------------------------------------------------------
+    def _write(self, i: int) -> None:
+        if self._done[i]:
+            return
+        buf = self._buf.pop(i, None)
+        if buf is None:
+            buf = np.zeros((self.s1[i] - self.s0[i], self.channels), np.int16)
+        self.paths[i].parent.mkdir(parents=True, exist_ok=True)
+        with wave.open(str(self.paths[i]), "wb") as w:
+            w.setnchannels(self.channels)
+            w.setsampwidth(2)
+            w.setframerate(self.rate)
+            w.writeframes(buf.astype("<i2", copy=False).tobytes())
+        self._done[i] = True
+        if self.on_written is not None:
+            self.on_written(i)
+
+    def finish(self) -> list[dict]:
+        """Write every remaining chunk (silence where no audio came) and return per-chunk
+        stats: ``{"samples": n, "filled": n_real}`` (filled < samples means silence padding)."""
+        for i in range(len(self.s0)):
+            self._write(i)
+        return [{"samples": self.s1[i] - self.s0[i], "filled": self._filled[i]}
+                for i in range(len(self.s0))]

@@ -1,0 +1,383 @@
+"""Cut a video into chunk MP4s holding exact frame ranges.
+
+``split_video`` reads the source once, sequentially (one demux pass, no video
+decoding), and feeds every chunk's muxer from that pass:
+
+* **copy chunks** (``ChunkPlan.copy``): the video packets whose pts fall in the chunk's
+  frame range are remuxed unchanged into ``<chunk>.mp4``. Timestamps are rebased so the
+  chunk's first frame has pts 0, in the source stream's time base. Decode timestamps are
+  regenerated (Matroska stores none for the first reordered packets): the k-th packet of
+  a chunk in decode order gets the k-th smallest pts of the chunk minus the reorder
+  delay. A chunk is demoted to re-encoding when the copy would not decode to exactly its
+  frames: its first packet is not its keyframe, a packet of it arrives after the next
+  chunk's keyframe (an open GOP's leading picture), or its packet count is wrong.
+* **re-encode chunks**: after the pass, each is cut by seeking to the keyframe at or
+  before its first frame, decoding, and encoding exactly its frames with libx264
+  (``ENCODE_OPTIONS``, same resolution, same timestamps rebased to 0).
+* **audio** (optional): decoded in the same pass and handed to ``audio.AudioSplitter``.
+
+Chunk MP4s carry video only; the chunk's audio is the separate WAV (seed 000).
+Peak memory is bounded by a few packets per open chunk (at most two chunks are open
+at once), independent of the recording's length.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from companion.util.errors import BadInput, EnvProblem, NMError
+
+from .audio import AudioSplitter
+from .chunking import ChunkPlan
+
+# libx264 settings for chunks that cannot be stream-copied: visually lossless for
+# screen content at a speed that keeps a misaligned 1080p60 recording practical.
+ENCODE_CODEC = "libx264"
+ENCODE_OPTIONS = {"crf": "14", "preset": "faster"}
+
+# Packets buffered at the start of each copy chunk to measure the reorder delay
+# (B-frame depth). x264 uses at most 16 B-frames, so 32 packets always suffice.
+_REORDER_WINDOW = 32
+
+
+@dataclass
+class SplitResult:
+    """What ``split_video`` did. ``modes[i]`` is ``"copy"`` or ``"reencode"`` for chunk i;
+    ``demoted`` maps chunk ids planned as copy but re-encoded to the reason;
+    ``audio`` per-chunk sample stats (or None without audio)."""
+
+    modes: list[str]
+    demoted: dict[int, str] = field(default_factory=dict)
+    audio: list[dict] | None = None
+
+
+class _CopyChunk:
+    """Muxer of one stream-copied chunk, fed packets in decode order."""
+
+    def __init__(self, plan: ChunkPlan, path: Path, in_stream, chunk_pts: np.ndarray):
+        self.plan = plan
+        self.path = path
+        self.in_stream = in_stream
+        self.sorted_pts = chunk_pts.tolist()   # presentation order == ascending pts
+        self.base = self.sorted_pts[0]
+        self.k = 0
+        self.buf: list = []
+        self.shift: int | None = None
+        self.dirty: str | None = None
+        self.out = None
+        self.ostream = None
+        self.closed = False
+
+    def mark_dirty(self, reason: str) -> None:
+        if self.dirty is None:
+            self.dirty = reason
+
+    def add(self, pkt) -> None:
+        if self.dirty is not None or self.closed:
+            if self.closed and self.dirty is None:
+                self.dirty = "a packet arrived after the chunk was closed"
+            return
+        if self.k == 0 and (pkt.pts != self.base or not pkt.is_keyframe):
+            self.dirty = "first packet in decode order is not the chunk's keyframe"
+            return
+        if self.k >= len(self.sorted_pts):
+            self.dirty = "more packets than frames"
+            return
+        self.k += 1
+        if self.shift is None:
+            self.buf.append(pkt)
+            if len(self.buf) >= _REORDER_WINDOW or self.k == len(self.sorted_pts):
+                self._flush_buf()
+        else:
+            self._write(pkt, self.k - 1)
+
+    def _flush_buf(self) -> None:
+        self.shift = max(self.sorted_pts[j] - p.pts for j, p in enumerate(self.buf))
+        self._open()
+        for j, p in enumerate(self.buf):
+            self._write(p, j)
+        self.buf = []
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.out = av_open(self.path, "w", format="mp4")
+        self.ostream = self.out.add_stream_from_template(self.in_stream)
+        self.ostream.time_base = self.in_stream.time_base
+        self.ostream.codec_context.codec_tag = "avc1" if self.in_stream.codec_context.name == "h264" \
+            else self.ostream.codec_context.codec_tag
+
+    def _write(self, pkt, k: int) -> None:
+        if self.dirty is not None:
+            return
+        pts = pkt.pts - self.base
+        dts = self.sorted_pts[k] - self.base - self.shift
+        if dts > pts:
+            self.dirty = "B-frame reorder deeper than the copy window"
+            return
+        pkt.pts = pts
+        pkt.dts = dts
+        pkt.stream = self.ostream
+        self.out.mux(pkt)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if self.shift is None and self.buf and self.dirty is None:
+            self._flush_buf()
+        self.closed = True
+        if self.out is not None:
+            try:
+                self.out.close()
+            except Exception as e:  # noqa: BLE001 - any muxer failure demotes the chunk
+                self.mark_dirty(f"muxer failed: {e}")
+        if self.dirty is None and self.k != len(self.sorted_pts):
+            self.dirty = f"{self.k} packets for {len(self.sorted_pts)} frames"
+
+
+def av_open(path, mode="r", **kw):
+    """``av.open`` with FFmpeg errors turned into one-line BadInput/NMError."""
+    import av
+    try:
+        return av.open(str(path), mode, **kw)
+    except (av.FFmpegError, OSError) as e:
+        if mode == "r":
+            raise BadInput(f"cannot read video {path}: {e}") from None
+        raise NMError(f"cannot write {path}: {e}") from None
+
+
+def _check_inputs(scan, plans: Sequence[ChunkPlan], paths: Sequence[Path]) -> np.ndarray:
+    pts = np.asarray(scan.pts, dtype=np.int64)
+    n = pts.shape[0]
+    if n == 0:
+        raise BadInput(f"{scan.path}: the video has no frames")
+    if np.any(np.diff(pts) <= 0):
+        raise BadInput(f"{scan.path}: video pts are not strictly increasing in presentation order")
+    if not plans or plans[0].start_frame != 0 or plans[-1].end_frame != n or any(
+            a.end_frame != b.start_frame for a, b in zip(plans, plans[1:])):
+        raise ValueError("chunk plans must cover every frame exactly once")
+    if len(paths) != len(plans):
+        raise ValueError("one output path per chunk")
+    return pts
+
+
+def chunk_time_ranges(scan, plans: Sequence[ChunkPlan]) -> list[tuple[Fraction, Fraction]]:
+    """Container time ``[t0, t1)`` in seconds of each chunk: pts of its first frame to pts
+    of the next chunk's first frame (last chunk: last pts + one frame duration)."""
+    tb = Fraction(scan.time_base)
+    pts = scan.pts
+    out = []
+    for p in plans:
+        t0 = int(pts[p.start_frame]) * tb
+        if p.end_frame < len(pts):
+            t1 = int(pts[p.end_frame]) * tb
+        else:
+            t1 = int(pts[-1]) * tb + 1 / Fraction(scan.fps)
+        out.append((t0, t1))
+    return out
+
+
+def split_video(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
+                video_paths: Sequence[Path], audio_paths: Sequence[Path] | None = None,
+                on_chunk: Callable[[int, str], None] | None = None,
+                encode_options: dict | None = None) -> SplitResult:
+    """Write ``video_paths[i]`` holding exactly frames ``plans[i]`` of ``src``.
+
+    ``scan`` is the ``VideoScan`` of ``src`` (``pts`` in presentation order, ``keyframe``,
+    ``time_base``, ``fps``, ``width``, ``height``, ``has_audio``, ``audio_rate``,
+    ``audio_channels``). With ``audio_paths`` and an audio track, also writes one WAV per
+    chunk (see ``audio.py``). ``on_chunk(chunk_id, mode)`` is called as each MP4 is done.
+    """
+    import av
+    pts = _check_inputs(scan, plans, video_paths)
+    n = pts.shape[0]
+    chunk_of = np.empty(n, dtype=np.int64)
+    for p in plans:
+        chunk_of[p.start_frame:p.end_frame] = p.chunk_id
+    chunk_of_l = chunk_of.tolist()
+    frame_of = {v: i for i, v in enumerate(pts.tolist())}
+    starts = [p.start_frame for p in plans]
+
+    container = av_open(src)
+    try:
+        if not container.streams.video:
+            raise BadInput(f"{src}: no video stream")
+        vs = container.streams.video[0]
+        streams = [vs]
+        splitter = None
+        a_stream = None
+        if audio_paths is not None and scan.has_audio and container.streams.audio:
+            a_stream = container.streams.audio[0]
+            streams.append(a_stream)
+            splitter = AudioSplitter(chunk_time_ranges(scan, plans), audio_paths,
+                                     int(scan.audio_rate), int(scan.audio_channels))
+        copies: dict[int, _CopyChunk] = {}
+        for p in plans:
+            if p.copy:
+                copies[p.chunk_id] = _CopyChunk(p, Path(video_paths[p.chunk_id]), vs,
+                                                pts[p.start_frame:p.end_frame])
+        modes = ["reencode"] * len(plans)
+        result = SplitResult(modes=modes)
+        lowest_open = 0          # copy chunks below this id are closed
+        max_started = -1         # highest chunk whose first keyframe has been demuxed
+        vindex = vs.index
+        try:
+            for pkt in container.demux(streams):
+                if pkt.stream_index == vindex:
+                    ppts = pkt.pts
+                    if ppts is None:
+                        continue
+                    fi = frame_of.get(ppts)
+                    if fi is None:
+                        continue          # not a frame of the scan (e.g. a discarded packet)
+                    c = chunk_of_l[fi]
+                    if fi == starts[c] and c > max_started:
+                        max_started = c
+                    cc = copies.get(c)
+                    if cc is not None:
+                        if c < max_started:
+                            cc.mark_dirty("a packet of it follows the next chunk's keyframe "
+                                          "(open GOP)")
+                        cc.add(pkt)
+                    while lowest_open < c - 1:
+                        done = copies.get(lowest_open)
+                        if done is not None:
+                            done.close()
+                            if done.dirty is None:
+                                modes[lowest_open] = "copy"
+                                if on_chunk:
+                                    on_chunk(lowest_open, "copy")
+                        lowest_open += 1
+                elif splitter is not None:
+                    try:
+                        frames = pkt.decode()
+                    except av.FFmpegError:
+                        continue          # a corrupt audio packet: its samples stay silent
+                    for f in frames:
+                        splitter.add_frame(f)
+        except av.FFmpegError:
+            pass   # truncated/corrupt tail: chunks that did not get all packets are demoted
+        if splitter is not None:
+            with contextlib.suppress(av.FFmpegError):
+                for f in a_stream.codec_context.decode(None):
+                    splitter.add_frame(f)
+        for cid in range(lowest_open, len(plans)):
+            cc = copies.get(cid)
+            if cc is not None:
+                cc.close()
+                if cc.dirty is None:
+                    modes[cid] = "copy"
+                    if on_chunk:
+                        on_chunk(cid, "copy")
+        for cid, cc in copies.items():
+            if cc.dirty is not None:
+                result.demoted[cid] = cc.dirty
+                with contextlib.suppress(FileNotFoundError):
+                    Path(video_paths[cid]).unlink()
+        if splitter is not None:
+            result.audio = splitter.finish()
+        for p in plans:
+            if modes[p.chunk_id] != "copy":
+                _reencode(container, vs, scan, pts, p, Path(video_paths[p.chunk_id]),
+                          encode_options or ENCODE_OPTIONS)
+                if on_chunk:
+                    on_chunk(p.chunk_id, "reencode")
+        return result
+    finally:
+        container.close()
+
+
+def _reencode(container, vs, scan, pts: np.ndarray, plan: ChunkPlan, path: Path,
+              options: dict) -> None:
+    """Decode frames ``[plan.start_frame, plan.end_frame)`` and encode them to ``path``."""
+    import av
+    if ENCODE_CODEC not in av.codecs_available:
+        raise EnvProblem(f"chunk {plan.chunk_id} starts or ends off a keyframe and must be "
+                         f"re-encoded, but this FFmpeg build has no {ENCODE_CODEC} encoder")
+    want = pts[plan.start_frame:plan.end_frame].tolist()
+    first, last = want[0], want[-1]
+    kf = np.flatnonzero(np.asarray(scan.keyframe[:plan.start_frame + 1], dtype=bool))
+    targets = [int(pts[kf[-1]])] if kf.size else []
+    targets.append(int(pts[0]))
+    tb = Fraction(scan.time_base)
+    for target in targets:
+        container.seek(target, stream=vs, backward=True, any_frame=False)
+        frames_iter = _decode_from(container, vs)
+        head = None
+        for f in frames_iter:
+            if f.pts is None:
+                continue
+            if f.pts >= first:
+                head = f
+                break
+        if head is not None and head.pts == first:
+            break
+    else:
+        raise BadInput(f"{scan.path}: cannot decode frame {plan.start_frame} "
+                       f"(pts {first}) for chunk {plan.chunk_id}")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = av_open(path, "w", format="mp4")
+    ok = False
+    try:
+        ost = out.add_stream(ENCODE_CODEC, rate=Fraction(scan.fps))
+        ost.width = int(scan.width)
+        ost.height = int(scan.height)
+        src_fmt = head.format.name
+        ost.pix_fmt = src_fmt if src_fmt in ("yuv420p", "yuv422p", "yuv444p", "yuv420p10le",
+                                              "nv12") else "yuv420p"
+        ost.codec_context.time_base = tb
+        ost.time_base = tb
+        ost.options = dict(options)
+        j = 0
+        f = head
+        while True:
+            if f.pts is not None and f.pts >= first:
+                if j >= len(want) or f.pts != want[j]:
+                    raise BadInput(f"{scan.path}: decoded frame pts {f.pts} where pts "
+                                   f"{want[j] if j < len(want) else 'none'} was expected "
+                                   f"(chunk {plan.chunk_id})")
+                if f.format.name != ost.pix_fmt:
+                    f = f.reformat(format=ost.pix_fmt)
+                f.pts = want[j] - first
+                f.time_base = tb
+                for p in ost.encode(f):
+                    out.mux(p)
+                j += 1
+                if j == len(want):
+                    break
+            f = next(frames_iter, None)
+            if f is None:
+                break
+        if j != len(want):
+            raise BadInput(f"{scan.path}: only {j} of {len(want)} frames of chunk "
+                           f"{plan.chunk_id} could be decoded (truncated video?)")
+        for p in ost.encode(None):
+            out.mux(p)
+        ok = True
+    finally:
+        try:
+            out.close()
+        finally:
+            if not ok:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
+def _decode_from(container, vs):
+    """Decoded frames of ``vs`` from the current position; decode errors end the stream."""
+    import av
+    try:
+        for pkt in container.demux(vs):
+            try:
+                frames = pkt.decode()
+            except av.InvalidDataError:
+                continue
+            yield from frames
+    except av.FFmpegError:
+        return
