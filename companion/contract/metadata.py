@@ -15,6 +15,7 @@ apart from reading the packaged schema files.
 """
 from __future__ import annotations
 
+import decimal
 import json
 import math
 import re
@@ -250,12 +251,14 @@ def validate_json(obj: Any, schema_name: str) -> list[str]:
     return out
 
 
-def loads_json_strict(data: bytes | str, source: str) -> Any:
+def loads_json_strict(data: bytes | str, source: str, exact_decimals: bool = False) -> Any:
     """Parse JSON bytes/text the way every reader of the format does.
 
     UTF-8 (a BOM is tolerated); NaN/Infinity and documents nested deeper than the
     interpreter can parse are refused. Raises :class:`BadInput` with a one-line message
-    naming ``source`` and, for syntax errors, the line and column.
+    naming ``source`` and, for syntax errors, the line and column. With
+    ``exact_decimals`` numbers with a fraction or exponent parse as ``decimal.Decimal``
+    (exact: a fractional epoch-ms timestamp keeps its ns).
     """
     if isinstance(data, bytes):
         try:
@@ -267,7 +270,8 @@ def loads_json_strict(data: bytes | str, source: str) -> Any:
         raise ValueError(f"{name} is not allowed in JSON")
 
     try:
-        return json.loads(data, parse_constant=_no_constants)
+        return json.loads(data, parse_constant=_no_constants,
+                          parse_float=decimal.Decimal if exact_decimals else None)
     except json.JSONDecodeError as e:
         raise BadInput(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except RecursionError:

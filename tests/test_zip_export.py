@@ -1,0 +1,306 @@
+"""The app's zip export (seed 000) imported as a session folder: real zips, real WebM."""
+from __future__ import annotations
+
+import io
+import json
+import stat
+import zipfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from companion.contract import events as ev
+from companion.contract.keys import dom_code_to_vk
+from companion.contract.metadata import validate_json
+from companion.interop.zip_export import ANCHOR_SOURCE, ZipLimits, convert_export, import_zip
+from companion.util.errors import BadInput, NMError
+
+START_MS = 1711111111111
+
+
+def make_webm(path: Path, n_frames: int = 12, fps: int = 30, size=(64, 48), audio: bool = True,
+              codec: str = "libvpx-vp9") -> Path:
+    """Encode a real WebM (VP9/VP8 + Opus) whose frame i is filled with grey level 10*i."""
+    w, h = size
+    with av.open(str(path), "w", format="webm") as c:
+        vs = c.add_stream(codec, rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.options = {"deadline": "realtime", "cpu-used": "8"}
+        a_s = None
+        if audio:
+            a_s = c.add_stream("libopus", rate=48000)
+            a_s.layout = "stereo"
+        for i in range(n_frames):
+            img = np.full((h, w, 3), (10 * i) % 256, dtype=np.uint8)
+            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+            f.pts = i
+            f.time_base = Fraction(1, fps)
+            for p in vs.encode(f):
+                c.mux(p)
+        for p in vs.encode(None):
+            c.mux(p)
+        if a_s is not None:
+            n = int(48000 * n_frames / fps)
+            pcm = np.zeros((2, 960), dtype=np.float32)
+            for k in range(0, n, 960):
+                af = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="flt", layout="stereo")
+                af.sample_rate = 48000
+                af.pts = k
+                af.time_base = Fraction(1, 48000)
+                for p in a_s.encode(af):
+                    c.mux(p)
+            for p in a_s.encode(None):
+                c.mux(p)
+    return path
+
+
+def sample_input(sid: str) -> dict:
+    return {
+        "sessionId": sid,
+        "startTime": START_MS,
+        "duration": 400,
+        "inputEvents": [
+            {"timestamp": START_MS + 20, "type": "mouse", "event": "mousemove",
+             "data": {"x": 640, "y": 360, "screenX": 1280, "screenY": 720}},
+            {"timestamp": START_MS + 10, "type": "keyboard", "event": "keydown",
+             "data": {"key": "A", "code": "KeyA", "ctrlKey": False, "altKey": False, "shiftKey": True}},
+            {"timestamp": START_MS + 30.5, "type": "mouse", "event": "mousedown",
+             "data": {"x": 641, "y": 362, "button": 2}},
+            {"timestamp": START_MS + 31, "type": "mouse", "event": "mouseup",
+             "data": {"x": 641, "y": 362, "button": 2}},
+            {"timestamp": START_MS + 40, "type": "keyboard", "event": "keyup",
+             "data": {"key": "A", "code": "KeyA"}},
+            {"timestamp": START_MS + 50, "type": "keyboard", "event": "keydown",
+             "data": {"key": "Shift", "code": "ShiftLeft"}},
+            {"timestamp": START_MS + 60, "type": "gamepad", "event": "stick", "data": {}},
+            {"timestamp": "soon", "type": "keyboard", "event": "keydown", "data": {"code": "KeyB"}},
+        ],
+    }
+
+
+def sample_metadata(sid: str) -> dict:
+    return {
+        "session": {"id": sid, "startTime": "2024-03-22T12:38:31.111Z",
+                    "endTime": "2024-03-22T12:38:31.511Z", "duration": 400, "totalInputEvents": 8},
+        "recording": {"videoFormat": "WebM (VP9)", "videoCodec": "VP9", "audioEnabled": True,
+                      "audioSource": "system", "webcamEnabled": False,
+                      "screenRecordingEnabled": True, "inputTrackingEnabled": True},
+        "system": {"userAgent": "Mozilla/5.0 test", "platform": "Linux x86_64", "language": "en-US",
+                   "timestamp": "2024-03-22T12:38:31.600Z"},
+        "ai": {"trainingReady": True, "dataTypes": ["video", "audio", "keyboard", "mouse"],
+               "synchronizationMethod": "timestamp-based", "frameRate": 30, "dataFormat": "WebM + JSON"},
+    }
+
+
+@pytest.fixture(scope="module")
+def webm_bytes(tmp_path_factory) -> bytes:
+    p = make_webm(tmp_path_factory.mktemp("webm") / "v.webm")
+    return p.read_bytes()
+
+
+def make_zip(path: Path, members: dict[str, bytes | str], compression=zipfile.ZIP_DEFLATED) -> Path:
+    with zipfile.ZipFile(path, "w", compression=compression) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def good_members(sid: str, webm: bytes) -> dict:
+    return {f"{sid}.webm": webm,
+            f"{sid}_input.json": json.dumps(sample_input(sid)),
+            f"{sid}_metadata.json": json.dumps(sample_metadata(sid))}
+
+
+def read_jsonl(p: Path) -> list[dict]:
+    return [json.loads(ln) for ln in p.read_text().splitlines()]
+
+
+def test_import_builds_session_folder(tmp_path, webm_bytes):
+    sid = "sess-01"
+    z = make_zip(tmp_path / f"{sid}.zip", good_members(sid, webm_bytes))
+    out = import_zip(z, tmp_path / "work")
+    assert out == tmp_path / "work" / sid
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{sid}.jsonl", f"{sid}.webm", "metadata.json"])
+    assert (out / f"{sid}.webm").read_bytes() == webm_bytes
+
+    rows = read_jsonl(out / f"{sid}.jsonl")
+    ts = [r["timestamp_ns"] for r in rows]
+    assert ts == sorted(ts)
+    data = [(r["timestamp_ns"], r["event_src"], json.loads(r["event_data"])) for r in rows]
+    s = START_MS * 1_000_000
+    assert data[0] == (s, ev.SRC_RECORDER, {"event": ev.REC_RECORDING_STARTED,
+                                            "anchor_source": ANCHOR_SOURCE})
+    assert data[1] == (s + 10_000_000, ev.SRC_CONTROL, [ev.KEY_PRESS, dom_code_to_vk("KeyA"), "A"])
+    assert dom_code_to_vk("KeyA") == 65
+    # mousemove: screen coordinates
+    assert data[2] == (s + 20_000_000, ev.SRC_CONTROL, [ev.MOUSE_MOVE, 1280, 720])
+    # click: client x/y + the page's screen offset learnt from the last mousemove; fractional ms kept
+    assert data[3] == (s + 30_500_000, ev.SRC_CONTROL, [ev.MOUSE_CLICK, 1281, 722, "right", True])
+    assert data[4] == (s + 31_000_000, ev.SRC_CONTROL, [ev.MOUSE_CLICK, 1281, 722, "right", False])
+    assert data[5] == (s + 40_000_000, ev.SRC_CONTROL, [ev.KEY_RELEASE, 65, "A"])
+    assert data[6] == (s + 50_000_000, ev.SRC_CONTROL, [ev.KEY_PRESS, 160, "Shift"])
+    assert data[7] == (s + 400_000_000, ev.SRC_RECORDER, {"event": ev.REC_RECORDING_STOPPED,
+                                                          "anchor_source": ANCHOR_SOURCE})
+    assert len(data) == 8
+
+    meta = json.loads((out / "metadata.json").read_text())
+    assert validate_json(meta, "session_metadata") == []
+    assert meta["session_id"] == sid
+    assert meta["captured_at"] == "2024-03-22T12:38:31.111Z"
+    assert meta["resolution"] == [64, 48]
+    assert meta["codec"] == "vp9"
+    assert meta["capture_fps"] == 30
+    assert meta["consent"] == {"record_screen": True, "record_audio": True, "record_input": True}
+    assert meta["env"]["os"] == "Linux x86_64"
+    assert meta["source_export"] == sample_metadata(sid)       # verbatim
+    assert meta["import"]["events_imported"] == 6
+    assert meta["import"]["skipped"] == {"unknown event type 'stick'": 1, "bad timestamp": 1}
+
+
+def test_vp8_in_a_folder_inside_the_zip_and_rerun_replaces(tmp_path):
+    sid = "abc"
+    webm = make_webm(tmp_path / "v8.webm", codec="libvpx", audio=False).read_bytes()
+    members = {f"export/{k}": v for k, v in good_members(sid, webm).items()}
+    z = make_zip(tmp_path / "renamed.zip", members)
+    out = import_zip(z, tmp_path / "w")
+    (out / "stale.txt").write_text("old")
+    out2 = import_zip(z, tmp_path / "w")
+    assert out2 == out and not (out / "stale.txt").exists()
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["codec"] == "vp8"
+    assert meta["consent"]["record_audio"] is True        # from the export's recording.audioEnabled
+
+
+def test_start_time_falls_back_to_metadata_and_bare_array(tmp_path, webm_bytes):
+    sid = "s2"
+    members = good_members(sid, webm_bytes)
+    members[f"{sid}_input.json"] = json.dumps(sample_input(sid)["inputEvents"][:2])
+    out = import_zip(make_zip(tmp_path / "s2.zip", members), tmp_path / "w")
+    rows = read_jsonl(out / f"{sid}.jsonl")
+    assert rows[0]["timestamp_ns"] == START_MS * 1_000_000      # 2024-03-22T12:38:31.111Z
+    assert json.loads(rows[0]["event_data"])["event"] == ev.REC_RECORDING_STARTED
+
+
+def _expect_bad(tmp_path, zpath, match):
+    with pytest.raises(BadInput, match=match) as ei:
+        import_zip(zpath, tmp_path / "w")
+    assert "\n" not in str(ei.value)
+    assert not (tmp_path / "w").exists() or not any((tmp_path / "w").iterdir())
+
+
+@pytest.mark.parametrize("evil", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt", "C:/evil.txt",
+                                  "..\\evil.txt"])
+def test_rejects_escaping_entries(tmp_path, webm_bytes, evil):
+    members = good_members("s", webm_bytes)
+    members[evil] = b"x"
+    z = make_zip(tmp_path / "s.zip", members)
+    _expect_bad(tmp_path, z, "unsafe entry")
+    assert not (tmp_path.parent / "evil.txt").exists()
+
+
+def test_rejects_symlink_entry(tmp_path, webm_bytes):
+    z = make_zip(tmp_path / "s.zip", good_members("s", webm_bytes))
+    with zipfile.ZipFile(z, "a") as zf:
+        info = zipfile.ZipInfo("link")
+        info.create_system = 3
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, "/etc/passwd")
+    _expect_bad(tmp_path, z, "symbolic link")
+
+
+def test_rejects_zip_bomb_ratio_total_size_and_entry_count(tmp_path, webm_bytes):
+    members = good_members("s", webm_bytes)
+    members["padding.bin"] = b"\0" * (20 * 1024 * 1024)          # ~1000:1 with deflate
+    z = make_zip(tmp_path / "bomb.zip", members)
+    _expect_bad(tmp_path, z, "compression ratio")
+    z2 = make_zip(tmp_path / "big.zip", good_members("s", webm_bytes))
+    with pytest.raises(BadInput, match="more than the limit"):
+        import_zip(z2, tmp_path / "w", limits=ZipLimits(max_total_bytes=1000))
+    many = good_members("s", webm_bytes)
+    many.update({f"extra{i}.txt": b"" for i in range(20)})
+    with pytest.raises(BadInput, match="entries"):
+        import_zip(make_zip(tmp_path / "many.zip", many), tmp_path / "w", limits=ZipLimits(max_entries=10))
+
+
+@pytest.mark.parametrize("drop,match", [("webm", "missing member s.webm"),
+                                        ("metadata", "missing member s_metadata.json"),
+                                        ("input", "no <session_id>_input.json")])
+def test_requires_three_members(tmp_path, webm_bytes, drop, match):
+    members = good_members("s", webm_bytes)
+    key = {"webm": "s.webm", "metadata": "s_metadata.json", "input": "s_input.json"}[drop]
+    del members[key]
+    _expect_bad(tmp_path, make_zip(tmp_path / "s.zip", members), match)
+
+
+def test_bad_json_truncated_zip_not_a_zip_not_a_video(tmp_path, webm_bytes):
+    members = good_members("s", webm_bytes)
+    members["s_input.json"] = '{"startTime": 1, "inputEvents": [ {"timestamp": 1,'
+    _expect_bad(tmp_path, make_zip(tmp_path / "j.zip", members), r"s_input.json: invalid JSON at line 1")
+    members = good_members("s", webm_bytes)
+    members["s_metadata.json"] = '{"a": NaN}'
+    _expect_bad(tmp_path, make_zip(tmp_path / "n.zip", members), "NaN is not allowed")
+
+    good = make_zip(tmp_path / "g.zip", good_members("s", webm_bytes)).read_bytes()
+    trunc = tmp_path / "t.zip"
+    trunc.write_bytes(good[: len(good) // 2])
+    _expect_bad(tmp_path, trunc, "not a valid zip")
+    # central directory intact, member data corrupted -> CRC / stream error, still one line
+    corrupt = bytearray(good)
+    off = corrupt.find(b"s_input.json") + 40
+    corrupt[off:off + 8] = b"\xff" * 8
+    (tmp_path / "c.zip").write_bytes(bytes(corrupt))
+    with pytest.raises(NMError) as ei:
+        import_zip(tmp_path / "c.zip", tmp_path / "w")
+    assert "\n" not in str(ei.value)
+
+    (tmp_path / "text.zip").write_text("hello")
+    _expect_bad(tmp_path, tmp_path / "text.zip", "not a valid zip")
+    _expect_bad(tmp_path, tmp_path / "missing.zip", "no such file")
+    members = good_members("s", b"this is not a webm")
+    _expect_bad(tmp_path, make_zip(tmp_path / "v.zip", members), "not a readable video")
+
+
+def test_mismatched_session_id_and_no_start_time(tmp_path, webm_bytes):
+    members = good_members("s", webm_bytes)
+    members["s_input.json"] = json.dumps(sample_input("other"))
+    _expect_bad(tmp_path, make_zip(tmp_path / "m.zip", members), "is for session 'other'")
+    with pytest.raises(BadInput, match="no usable startTime"):
+        convert_export({"inputEvents": []}, {"session": {"startTime": "yesterday"}})
+    with pytest.raises(BadInput, match="inputEvents must be an array"):
+        convert_export({"startTime": 5, "inputEvents": {"a": 1}}, {})
+
+
+def test_unwritable_workdir_is_one_line(tmp_path, webm_bytes):
+    import os
+    if os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions")
+    z = make_zip(tmp_path / "s.zip", good_members("s", webm_bytes))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(NMError):
+            import_zip(z, ro / "w")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_stored_zip_with_unicode_and_large_event_list(tmp_path, webm_bytes):
+    sid = "big"
+    inp = sample_input(sid)
+    inp["inputEvents"] = [{"timestamp": START_MS + i, "type": "mouse", "event": "mousemove",
+                           "data": {"x": i % 100, "y": 5, "screenX": i % 100 + 10, "screenY": 15}}
+                          for i in range(20000)]
+    inp["inputEvents"].append({"timestamp": START_MS + 3, "type": "keyboard", "event": "keydown",
+                               "data": {"key": "é", "code": "Unidentified"}})
+    members = good_members(sid, webm_bytes)
+    members[f"{sid}_input.json"] = json.dumps(inp, ensure_ascii=False)
+    out = import_zip(make_zip(tmp_path / "b.zip", members, compression=zipfile.ZIP_STORED),
+                     tmp_path / "w")
+    rows = read_jsonl(out / f"{sid}.jsonl")
+    assert len(rows) == 20003
+    key = [json.loads(r["event_data"]) for r in rows if '"keyboard.press"' in r["event_data"]]
+    assert key == [[ev.KEY_PRESS, None, "é"]]          # unknown key kept, vk null, not guessed
