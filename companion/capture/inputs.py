@@ -39,6 +39,26 @@ _BUTTON_NAMES = {"left": "left", "right": "right", "middle": "middle", "x1": "x1
                  "button8": "x1", "button9": "x2"}
 
 
+def _wake_x11_listener(listener) -> None:
+    """Make a stopping pynput X11 listener return now instead of at the next X event.
+
+    pynput's X11 ``stop()`` queues RECORD DisableContext on the connection its own thread
+    is blocked reading, so it is only sent when the next input event arrives. Sending
+    DisableContext from the listener's second connection (as the X RECORD spec allows)
+    ends the data transfer at once. Uses pynput internals; silently does nothing if
+    they are absent (other platforms, other pynput versions).
+    """
+    conn = getattr(listener, "_display_stop", None)
+    ctx = getattr(listener, "_context", None)
+    if conn is None or ctx is None:
+        return
+    try:
+        conn.record_disable_context(ctx)
+        conn.flush()
+    except Exception:  # noqa: BLE001 - connection already closed: listener has ended
+        pass
+
+
 def _wait_ready(listener, timeout_s: float) -> None:
     """Like pynput's ``Listener.wait()`` but returns if the thread dies or times out.
 
@@ -111,6 +131,10 @@ class InputCapture:
                 lst.start()
             for lst in self._listeners:
                 _wait_ready(lst, 10.0)
+            # pynput marks a listener ready just *before* it enables its record context
+            # (X11 RECORD); give that request time to reach the server so events that
+            # follow start() are not missed.
+            time.sleep(0.1)
         except Exception as e:
             self.stop()
             raise EnvProblem(f"cannot start input listeners: {type(e).__name__}: {e}".splitlines()[0]) from None
@@ -135,6 +159,7 @@ class InputCapture:
                 lst.stop()
             except Exception:  # noqa: BLE001 - stopping a half-started listener
                 pass
+            _wake_x11_listener(lst)
         for lst in self._listeners:
             try:
                 lst.join(5.0)

@@ -1,0 +1,212 @@
+"""InputCapture -> JsonlWriter on a real X server (Xvfb), input driven by real xdotool.
+
+Displays used: :70-:73 (first free one).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from companion.capture.inputs import InputCapture
+from companion.capture.privacy import PrivacyFilter
+from companion.capture.writer import JsonlWriter
+from companion.contract import events as ev
+from companion.util.errors import EnvProblem
+
+pytestmark = [pytest.mark.x11,
+              pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("xdotool")),
+                                 reason="needs Xvfb and xdotool")]
+
+DISPLAYS = range(70, 74)
+
+
+def _start_xvfb(numbers) -> tuple[subprocess.Popen, str]:
+    from Xlib import display as xdisplay
+    for n in numbers:
+        if os.path.exists(f"/tmp/.X{n}-lock") or os.path.exists(f"/tmp/.X11-unix/X{n}"):
+            continue
+        proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                xdisplay.Display(f":{n}").close()
+                return proc, f":{n}"
+            except Exception:
+                time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+    pytest.fail(f"could not start Xvfb on any of :{numbers[0]}..:{numbers[-1]}")
+
+
+@pytest.fixture(scope="module")
+def xdisplay():
+    proc, name = _start_xvfb(DISPLAYS)
+    yield name
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def display_env(xdisplay, monkeypatch):
+    monkeypatch.setenv("DISPLAY", xdisplay)
+    return xdisplay
+
+
+def xdo(display: str, *args: str) -> None:
+    subprocess.run(["xdotool", *args], check=True, env={**os.environ, "DISPLAY": display},
+                   timeout=20)
+
+
+def read_lines(path: Path) -> list[dict]:
+    out = []
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        assert list(rec) == ["timestamp_ns", "event_src", "event_data"]
+        assert isinstance(rec["event_data"], str)
+        rec["data"] = json.loads(rec["event_data"])
+        out.append(rec)
+    return out
+
+
+def run_capture(tmp_path, display, actions, **kw) -> tuple[list[dict], int, int, InputCapture]:
+    path = tmp_path / "s.jsonl"
+    w = JsonlWriter(path).start()
+    cap = InputCapture(w.put, **kw)
+    t0 = time.time_ns()
+    cap.start()
+    try:
+        actions()
+        time.sleep(0.3)  # let the RECORD stream deliver the last events
+    finally:
+        cap.stop()
+    t1 = time.time_ns()
+    counts = w.close()
+    assert counts["dropped"] == 0 and counts["error"] is None
+    assert cap.errors == 0, cap.error
+    recs = read_lines(path)
+    assert counts["written"] == len(recs)
+    return recs, t0, t1, cap
+
+
+def control(recs, prefix=""):
+    return [r for r in recs if r["event_src"] == ev.SRC_CONTROL and r["data"][0].startswith(prefix)]
+
+
+def test_keys_with_modifiers_and_typing(tmp_path, display_env):
+    def act():
+        # explicit down/up: `xdotool key ctrl+shift+a` releases the modifiers before the key
+        xdo(display_env, "keydown", "ctrl", "keydown", "shift", "keydown", "a",
+            "keyup", "a", "keyup", "shift", "keyup", "ctrl")
+        xdo(display_env, "type", "--delay", "30", "hi")
+        xdo(display_env, "key", "Return", "F5", "Escape")
+
+    recs, t0, t1, _ = run_capture(tmp_path, display_env, act, mouse=False)
+    keys = control(recs, "keyboard.")
+    assert keys == control(recs), "mouse=False must not log mouse events"
+    seq = [(r["data"][0].split(".")[1], r["data"][1]) for r in keys]
+    VK_LCTRL, VK_LSHIFT, VK_A, VK_H, VK_I, VK_RETURN, VK_F5, VK_ESC = 162, 160, 65, 72, 73, 13, 116, 27
+    assert seq == [
+        ("press", VK_LCTRL), ("press", VK_LSHIFT), ("press", VK_A),
+        ("release", VK_A), ("release", VK_LSHIFT), ("release", VK_LCTRL),
+        ("press", VK_H), ("release", VK_H), ("press", VK_I), ("release", VK_I),
+        ("press", VK_RETURN), ("release", VK_RETURN), ("press", VK_F5), ("release", VK_F5),
+        ("press", VK_ESC), ("release", VK_ESC),
+    ]
+    names = [r["data"][2] for r in keys]
+    assert names[0] == names[5] == "ctrl" and names[1] == names[4] == "shift"
+    assert names[2] == names[3] == "A"  # pynput names the character typed (shift held)
+    assert names[6] == "h" and names[8] == "i" and names[10] == "enter" and names[12] == "f5"
+    for r in keys:
+        assert len(r["data"]) == 3
+    ts = [r["timestamp_ns"] for r in recs]
+    assert ts == sorted(ts)
+    assert t0 <= ts[0] and ts[-1] <= t1
+
+
+def test_mouse_move_click_scroll(tmp_path, display_env):
+    def act():
+        xdo(display_env, "mousemove", "100", "200")
+        xdo(display_env, "mousemove", "640", "360")
+        xdo(display_env, "click", "1")
+        xdo(display_env, "click", "3")
+        xdo(display_env, "click", "2")
+        xdo(display_env, "mousedown", "1")
+        xdo(display_env, "mousemove", "700", "400")
+        xdo(display_env, "mouseup", "1")
+        xdo(display_env, "click", "4")  # wheel up
+        xdo(display_env, "click", "5")  # wheel down
+        xdo(display_env, "click", "6")  # wheel left
+        xdo(display_env, "click", "7")  # wheel right
+
+    recs, t0, t1, cap = run_capture(tmp_path, display_env, act, keyboard=False)
+    assert control(recs) == control(recs, "mouse.")
+    moves = [r["data"] for r in control(recs, "mouse.move")]
+    assert [ev.MOUSE_MOVE, 100, 200] in moves and [ev.MOUSE_MOVE, 640, 360] in moves
+    assert moves[-1] == [ev.MOUSE_MOVE, 700, 400]
+    clicks = [r["data"] for r in control(recs, "mouse.click")]
+    assert clicks == [
+        [ev.MOUSE_CLICK, 640, 360, "left", True], [ev.MOUSE_CLICK, 640, 360, "left", False],
+        [ev.MOUSE_CLICK, 640, 360, "right", True], [ev.MOUSE_CLICK, 640, 360, "right", False],
+        [ev.MOUSE_CLICK, 640, 360, "middle", True], [ev.MOUSE_CLICK, 640, 360, "middle", False],
+        [ev.MOUSE_CLICK, 640, 360, "left", True], [ev.MOUSE_CLICK, 700, 400, "left", False],
+    ]
+    scrolls = [r["data"] for r in control(recs, "mouse.scroll")]
+    assert scrolls == [[ev.MOUSE_SCROLL, 700, 400, 0, 1], [ev.MOUSE_SCROLL, 700, 400, 0, -1],
+                       [ev.MOUSE_SCROLL, 700, 400, -1, 0], [ev.MOUSE_SCROLL, 700, 400, 1, 0]]
+    ts = [r["timestamp_ns"] for r in recs]
+    assert ts == sorted(ts) and t0 <= ts[0] and ts[-1] <= t1
+    assert cap.seen == cap.passed == len(recs)
+    # the exact seed 002 line shape, byte for byte
+    line = (tmp_path / "s.jsonl").read_text().splitlines()[0]
+    d = recs[0]
+    assert line == ('{"timestamp_ns":%d,"event_src":"control_publisher","event_data":"%s"}'
+                    % (d["timestamp_ns"], json.dumps(d["data"], separators=(",", ":")).replace('"', '\\"')))
+
+
+def test_no_consent_logs_nothing(tmp_path, display_env):
+    def act():
+        xdo(display_env, "mousemove", "10", "10")
+        xdo(display_env, "key", "a")
+
+    recs, _, _, cap = run_capture(tmp_path, display_env, act,
+                                  privacy=PrivacyFilter(consent=False))
+    assert recs == []
+    assert cap.seen >= 3 and cap.filtered == cap.seen  # events arrived and were held back
+
+
+def test_privacy_flags_no_keyboard(tmp_path, display_env):
+    def act():
+        xdo(display_env, "mousemove", "20", "30")
+        xdo(display_env, "key", "b")
+
+    recs, _, _, _ = run_capture(tmp_path, display_env, act,
+                                privacy=PrivacyFilter(consent=True, keyboard=False))
+    assert control(recs, "keyboard.") == []
+    assert [ev.MOUSE_MOVE, 20, 30] in [r["data"] for r in control(recs, "mouse.move")]
+
+
+def test_start_without_display_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    with pytest.raises(EnvProblem, match="DISPLAY"):
+        InputCapture(lambda *a: None).start()
+
+
+def test_stop_means_no_more_events(tmp_path, display_env):
+    got = []
+    cap = InputCapture(lambda *a: got.append(a), keyboard=False)
+    cap.start()
+    xdo(display_env, "mousemove", "5", "6")
+    time.sleep(0.2)
+    cap.stop()
+    n = len(got)
+    assert n >= 1 and not cap.running()
+    xdo(display_env, "mousemove", "50", "60")
+    time.sleep(0.2)
+    assert len(got) == n
