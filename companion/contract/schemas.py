@@ -16,10 +16,11 @@ _META = {b"format_version": FORMAT_VERSION.encode()}
 
 # frames.parquet: one row per video frame, in presentation order.
 FRAMES_SCHEMA = pa.schema([
-    pa.field("frame_idx", pa.int64(), nullable=False),   # 0-based presentation index
+    pa.field("frame_idx", pa.int64(), nullable=False),   # 0-based presentation index (rank in the file)
+    pa.field("slot", pa.int64(), nullable=False),        # OBS frame-grid slot: round(pts_ns / interval); gaps = frames OBS left out
     pa.field("pts", pa.int64(), nullable=False),         # container pts (stream time_base)
     pa.field("pts_ns", pa.int64(), nullable=False),      # pts converted to ns from stream start
-    pa.field("mono_ns", pa.int64(), nullable=False),     # OBS monotonic capture time
+    pa.field("mono_ns", pa.int64()),                     # OBS monotonic capture time (null: no OBS anchors)
     pa.field("t_ns", pa.int64(), nullable=False),        # epoch ns capture time (clock fit)
     pa.field("segment", pa.int32(), nullable=False),     # recording segment (pauses split)
     pa.field("keyframe", pa.bool_(), nullable=False),

@@ -1,0 +1,159 @@
+"""Choosing and cross-checking the timing anchors of one recording (pure).
+
+Sources, best first (docs/contracts/captions-and-sidecar.md, "Choosing anchors"):
+
+1. ``captions``: NM1 captions demuxed from the video packets (in-band, travel with
+   the file);
+2. ``sidecar``: ``<stem>.anchors.jsonl`` written by the OBS script;
+   when both exist they are cross-checked and disagreements reported;
+3. ``owa_subtitles``: an open-world-agents subtitle track of epoch-ns cues;
+4. ``recording_start_marker``: the companion's ``recording.started`` marker (or a zip
+   export's ``startTime``) pins pts 0: low confidence, warned.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ..contract.captions import CaptionError, ClockPair, SegmentAnchor, decode_caption
+from ..contract.sidecar import Sidecar
+
+
+@dataclass
+class AnchorSet:
+    source: str                      # captions | sidecar | captions+sidecar | owa_subtitles | ...
+    confidence: str                  # exact | approximate | low
+    recording_id: str | None = None
+    segments: list[SegmentAnchor] = field(default_factory=list)
+    clocks: list[ClockPair] = field(default_factory=list)
+    cues: list[tuple[int, int]] = field(default_factory=list)   # (pts_ns, epoch_ns) for OWA
+    start_epoch_ns: int | None = None                           # marker fallback
+    warnings: list[str] = field(default_factory=list)
+    crosscheck: dict | None = None
+    bad_captions: int = 0
+    header: dict = field(default_factory=dict)
+
+
+def anchors_from_captions(captions: Sequence[tuple[int, str]]) -> tuple[list[SegmentAnchor], list[ClockPair], int, int]:
+    """Decode (frame_idx, text) captions; returns segments, clocks, n_bad, n_foreign."""
+    segs, clocks, bad, foreign = [], [], 0, 0
+    for _idx, text in captions:
+        try:
+            rec = decode_caption(text)
+        except CaptionError:
+            bad += 1
+            continue
+        if rec is None:
+            foreign += 1
+        elif isinstance(rec, SegmentAnchor):
+            segs.append(rec)
+        else:
+            clocks.append(rec)
+    return segs, clocks, bad, foreign
+
+
+def _majority_id(segs, clocks) -> str | None:
+    counts: dict[str, int] = {}
+    for r in list(segs) + list(clocks):
+        counts[r.recording_id] = counts.get(r.recording_id, 0) + 1
+    return max(counts, key=counts.get) if counts else None
+
+
+def cues_from_subtitles(cues: Sequence[tuple[int, int, str]]) -> list[tuple[int, int]]:
+    """OWA subtitle cues whose text is an epoch-ns integer -> (pts_ns, epoch_ns)."""
+    out = []
+    for start_ns, _end, text in cues:
+        t = text.strip()
+        if t.isdigit() and len(t) >= 16:
+            out.append((int(start_ns), int(t)))
+    return out
+
+
+def choose_anchors(captions: Sequence[tuple[int, str]], sidecar: Sidecar | None,
+                   subtitle_cues: Sequence[tuple[int, int, str]],
+                   start_marker: tuple[int, str] | None) -> AnchorSet | None:
+    """Pick the best anchor source; None when there is nothing at all."""
+    c_segs, c_clocks, bad, _foreign = anchors_from_captions(captions)
+    warnings = []
+    if bad:
+        warnings.append(f"{bad} NM1 caption(s) failed their checksum and were ignored")
+    cap_id = _majority_id(c_segs, c_clocks)
+    if cap_id is not None:
+        others = {r.recording_id for r in c_segs + c_clocks} - {cap_id}
+        if others:
+            warnings.append(f"captions from other recordings ignored: {sorted(others)}")
+        c_segs = [s for s in c_segs if s.recording_id == cap_id]
+        c_clocks = [c for c in c_clocks if c.recording_id == cap_id]
+    has_caps = any(s.segment == 0 for s in c_segs)
+    has_side = sidecar is not None and any(s.segment == 0 for s in sidecar.segments)
+
+    if has_caps or has_side:
+        if has_caps and has_side:
+            cross = crosscheck(c_segs, c_clocks, sidecar)
+            if cross["agree"]:
+                seg_map = {s.segment: s for s in sidecar.segments}
+                seg_map.update({s.segment: s for s in c_segs})
+                clocks = _merge_clocks(c_clocks, sidecar.clocks)
+                return AnchorSet("captions+sidecar", "exact", cap_id,
+                                 [seg_map[k] for k in sorted(seg_map)], clocks,
+                                 warnings=warnings + cross["problems"], crosscheck=cross,
+                                 bad_captions=bad, header=sidecar.header)
+            warnings.append("captions and sidecar disagree (" + "; ".join(cross["problems"])
+                            + "); using the captions, which travel inside the video")
+            return AnchorSet("captions", "exact", cap_id, c_segs, c_clocks, warnings=warnings,
+                             crosscheck=cross, bad_captions=bad)
+        if has_caps:
+            return AnchorSet("captions", "exact", cap_id, c_segs, c_clocks, warnings=warnings,
+                             bad_captions=bad)
+        if sidecar.torn_tail:
+            warnings.append("sidecar ends in a torn line (OBS or the script stopped abruptly)")
+        return AnchorSet("sidecar", "exact", sidecar.recording_id, list(sidecar.segments),
+                         list(sidecar.clocks), warnings=warnings, header=sidecar.header)
+    cues = cues_from_subtitles(subtitle_cues)
+    if cues:
+        return AnchorSet("owa_subtitles", "approximate", None, cues=cues, warnings=warnings)
+    if start_marker is not None:
+        t, kind = start_marker
+        warnings.append(f"no timing anchors in the video or a sidecar: frame 0 pinned to the "
+                        f"{kind.replace('_', ' ')} (low confidence, typically off by tens of ms)")
+        return AnchorSet(kind, "low", None, start_epoch_ns=t, warnings=warnings)
+    return None
+
+
+def _merge_clocks(a: Sequence[ClockPair], b: Sequence[ClockPair]) -> list[ClockPair]:
+    seen, out = set(), []
+    for c in list(a) + list(b):
+        key = (c.epoch_ns, c.mono_ns)
+        if key not in seen:
+            seen.add(key)
+            out.append(ClockPair(c.recording_id or "", c.epoch_ns, c.mono_ns))
+    return sorted(out, key=lambda c: c.mono_ns)
+
+
+def crosscheck(c_segs: Sequence[SegmentAnchor], c_clocks: Sequence[ClockPair], sidecar: Sidecar) -> dict:
+    """Compare caption anchors with sidecar anchors. Captions may lack the records
+    queued just before the recording stopped (OBS frees pending captions)."""
+    problems = []
+    sid = sidecar.recording_id
+    cid = _majority_id(c_segs, c_clocks)
+    if sid and cid and sid != cid:
+        problems.append(f"recording id {cid} in captions vs {sid} in sidecar (wrong sidecar?)")
+    side = {s.segment: s for s in sidecar.segments}
+    for s in c_segs:
+        o = side.get(s.segment)
+        if o is None:
+            problems.append(f"segment {s.segment} in captions only")
+        elif (o.pts_base, o.frame_ns, o.interval_ns) != (s.pts_base, s.frame_ns, s.interval_ns):
+            problems.append(f"segment {s.segment} differs")
+    side_clocks = {(c.epoch_ns, c.mono_ns) for c in sidecar.clocks}
+    missing = sum(1 for c in c_clocks if (c.epoch_ns, c.mono_ns) not in side_clocks)
+    if missing:
+        problems.append(f"{missing} caption clock pair(s) not in the sidecar")
+    caps_only = [k for k in side if k not in {s.segment for s in c_segs}]
+    notes = []
+    if caps_only:
+        notes.append(f"segment(s) {caps_only} only in the sidecar")
+    hard = [p for p in problems]
+    return {"agree": not hard, "problems": hard, "notes": notes,
+            "caption_segments": len(c_segs), "sidecar_segments": len(side),
+            "caption_clock_pairs": len(c_clocks), "sidecar_clock_pairs": len(sidecar.clocks)}

@@ -1,0 +1,303 @@
+"""``nm-align``: one recording in, frame-exact session outputs (and dataset chunks) out.
+
+Steps: demux once (pts, keyframes, captions; no decoding) -> choose anchors
+(captions / sidecar / OWA subtitles / start marker) -> frame capture times ->
+events table with frame_ref -> frames.parquet, events.parquet, metadata.json,
+integrity.sha256 (each written atomically) -> optional dataset chunks.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import __version__
+from ..contract.captions import SegmentAnchor
+from ..contract.schemas import FRAMES_SCHEMA
+from ..contract.sidecar import read_sidecar, sidecar_path_for
+from ..contract.version import FORMAT_VERSION
+from ..util.atomic import atomic_path, write_json_atomic, write_text_atomic
+from ..util.errors import BadInput, NMError
+from ..util.progress import Progress
+from . import timeline
+from .anchors import AnchorSet, choose_anchors
+
+VIDEO_SUFFIXES = (".mkv", ".mp4", ".mov", ".webm", ".flv", ".ts", ".m4v")
+ARTIFACTS = ("frames.parquet", "events.parquet", "metadata.json")
+
+
+def _fps_from_interval(interval_ns: int) -> Fraction:
+    return Fraction(1_000_000_000, interval_ns).limit_denominator(1001)
+
+
+def build_frames(scan, anchors: AnchorSet) -> tuple[pa.Table, dict]:
+    """frames table + alignment facts from a VideoScan and chosen anchors."""
+    n = len(scan.pts)
+    pts = np.asarray(scan.pts, dtype=np.int64)
+    tb = Fraction(scan.time_base)
+    pts_ns = (pts * tb.numerator * 1_000_000_000) // tb.denominator
+    facts: dict = {}
+    mono = None
+    if anchors.segments:
+        segs = timeline.check_segments(anchors.segments)
+        interval = segs[0].interval_ns
+        hdr = anchors.header or {}
+        fps = (Fraction(int(hdr["fps_num"]), int(hdr["fps_den"]))
+               if hdr.get("fps_num") and hdr.get("fps_den") else _fps_from_interval(interval))
+        slots = timeline.grid_slots(pts, tb, interval)
+        if n and np.any(np.diff(slots) <= 0):
+            raise BadInput(f"{scan.path}: frame timestamps do not follow OBS's frame grid "
+                           f"({interval} ns); was the recording re-encoded at another rate?")
+        mono, seg_idx = timeline.frame_mono_times(slots, segs)
+        if not anchors.clocks:
+            raise BadInput(f"{scan.path}: anchors have no clock pairs; cannot map to wall-clock time")
+        fit = timeline.fit_clock(anchors.clocks)
+        t_ns = fit.epoch_of(mono)
+        facts.update(fit.summary())
+        facts["segments"] = [{"segment": s.segment, "pts_base": s.pts_base, "frame_mono_ns": s.frame_ns,
+                              "pause_offset_ns": s.pause_offset_ns} for s in segs]
+        facts["frame_slots_missing"] = int(slots[-1] + 1 - n) if n else 0
+        end_ns = int(t_ns[-1] + interval) if n else None
+        facts["to_mono"] = fit.mono_of
+    elif anchors.cues:
+        # open-world-agents: cue at container time pts_ns says epoch_ns; fit offset (+drift)
+        from ..contract.captions import ClockPair
+        pairs = [ClockPair("", e, p) for p, e in anchors.cues]
+        fit = timeline.fit_clock(pairs)
+        t_ns = fit.epoch_of(pts_ns)
+        fps = Fraction(scan.fps)
+        interval = int(round(1e9 / float(fps))) if fps else 0
+        slots = np.arange(n, dtype=np.int64)
+        seg_idx = np.zeros(n, dtype=np.int32)
+        facts.update({k.replace("clock_", "cue_"): v for k, v in fit.summary().items()})
+        facts["clock_drift_ppm"] = None
+        end_ns = int(t_ns[-1] + interval) if n else None
+    else:
+        t_ns = pts_ns + np.int64(anchors.start_epoch_ns)
+        fps = Fraction(scan.fps)
+        interval = int(round(1e9 / float(fps))) if fps else 0
+        slots = np.arange(n, dtype=np.int64)
+        seg_idx = np.zeros(n, dtype=np.int32)
+        facts["clock_drift_ppm"] = None
+        end_ns = int(t_ns[-1] + interval) if n else None
+    table = pa.table({
+        "frame_idx": pa.array(np.arange(n, dtype=np.int64)),
+        "slot": pa.array(slots.astype(np.int64)),
+        "pts": pa.array(pts),
+        "pts_ns": pa.array(pts_ns.astype(np.int64)),
+        "mono_ns": pa.array(mono.astype(np.int64)) if mono is not None else pa.nulls(n, pa.int64()),
+        "t_ns": pa.array(np.asarray(t_ns, dtype=np.int64)),
+        "segment": pa.array(np.asarray(seg_idx, dtype=np.int32)),
+        "keyframe": pa.array(np.asarray(scan.keyframe, dtype=bool)),
+    }, schema=FRAMES_SCHEMA)
+    facts["first_t_ns"] = int(t_ns[0]) if n else None
+    facts.update({"fps": [fps.numerator, fps.denominator], "fps_float": round(float(fps), 6),
+                  "interval_ns": int(interval), "frames": n, "end_t_ns": end_ns})
+    return table, facts
+
+
+def _recorder_events(raw) -> list[tuple[int, dict]]:
+    return list(getattr(raw, "recorder", []) or [])
+
+
+def _start_marker(raw) -> tuple[int, str] | None:
+    for t, data in _recorder_events(raw):
+        if isinstance(data, dict) and data.get("event") == "recording.started":
+            src = data.get("anchor_source")
+            return int(t), ("export_start_time" if src == "export_start_time" else "recording_start_marker")
+    return None
+
+
+def _iso(t_ns: int) -> str:
+    d = _dt.datetime.fromtimestamp(t_ns // 1_000_000_000, _dt.timezone.utc)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % ((t_ns // 1_000_000) % 1000)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_integrity(folder: Path, names: list[str]) -> None:
+    lines = [f"{_sha256(folder / n)}  {n}\n" for n in sorted(set(names)) if (folder / n).is_file()]
+    write_text_atomic(folder / "integrity.sha256", "".join(lines))
+
+
+def _write_parquet(table: pa.Table, final: Path) -> None:
+    with atomic_path(final) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def resolve_inputs(video: Path, events: Path | None, workdir: Path | None) -> tuple[Path, Path, Path | None]:
+    """(video, events, imported session folder or None). Zip exports are imported first."""
+    if not video.exists():
+        raise BadInput(f"{video}: no such file")
+    if video.is_dir():
+        cands = sorted(p for p in video.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        if len(cands) != 1:
+            raise BadInput(f"{video}: expected one video in the session folder, found {len(cands)}")
+        video = cands[0]
+    if video.suffix.lower() == ".zip":
+        from ..interop.zip_export import import_zip
+        folder = import_zip(video, workdir or video.parent)
+        vids = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        if not vids:
+            raise BadInput(f"{video}: the export holds no video")
+        return vids[0], events or vids[0].with_suffix(".jsonl"), folder
+    return video, events or video.with_suffix(".jsonl"), None
+
+
+def align_session(video, events=None, out=None, dataset=None, chunk_seconds: float = 20.0,
+                  video_id: str | None = None, session_id: str | None = None,
+                  progress: bool = True, owa_out=None) -> dict:
+    """Align one recording. Returns a JSON-able summary. Raises NMError subclasses."""
+    from .demux import scan_video
+    from .events import build_events_table, read_events_jsonl
+
+    video = Path(video)
+    events_path = Path(events) if events else None
+    video, events_path, imported = resolve_inputs(video, events_path, Path(out) if out else None)
+    out_dir = Path(out) if out else (imported or video.parent)
+    if imported is not None:
+        out_dir = imported
+    sid = session_id or video.stem
+
+    p = Progress(f"scan {video.name}", enabled=progress)
+    scan = scan_video(video, progress=p)
+    p.close()
+    if scan.truncated:
+        why = "; ".join(scan.warnings) or "the file ends mid-stream"
+        raise BadInput(f"{video}: truncated recording ({why})")
+    if len(scan.pts) == 0:
+        raise BadInput(f"{video}: no video frames")
+    if not events_path.exists():
+        raise BadInput(f"{events_path}: events file not found (pass --events FILE)")
+    raw = read_events_jsonl(events_path)
+
+    sc_path = sidecar_path_for(video)
+    sidecar = read_sidecar(sc_path) if sc_path.exists() else None
+    anchors = choose_anchors(scan.captions, sidecar, scan.subtitle_cues, _start_marker(raw))
+    if anchors is None:
+        raise BadInput(f"{video}: no timing anchors (no NM1 captions, no {sc_path.name}, no "
+                       f"epoch subtitle track, no recording.started marker in {events_path.name})")
+    try:
+        frames, facts = build_frames(scan, anchors)
+    except timeline.TimelineError as e:
+        raise BadInput(f"{video}: bad anchors: {e}")
+    to_mono = facts.pop("to_mono", None)
+    frame_t = frames.column("t_ns").to_numpy()
+    ev_t = np.asarray(getattr(raw, "t_ns", np.zeros(0, np.int64)), dtype=np.int64)
+    _check_same_session(video, events_path, frame_t, facts.get("end_t_ns"), ev_t, anchors)
+
+    events_tbl = build_events_table(raw, sid, frame_t, (scan.width, scan.height), to_mono=to_mono,
+                                    frame_end_ns=facts.get("end_t_ns"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = out_dir / "metadata.json"
+    meta = _load_meta(meta_path)
+    meta = _merge_metadata(meta, sid, scan, anchors, facts, events_tbl, raw, video)
+    _write_parquet(frames, out_dir / "frames.parquet")
+    _write_parquet(events_tbl, out_dir / "events.parquet")
+    write_json_atomic(meta_path, meta)
+    artifacts = [video.name, events_path.name, "frames.parquet", "events.parquet", "metadata.json"]
+    if sc_path.exists():
+        artifacts.append(sc_path.name)
+    if events_path.parent == out_dir and video.parent == out_dir:
+        write_integrity(out_dir, artifacts)
+    else:
+        write_integrity(out_dir, [a for a in artifacts if (out_dir / a).exists()])
+
+    summary = {"session_id": sid, "video": str(video), "out": str(out_dir),
+               "frames": frames.num_rows, "events": events_tbl.num_rows,
+               "anchor_source": anchors.source, "confidence": anchors.confidence,
+               "clock_drift_ppm": facts.get("clock_drift_ppm"), "warnings": anchors.warnings}
+    if owa_out:
+        from ..interop.owa import export_owa
+        export_owa(video, frames, Path(owa_out))
+        summary["owa_out"] = str(owa_out)
+    if dataset:
+        from ..dataset.writer import write_dataset
+        vid = video_id or sid
+        dp = Progress(f"dataset {vid}", enabled=progress)
+        ds = write_dataset(Path(dataset), vid, scan, frames, events_tbl, meta,
+                           chunk_seconds=chunk_seconds, progress=dp)
+        dp.close()
+        summary["dataset"] = ds
+    return summary
+
+
+def _check_same_session(video, events_path, frame_t, end_t, ev_t, anchors: AnchorSet) -> None:
+    """Refuse to pair a recording with an events log from another time."""
+    if len(ev_t) == 0 or len(frame_t) == 0:
+        return
+    start, end = int(frame_t[0]), int(end_t or frame_t[-1])
+    ev_min, ev_max = int(ev_t.min()), int(ev_t.max())
+    slack = 120 * 1_000_000_000
+    if ev_max < start - slack or ev_min > end + slack:
+        fmt = lambda t: _dt.datetime.fromtimestamp(t / 1e9, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        raise BadInput(f"{events_path.name} does not belong to {video.name}: events {fmt(ev_min)}.."
+                       f"{fmt(ev_max)} UTC, video {fmt(start)}..{fmt(end)} UTC")
+
+
+def _load_meta(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise BadInput(f"{path}: not valid JSON ({e.__class__.__name__})")
+    if not isinstance(meta, dict):
+        raise BadInput(f"{path}: not a JSON object")
+    return meta
+
+
+def _merge_metadata(meta: dict, sid: str, scan, anchors: AnchorSet, facts: dict, events_tbl, raw, video) -> dict:
+    meta = dict(meta)
+    meta.setdefault("format_version", FORMAT_VERSION)
+    meta.setdefault("session_id", sid)
+    first_t = facts.get("first_t_ns")
+    if not meta.get("captured_at") and first_t is not None:
+        meta["captured_at"] = _iso(first_t)
+    meta.setdefault("resolution", [scan.width, scan.height])
+    meta.setdefault("capture_fps", facts.get("fps_float"))
+    meta.setdefault("codec", scan.codec)
+    meta["clock_drift_ppm"] = facts.get("clock_drift_ppm")
+    missing = facts.get("frame_slots_missing", 0)
+    meta["dropped_frames"] = max(int(meta.get("dropped_frames") or 0), int(missing))
+    n_ev = events_tbl.num_rows
+    outside = int(events_tbl.column("frame_ref").null_count)
+    meta["alignment"] = {
+        "aligner_version": __version__,
+        "aligned_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "video_file": Path(video).name,
+        "anchor_source": anchors.source,
+        "confidence": anchors.confidence,
+        "recording_id": anchors.recording_id,
+        "warnings": list(anchors.warnings),
+        "crosscheck": anchors.crosscheck,
+        "bad_captions": anchors.bad_captions,
+        "frame_count": facts.get("frames"),
+        "fps": facts.get("fps"),
+        "frame_interval_ns": facts.get("interval_ns"),
+        "first_frame_t_ns": first_t,
+        "end_t_ns": facts.get("end_t_ns"),
+        "segments": facts.get("segments", []),
+        "frame_slots_missing": missing,
+        "event_count": n_ev,
+        "events_outside_video": outside,
+        "events_torn_tail": bool(getattr(raw, "torn_tail", False)),
+        "has_bframes": bool(scan.has_bframes),
+        **{k: v for k, v in facts.items() if k.startswith(("clock_", "cue_"))},
+    }
+    return meta

@@ -1,0 +1,71 @@
+"""nm-align: frame-exact timeline, events.parquet and the sharded dataset for one recording."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .common import run_cli
+
+EPILOG = """\
+Inputs: an OBS recording made with the nm_timestamps script (anchors as captions in the
+MKV and/or <name>.anchors.jsonl beside it), an open-world-agents MKV (epoch-ns subtitle
+track), or the app's zip export (<session_id>.zip). Events default to the JSONL of the
+same name (<name>.jsonl).
+
+Outputs (next to the video unless --out): frames.parquet (one row per frame, capture
+time in epoch and OBS monotonic ns), events.parquet (one row per input/focus event with
+frame_ref), metadata.json (gains an "alignment" section), integrity.sha256.
+With --dataset ROOT also the seed-000 layout: actions/ video/ audio/ SHARD_xxxx/...
+
+Exit codes: 0 ok, 2 bad input, 4 environment (permissions, disk), 1 other.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nm-align", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("video", help="session video (.mkv), session folder, or export .zip")
+    p.add_argument("--events", help="events JSONL (default: <video stem>.jsonl)")
+    p.add_argument("--out", help="folder for session outputs (default: the video's folder)")
+    p.add_argument("--dataset", metavar="ROOT", help="also write 20-second chunks into this dataset root")
+    p.add_argument("--chunk-seconds", type=float, default=20.0, help="chunk length (default 20)")
+    p.add_argument("--video-id", help="video id in the dataset (default: the session id)")
+    p.add_argument("--session-id", help="session id (default: the video's file name stem)")
+    p.add_argument("--owa-out", metavar="MKV", help="also write an open-world-agents MKV "
+                   "(stream copy + per-frame epoch-ns subtitle track)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def run():
+        from ..align.session import align_session
+        from ..util.errors import BadInput
+        if args.chunk_seconds <= 0:
+            raise BadInput("--chunk-seconds must be positive")
+        summary = align_session(args.video, events=args.events, out=args.out, dataset=args.dataset,
+                                chunk_seconds=args.chunk_seconds, video_id=args.video_id,
+                                session_id=args.session_id, progress=not args.quiet and not args.json,
+                                owa_out=args.owa_out)
+        if args.json:
+            print(json.dumps(summary, indent=2, default=str))
+        else:
+            for w in summary.get("warnings", []):
+                print(f"nm-align: warning: {w}", file=sys.stderr)
+            print(f"{summary['session_id']}: {summary['frames']} frames, {summary['events']} events, "
+                  f"anchors from {summary['anchor_source']} ({summary['confidence']}), "
+                  f"drift {summary['clock_drift_ppm']} ppm -> {summary['out']}")
+            if "dataset" in summary:
+                ds = summary["dataset"]
+                print(f"dataset: {ds.get('chunks', ds)} chunk(s) in {args.dataset}")
+        return 0
+
+    return run_cli("nm-align", run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
