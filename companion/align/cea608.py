@@ -256,3 +256,93 @@ class Cea608Decoder:
             return self.displayed.text()
         # 0x22/0x23 AOF/AON (alarm), 0x28 FON (flash on): no text effect
         return None
+
+
+# ---------------------------------------------------------------------------------------
+# Encoder: libcaption-style pop-on byte pairs, for synthetic test media.
+# ---------------------------------------------------------------------------------------
+
+_ENC_BASIC = {ch: code for code, ch in _BASIC.items() if code != 0x7F}
+_ENC_SPECIAL = {ch: (0x11, 0x30 + i) for i, ch in enumerate(_SPECIAL) if ch != "\u00a0"}
+_ENC_EXT = {ch: (0x12, 0x20 + i) for i, ch in enumerate(_EXT_12)}
+_ENC_EXT.update({ch: (0x13, 0x20 + i) for i, ch in enumerate(_EXT_13)})
+_PAC_FIRST = {row: (b1, half) for b1, rows in _PAC_ROWS.items()
+              for half, row in enumerate(rows) if row is not None}
+
+RCL, EOC, ENM, EDM = (0x14, 0x20), (0x14, 0x2F), (0x14, 0x2E), (0x14, 0x2C)
+
+
+def wrap_rows(text: str, cols: int = COLS, rows: int = ROWS) -> list[str]:
+    """Split caption text into rows of at most ``cols`` characters the way libcaption
+    does: break at the last space that fits (dropping it), else hard-break; skip
+    leading whitespace of each row."""
+    out: list[str] = []
+    s = text
+    while s and len(out) < rows:
+        s = s.lstrip()
+        if not s:
+            break
+        nl = s.find("\n", 0, cols + 1)
+        if nl >= 0:
+            take, skip = nl, 1
+        elif len(s) <= cols:
+            take, skip = len(s), 0
+        else:
+            sp = s.rfind(" ", 0, cols + 1)
+            take, skip = (sp, 1) if sp > 0 else (cols, 0)
+        out.append(s[:take].rstrip())
+        s = s[take + skip:]
+    return [r for r in out if r]
+
+
+def pac(row: int, indent: int = 0) -> tuple[int, int]:
+    """Preamble address code (CC1) for ``row`` 0-14 and column ``indent`` (multiple of 4)."""
+    b1, half = _PAC_FIRST[row]
+    return b1, 0x40 | (0x20 if half else 0) | 0x10 | ((indent // 4) & 7) << 1
+
+
+def encode_pop_on(text: str) -> list[tuple[int, int]]:
+    """CEA-608 CC1 byte pairs (parity applied) that pop ``text`` on, like libcaption's
+    sei_from_caption_frame: ENM, RCL, per row a PAC then characters (basic characters
+    two per pair, special characters as their own pair followed by RCL, extended ones
+    after a space they replace), then EOC twice. Characters with no CEA-608 code are
+    dropped. Pair order is transmission order; split it into cc_data() messages with
+    :func:`split_messages`."""
+    pairs: list[tuple[int, int]] = [ENM, RCL]
+    for r, line in enumerate(wrap_rows(text)):
+        pairs.append(pac(r, 0))
+        pending: int | None = None
+        for ch in line:
+            if ch in _ENC_BASIC:
+                if pending is None:
+                    pending = _ENC_BASIC[ch]
+                else:
+                    pairs.append((pending, _ENC_BASIC[ch]))
+                    pending = None
+                continue
+            if ch in _ENC_EXT:
+                pairs.append((pending, 0x20) if pending is not None else (0x20, 0))
+                pending = None
+                pairs.append(_ENC_EXT[ch])
+            elif ch in _ENC_SPECIAL:
+                if pending is not None:
+                    pairs.append((pending, 0))
+                    pending = None
+                pairs.append(_ENC_SPECIAL[ch])
+                pairs.append(RCL)  # breaks the repeated-control-code filter
+        if pending is not None:
+            pairs.append((pending, 0))
+    pairs += [EOC, EOC]
+    return [(with_parity(a), with_parity(b)) for a, b in pairs]
+
+
+def split_messages(pairs: list[tuple[int, int]], per_message: int = 31) -> list[list[tuple[int, int, int, int]]]:
+    """Group pairs into field-1 cc_data triplet lists of at most ``per_message``; like
+    libcaption, each continuation message starts with RCL twice."""
+    rcl = (with_parity(RCL[0]), with_parity(RCL[1]))
+    msgs: list[list[tuple[int, int, int, int]]] = [[]]
+    for a, b in pairs:
+        if len(msgs[-1]) >= per_message:
+            msgs.append([(1, 0) + rcl, (1, 0) + rcl])
+        msgs[-1].append((1, 0, a, b))
+    return msgs

@@ -278,3 +278,85 @@ def cc_data_from_packet(data: Buffer, codec: str, nal_length_size: int = 4) -> l
             if t == HEVC_NAL_PREFIX_SEI or t == HEVC_NAL_SUFFIX_SEI:
                 out.extend(_cc_from_sei_nal(nal, 2))
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# Builders: the inverse operations, for synthetic test media (what OBS/libcaption write).
+# ---------------------------------------------------------------------------------------
+
+def escape_rbsp(rbsp: Buffer) -> bytes:
+    """Insert emulation_prevention_three_byte: after ``00 00``, a byte <= 3 gets a 03
+    in front of it (H.264 7.4.1)."""
+    out = bytearray()
+    zeros = 0
+    for byte in bytes(rbsp):
+        if zeros >= 2 and byte <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(byte)
+        zeros = zeros + 1 if byte == 0 else 0
+    return bytes(out)
+
+
+def build_ga94_t35(triplets: list[Triplet]) -> bytes:
+    """ITU-T T.35 payload (country code first) carrying ATSC A/53 GA94 cc_data for
+    ``triplets`` (at most 31, the 5-bit cc_count)."""
+    if len(triplets) > 31:
+        raise ValueError("cc_count is 5 bits: at most 31 triplets per cc_data()")
+    body = bytearray([T35_COUNTRY_USA]) + ATSC_PROVIDER + GA94 + bytes([GA94_CC_DATA])
+    body += bytes([0x40 | len(triplets), 0xFF])  # process_cc_data_flag, em_data
+    for valid, typ, b1, b2 in triplets:
+        body += bytes([0xF8 | (valid & 1) << 2 | (typ & 3), b1 & 0xFF, b2 & 0xFF])
+    body.append(0xFF)  # marker_bits
+    return bytes(body)
+
+
+def build_sei_rbsp(messages: list[tuple[int, bytes]]) -> bytes:
+    """sei_rbsp() bytes (unescaped, no NAL header) for ``(payloadType, payload)`` list."""
+    out = bytearray()
+    for ptype, payload in messages:
+        for v in (ptype, len(payload)):
+            while v >= 255:
+                out.append(0xFF)
+                v -= 255
+            out.append(v)
+        out += payload
+    out.append(0x80)  # rbsp_trailing_bits
+    return bytes(out)
+
+
+def build_h264_sei_nal(messages: list[tuple[int, bytes]]) -> bytes:
+    """An escaped H.264 SEI NAL unit (header byte 0x06, no start code / length)."""
+    return bytes([H264_NAL_SEI]) + escape_rbsp(build_sei_rbsp(messages))
+
+
+def build_hevc_sei_nal(messages: list[tuple[int, bytes]], suffix: bool = False) -> bytes:
+    """An escaped HEVC prefix (39) or suffix (40) SEI NAL unit, layer 0, temporal id 0."""
+    t = HEVC_NAL_SUFFIX_SEI if suffix else HEVC_NAL_PREFIX_SEI
+    return bytes([t << 1, 0x01]) + escape_rbsp(build_sei_rbsp(messages))
+
+
+def _leb128(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = v & 0x7F
+        v >>= 7
+        out.append(byte | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def build_av1_t35_obu(t35_payload: bytes) -> bytes:
+    """An AV1 OBU_METADATA (with obu_size) of metadata_type ITU-T T.35."""
+    payload = _leb128(AV1_METADATA_ITUT_T35) + t35_payload + b"\x80"  # trailing bits
+    return bytes([AV1_OBU_METADATA << 3 | 0x02]) + _leb128(len(payload)) + payload
+
+
+def length_prefixed(nals: list[bytes], nal_length_size: int = 4) -> bytes:
+    """Join NAL units MKV/MP4 style: each preceded by its big-endian length."""
+    return b"".join(len(n).to_bytes(nal_length_size, "big") + n for n in nals)
+
+
+def annexb(nals: list[bytes]) -> bytes:
+    """Join NAL units with 4-byte Annex-B start codes."""
+    return b"".join(b"\x00\x00\x00\x01" + n for n in nals)
