@@ -1,0 +1,443 @@
+"""Pure action processing: the events table -> per-chunk actions_raw / actions_processed.
+
+Two steps, both pure (tables and arrays in, tables out):
+
+1. ``prepare_actions(events, frame_t_ns, width, height, end_t_ns)`` works on the whole
+   session once: sorts events by time, maps them to seed 000 columns, and takes every
+   cleaning decision (which rows to drop, which are invalid, key/button hold spans) with
+   the whole session in view, so key state carries across chunk boundaries and a key
+   pressed before the first frame is known to be held in chunk 0.
+2. ``chunk_actions(prep, start_frame, end_frame, is_last)`` slices one chunk's tables.
+
+Chunk membership: an event belongs to the chunk whose frames were on screen at its
+``t_ns``: ``frame_ref = searchsorted(frame_t_ns, t_ns, 'right') - 1`` (docs/design.md),
+recomputed here from the frames table so the dataset is consistent with it. Events
+before the first frame, or at/after ``end_t_ns`` (end of the last frame's display
+interval), belong to no chunk (they still feed the key state).
+
+actions_raw (one row per event of the chunk, nothing dropped or changed):
+  ``timestamp_ms = (t_ns - chunk_start_t_ns) // 1_000_000`` (floor, so >= 0; the exact
+  time stays in ``t_ns``), ``frame_idx = frame_ref - start_frame``; ``event_type`` in the
+  seed 000 vocabulary (keydown keyup mousemove mousedown mouseup wheel, plus ``focus``
+  for window changes); ``mouse_x``/``mouse_y`` absolute screen pixels;
+  ``mouse_*_norm`` as logged (0-1 of the video frame, may be outside);
+  ``mouse_wheel`` vertical scroll steps; ``mouse_button`` DOM numbering (0 left,
+  1 middle, 2 right, 3/4 back/forward); ``meta`` JSON object (``vk``: Windows
+  virtual-key code, ``window_id``, ``wheel_dx``, entries of the event's metadata map).
+
+actions_processed (same columns plus ``is_valid``, ``confidence``, ``notes``):
+  * dropped: exact duplicates (same ``t_ns`` and same source-line ``hash``), a mouse
+    move to the same position as the previous move, a keydown/mousedown of a key/button
+    already held (OS auto-repeat), and a release followed within ``DEBOUNCE_NS`` by a
+    press of the same key/button (switch bounce, X11 auto-repeat pairs): both rows go
+    and the key stays held. Counts per reason are returned as chunk stats.
+  * normalized coordinates: taken from the event or computed from pixels / video size,
+    clamped to [0, 1]; a clamped row keeps ``is_valid`` but gets ``confidence``
+    ``OUT_OF_FRAME_CONFIDENCE`` and a note. Non-finite coordinates: ``is_valid`` false.
+  * key state repair: a release with no press held -> ``is_valid`` false,
+    ``confidence`` 0, note. A key or button still held at a chunk start appears as a
+    first row with ``state == "held"`` (event_type keydown/mousedown, ``timestamp_ms``
+    0, ``frame_idx`` 0, no coordinates, note saying when it was pressed): such rows are
+    not new presses. A press never released by the end of the recording gets a synthetic
+    release row (``state`` released) at the last frame's time in the last chunk, with
+    ``confidence`` ``SYNTHETIC_CONFIDENCE`` and a note.
+  * rows are in ``t_ns`` order (held rows first).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from companion.contract.schemas import (ACTIONS_PROCESSED_SCHEMA, ACTIONS_RAW_SCHEMA,
+                                        EVENTS_SCHEMA)
+from companion.util.errors import BadInput
+
+DEBOUNCE_NS = 5_000_000          # release -> re-press of the same key within 5 ms
+OUT_OF_FRAME_CONFIDENCE = 0.5
+SYNTHETIC_CONFIDENCE = 0.5
+
+_TYPE_MAP = {"key_down": "keydown", "key_up": "keyup", "mouse_move": "mousemove",
+             "mouse_click": "mousedown", "wheel": "wheel", "focus": "focus",
+             # already seed 000 names (e.g. a zip import) pass through
+             "keydown": "keydown", "keyup": "keyup", "mousemove": "mousemove",
+             "mousedown": "mousedown", "mouseup": "mouseup"}
+_SEED_TYPES = {"keydown", "keyup", "mousemove", "mousedown", "mouseup", "wheel", "focus"}
+
+# drop reasons (index into DROP_REASONS; 0 = kept)
+DROP_REASONS = ("kept", "duplicate", "repeated_move", "auto_repeat", "bounce")
+
+_RAW_NAMES = [f.name for f in ACTIONS_RAW_SCHEMA]
+
+
+@dataclass
+class Hold:
+    """A key or button held from row ``press`` until row ``release`` (-1: never released).
+    Row numbers index the prepared (time-sorted) session arrays."""
+
+    ident: tuple
+    press: int
+    release: int
+
+
+@dataclass
+class PreparedActions:
+    """Session-wide, time-sorted event columns and the processing decisions.
+
+    ``cols``: ACTIONS_RAW columns except timestamp_ms/frame_idx, as a pa.Table;
+    ``t_ns`` (epoch ns) and ``frame_ref`` (global frame index, -1 before frame 0) as
+    numpy; ``drop`` reason code per row; ``is_valid``/``confidence``/``notes`` for kept
+    rows; ``holds`` key/button hold spans; ``frame_t_ns`` capture time of each frame;
+    ``end_t_ns`` end of the last frame's display interval.
+    """
+
+    cols: pa.Table
+    t_ns: np.ndarray
+    frame_ref: np.ndarray
+    drop: np.ndarray
+    is_valid: np.ndarray
+    confidence: np.ndarray
+    norm_x: np.ndarray
+    norm_y: np.ndarray
+    notes: np.ndarray
+    holds: list[Hold]
+    frame_t_ns: np.ndarray
+    end_t_ns: int
+    out_of_frame: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    orphan: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+
+def _np(col: pa.ChunkedArray | pa.Array, dtype, fill) -> np.ndarray:
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    return np.asarray(arr.fill_null(fill).to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def _add_note(notes: np.ndarray, i: int, text: str) -> None:
+    notes[i] = text if notes[i] is None else f"{notes[i]}; {text}"
+
+
+def _build_meta(ev: pa.Table) -> pa.Array:
+    """``meta`` JSON strings, built column-wise (no per-row Python for common rows)."""
+    n = ev.num_rows
+    parts = []
+    vk = ev.column("key_code").combine_chunks()
+    parts.append(pc.binary_join_element_wise(pa.scalar('"vk":'), pc.cast(vk, pa.string()), ""))
+    for name, key in (("window_id", "window_id"), ("wheel_dx", "wheel_dx")):
+        col = ev.column(name).combine_chunks()
+        if col.null_count == n:
+            continue
+        enc = pc.dictionary_encode(col)
+        quoted = pa.array([json.dumps(v, ensure_ascii=False) if v is not None else None
+                           for v in enc.dictionary.to_pylist()], pa.string())
+        idx = enc.indices
+        vals = pc.take(quoted, idx)
+        parts.append(pc.binary_join_element_wise(pa.scalar(f'"{key}":'), vals, ""))
+    md = ev.column("metadata").combine_chunks()
+    if md.null_count < n:
+        out = [None] * n
+        lengths = pc.fill_null(pc.list_value_length(md), 0).to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(lengths > 0):
+            items = md[int(i)].as_py()
+            out[i] = json.dumps(dict(items), ensure_ascii=False)[1:-1]
+        parts.append(pa.array(out, pa.string()))
+    if not parts:
+        return pa.nulls(n, pa.string())
+    # each present part as ',"k":v' (absent: ''), concatenated, first comma replaced by
+    # '{'. (binary_join_element_wise(null_handling="skip") loses rows in pyarrow 26.)
+    pieces = [pc.fill_null(pc.binary_join_element_wise(pa.scalar(","), p, ""), "")
+              for p in parts]
+    joined = pc.binary_join_element_wise(*pieces, "") if len(pieces) > 1 else pieces[0]
+    wrapped = pc.binary_join_element_wise(
+        pa.scalar("{"), pc.utf8_slice_codeunits(joined, 1), pa.scalar("}"), "")
+    empty = pc.equal(joined, "")
+    return pc.if_else(empty, pa.scalar(None, pa.string()), wrapped)
+
+
+def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int, height: int,
+                    end_t_ns: int, debounce_ns: int = DEBOUNCE_NS) -> PreparedActions:
+    """Session-wide preparation (see the module docstring).
+
+    ``events``: EVENTS_SCHEMA table (any row order; None or empty = no events).
+    ``frame_t_ns``: epoch-ns capture time of every frame (frames.parquet ``t_ns``),
+    non-decreasing. ``width``/``height``: video size in pixels (for normalization).
+    ``end_t_ns``: end of the last frame's display interval (last t_ns + frame interval).
+    """
+    frame_t_ns = np.asarray(frame_t_ns, dtype=np.int64)
+    if frame_t_ns.size and np.any(np.diff(frame_t_ns) < 0):
+        raise BadInput("frames table t_ns is not non-decreasing")
+    if width <= 0 or height <= 0:
+        raise BadInput(f"invalid video size {width}x{height}")
+    if events is None:
+        events = EVENTS_SCHEMA.empty_table()
+    missing = [f.name for f in EVENTS_SCHEMA if f.name not in events.column_names]
+    if missing:
+        raise BadInput(f"events table lacks columns: {', '.join(missing)}")
+    events = events.select([f.name for f in EVENTS_SCHEMA])
+    t = _np(events.column("t_ns"), np.int64, 0)
+    if t.size and np.any(np.diff(t) < 0):
+        order = np.argsort(t, kind="stable")
+        events = events.take(pa.array(order))
+        t = t[order]
+    n = events.num_rows
+    frame_ref = (np.searchsorted(frame_t_ns, t, side="right") - 1).astype(np.int64)
+
+    # --- raw columns -------------------------------------------------------------
+    et = events.column("event_type").combine_chunks()
+    enc = pc.dictionary_encode(et)
+    mapped = pa.array([_TYPE_MAP.get(v, v) for v in enc.dictionary.to_pylist()], pa.string())
+    etype = pc.take(mapped, enc.indices)
+    state = events.column("state").combine_chunks()
+    released = pc.fill_null(pc.equal(state, "released"), False)
+    is_click = pc.fill_null(pc.equal(et, "mouse_click"), False)
+    etype = pc.if_else(pc.and_(is_click, released), pa.scalar("mouseup"), etype)
+    # state for presses/releases when the table left it empty
+    et_np = np.asarray(etype.to_numpy(zero_copy_only=False), dtype=object)
+    is_down = (et_np == "keydown") | (et_np == "mousedown")
+    is_up = (et_np == "keyup") | (et_np == "mouseup")
+    state = pc.if_else(pa.array(is_down), pa.scalar("pressed"),
+                       pc.if_else(pa.array(is_up), pa.scalar("released"), state))
+    wheel = pc.coalesce(events.column("wheel_dy").combine_chunks(),
+                        events.column("delta").combine_chunks())
+    cols = pa.table({
+        "source": events.column("source").combine_chunks(),
+        "event_type": etype,
+        "state": state,
+        "key": events.column("key").combine_chunks(),
+        "code": events.column("code").combine_chunks(),
+        "mouse_x": events.column("mouse_x_px").combine_chunks(),
+        "mouse_y": events.column("mouse_y_px").combine_chunks(),
+        "mouse_x_norm": events.column("mouse_x_norm").combine_chunks(),
+        "mouse_y_norm": events.column("mouse_y_norm").combine_chunks(),
+        "mouse_wheel": pc.cast(wheel, pa.float32()),
+        "mouse_button": events.column("button_index").combine_chunks(),
+        "meta": _build_meta(events),
+    })
+
+    drop = np.zeros(n, np.int8)
+    is_valid = np.ones(n, bool)
+    confidence = np.ones(n, np.float32)
+    notes = np.full(n, None, dtype=object)
+
+    # --- exact duplicates: same t_ns and same source-line hash -------------------------
+    if n:
+        key_tbl = pa.table({"t": pa.array(t), "h": events.column("hash").combine_chunks(),
+                            "i": pa.array(np.arange(n))})
+        order = pc.sort_indices(key_tbl, sort_keys=[("t", "ascending"), ("h", "ascending"),
+                                                    ("i", "ascending")]).to_numpy()
+        hs = np.asarray(key_tbl.column("h").to_numpy(zero_copy_only=False), dtype=object)[order]
+        ts = t[order]
+        same = np.zeros(n, bool)
+        same[1:] = (ts[1:] == ts[:-1]) & (hs[1:] == hs[:-1])
+        drop[order[same]] = 1
+
+    # --- normalized coordinates --------------------------------------------------------
+    px = _np(cols.column("mouse_x"), np.float64, np.nan)
+    py = _np(cols.column("mouse_y"), np.float64, np.nan)
+    nx = _np(cols.column("mouse_x_norm"), np.float64, np.nan)
+    ny = _np(cols.column("mouse_y_norm"), np.float64, np.nan)
+    nx = np.where(np.isnan(nx), px / width, nx)
+    ny = np.where(np.isnan(ny), py / height, ny)
+    has_pos = ~(np.asarray(cols.column("mouse_x").is_null().to_numpy(zero_copy_only=False))
+                & np.asarray(cols.column("mouse_x_norm").is_null().to_numpy(zero_copy_only=False)))
+    with np.errstate(invalid="ignore"):
+        bad = has_pos & ~(np.isfinite(nx) & np.isfinite(ny))
+        oof = has_pos & ~bad & ((nx < 0) | (nx > 1) | (ny < 0) | (ny > 1))
+    for i in np.flatnonzero(bad):
+        is_valid[i] = False
+        confidence[i] = 0.0
+        _add_note(notes, i, "non-finite mouse coordinates")
+    confidence[oof] = np.minimum(confidence[oof], OUT_OF_FRAME_CONFIDENCE)
+    for i in np.flatnonzero(oof):
+        _add_note(notes, i, "mouse outside the video frame; normalized coordinates clamped")
+    nx = np.clip(nx, 0.0, 1.0)
+    ny = np.clip(ny, 0.0, 1.0)
+
+    # --- repeated identical moves ------------------------------------------------------
+    moves = np.flatnonzero((et_np == "mousemove") & (drop == 0))
+    if moves.size > 1:
+        mx = np.where(np.isnan(px[moves]), nx[moves] * width, px[moves])
+        my = np.where(np.isnan(py[moves]), ny[moves] * height, py[moves])
+        rep = np.zeros(moves.size, bool)
+        rep[1:] = (mx[1:] == mx[:-1]) & (my[1:] == my[:-1])
+        drop[moves[rep]] = 2
+
+    # unknown event types
+    for i in np.flatnonzero(~np.isin(et_np, list(_SEED_TYPES))):
+        is_valid[i] = False
+        confidence[i] = 0.0
+        _add_note(notes, i, f"unknown event type {et_np[i]!r}")
+
+    # --- key / button state machine ----------------------------------------------------
+    holds: list[Hold] = []
+    orphan = np.zeros(n, bool)
+    kb = np.flatnonzero((is_down | is_up) & (drop == 0))
+    if kb.size:
+        codes = events.column("code").combine_chunks().to_pylist()
+        keys = events.column("key").combine_chunks().to_pylist()
+        vks = events.column("key_code").combine_chunks().to_pylist()
+        btn = events.column("button_index").combine_chunks().to_pylist()
+        mbtn = events.column("mouse_button").combine_chunks().to_pylist()
+
+        def ident(i: int) -> tuple:
+            if et_np[i] in ("keydown", "keyup"):
+                if vks[i] is not None:
+                    return ("key", "vk", vks[i])
+                if codes[i] is not None:
+                    return ("key", "code", codes[i])
+                return ("key", "name", keys[i])
+            return ("button", btn[i] if btn[i] is not None else mbtn[i])
+
+        ids = [ident(int(i)) for i in kb]
+        # next key event of the same ident, for bounce detection
+        nxt = [-1] * kb.size
+        last_seen: dict = {}
+        for j in range(kb.size - 1, -1, -1):
+            nxt[j] = last_seen.get(ids[j], -1)
+            last_seen[ids[j]] = j
+        held: dict[tuple, int] = {}
+        skip = set()
+        for j, i in enumerate(kb.tolist()):
+            if j in skip:
+                continue
+            k = ids[j]
+            if is_down[i]:
+                if k in held:
+                    drop[i] = 3
+                else:
+                    held[k] = i
+            else:
+                if k not in held:
+                    orphan[i] = True
+                    is_valid[i] = False
+                    confidence[i] = 0.0
+                    _add_note(notes, i, "release without a press")
+                    continue
+                jn = nxt[j]
+                if jn >= 0 and is_down[kb[jn]] and t[kb[jn]] - t[i] <= debounce_ns:
+                    drop[i] = 4
+                    drop[kb[jn]] = 4
+                    skip.add(jn)
+                    continue
+                holds.append(Hold(k, held.pop(k), i))
+        for k, i in held.items():
+            holds.append(Hold(k, i, -1))
+        holds.sort(key=lambda h: h.press)
+
+    return PreparedActions(cols=cols, t_ns=t, frame_ref=frame_ref, drop=drop,
+                           is_valid=is_valid, confidence=confidence,
+                           norm_x=nx, norm_y=ny, notes=notes, holds=holds,
+                           frame_t_ns=frame_t_ns, end_t_ns=int(end_t_ns),
+                           out_of_frame=oof, orphan=orphan)
+
+
+def chunk_rows(prep: PreparedActions, start_frame: int, end_frame: int) -> tuple[int, int]:
+    """Row slice ``[lo, hi)`` of the prepared arrays belonging to frames [start, end)."""
+    t0 = int(prep.frame_t_ns[start_frame])
+    t1 = int(prep.frame_t_ns[end_frame]) if end_frame < prep.frame_t_ns.size else prep.end_t_ns
+    lo = int(np.searchsorted(prep.t_ns, t0, side="left"))
+    hi = int(np.searchsorted(prep.t_ns, t1, side="left"))
+    return lo, hi
+
+
+def _null_row(names) -> dict:
+    return {n: None for n in names}
+
+
+def chunk_actions(prep: PreparedActions, start_frame: int, end_frame: int,
+                  is_last: bool) -> tuple[pa.Table, pa.Table, dict]:
+    """``(actions_raw, actions_processed, stats)`` of the chunk holding frames
+    ``[start_frame, end_frame)``. ``is_last``: the chunk ends the recording (synthetic
+    releases go here). ``stats`` counts rows and drops per reason."""
+    lo, hi = chunk_rows(prep, start_frame, end_frame)
+    t0 = int(prep.frame_t_ns[start_frame])
+    sl = prep.cols.slice(lo, hi - lo)
+    t = prep.t_ns[lo:hi]
+    fr = prep.frame_ref[lo:hi]
+    ts_ms = (t - t0) // 1_000_000
+    fidx = fr - start_frame
+    raw = pa.table({
+        "timestamp_ms": pa.array(ts_ms, pa.int64()),
+        "frame_idx": pa.array(fidx, pa.int64()),
+        **{name: sl.column(name) for name in sl.column_names},
+        "t_ns": pa.array(t, pa.int64()),
+        "frame_ref": pa.array(fr, pa.int64()),
+    }).select(_RAW_NAMES).cast(ACTIONS_RAW_SCHEMA)
+
+    keep = prep.drop[lo:hi] == 0
+    kidx = np.flatnonzero(keep)
+    body = raw.take(pa.array(kidx))
+    body = body.set_column(body.schema.get_field_index("mouse_x_norm"), "mouse_x_norm",
+                           _norm_col(prep.norm_x[lo:hi][kidx], raw.column("mouse_x_norm"), kidx,
+                                     prep.cols.column("mouse_x").slice(lo, hi - lo)))
+    body = body.set_column(body.schema.get_field_index("mouse_y_norm"), "mouse_y_norm",
+                           _norm_col(prep.norm_y[lo:hi][kidx], raw.column("mouse_y_norm"), kidx,
+                                     prep.cols.column("mouse_y").slice(lo, hi - lo)))
+    body = body.append_column("is_valid", pa.array(prep.is_valid[lo:hi][kidx], pa.bool_()))
+    body = body.append_column("confidence", pa.array(prep.confidence[lo:hi][kidx], pa.float32()))
+    body = body.append_column("notes", pa.array(prep.notes[lo:hi][kidx].tolist(), pa.string()))
+
+    names = [f.name for f in ACTIONS_PROCESSED_SCHEMA]
+    extra_head, extra_tail = [], []
+    rows_all = prep.cols
+    for h in prep.holds:
+        if h.press >= hi:
+            break
+        released_before = h.release != -1 and h.release < lo
+        if h.press < lo and not released_before:
+            r = _null_row(names)
+            src = {c: rows_all.column(c)[h.press].as_py()
+                   for c in ("source", "event_type", "key", "code", "mouse_button", "meta")}
+            r.update(src)
+            r.update(timestamp_ms=0, frame_idx=0, state="held", t_ns=t0,
+                     frame_ref=start_frame, is_valid=True, confidence=1.0,
+                     notes=f"held since before the chunk start (pressed at t_ns "
+                           f"{int(prep.t_ns[h.press])})")
+            extra_head.append(r)
+        if is_last and h.release == -1 and h.press < hi:
+            last_frame = end_frame - 1
+            ts = max(int(prep.frame_t_ns[last_frame]), int(prep.t_ns[h.press]))
+            fref = int(np.searchsorted(prep.frame_t_ns, ts, side="right") - 1)
+            r = _null_row(names)
+            src = {c: rows_all.column(c)[h.press].as_py()
+                   for c in ("source", "key", "code", "mouse_button", "meta")}
+            r.update(src)
+            up = "keyup" if h.ident[0] == "key" else "mouseup"
+            r.update(timestamp_ms=(ts - t0) // 1_000_000, frame_idx=fref - start_frame,
+                     event_type=up, state="released", t_ns=ts, frame_ref=fref,
+                     is_valid=True, confidence=SYNTHETIC_CONFIDENCE,
+                     notes="synthetic release: no release logged before the end of the "
+                           "recording")
+            extra_tail.append(r)
+    parts = []
+    if extra_head:
+        parts.append(pa.Table.from_pylist(extra_head, schema=ACTIONS_PROCESSED_SCHEMA))
+    parts.append(body.cast(ACTIONS_PROCESSED_SCHEMA))
+    if extra_tail:
+        parts.append(pa.Table.from_pylist(extra_tail, schema=ACTIONS_PROCESSED_SCHEMA))
+    processed = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    if extra_tail:
+        processed = processed.take(pc.sort_indices(processed, [("t_ns", "ascending")]))
+    processed = processed.select(names)
+
+    d = prep.drop[lo:hi]
+    stats = {"events": int(hi - lo), "processed_rows": processed.num_rows,
+             "held_at_start": len(extra_head), "synthetic_releases": len(extra_tail),
+             "orphan_releases": int(prep.orphan[lo:hi].sum()),
+             "out_of_frame": int(prep.out_of_frame[lo:hi].sum()),
+             "invalid": int((~prep.is_valid[lo:hi][keep]).sum())}
+    for code, reason in enumerate(DROP_REASONS[1:], start=1):
+        stats[f"dropped_{reason}"] = int((d == code).sum())
+    return raw, processed, stats
+
+
+def _norm_col(values: np.ndarray, raw_col, kidx, px_col) -> pa.Array:
+    """Normalized coordinate column: the clamped value where the row has a position."""
+    raw_null = np.asarray(raw_col.is_null().to_numpy(zero_copy_only=False))[kidx] if len(kidx) \
+        else np.zeros(0, bool)
+    px_null = np.asarray(px_col.is_null().to_numpy(zero_copy_only=False))[kidx] if len(kidx) \
+        else np.zeros(0, bool)
+    mask = raw_null & px_null
+    return pa.array(values.astype(np.float32), pa.float32(), mask=mask)
