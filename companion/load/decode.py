@@ -1,0 +1,252 @@
+"""Frame-accurate decoding of chunk videos with decoder reuse.
+
+A chunk file holds exactly the chunk's frames. :func:`scan_frames` demuxes it once (no
+decoding) into a :class:`FrameIndex`: the pts of every frame in presentation order and
+which are keyframes. Frame ``i`` of the chunk is the frame whose decoded pts equals
+``pts[i]``; every decoded frame is checked against that, so a decoder that drops, repeats
+or reorders frames raises instead of returning the wrong picture.
+
+:class:`DecoderPool` keeps an LRU of open containers per process. To fetch frame ``i`` it
+decodes forward from where the container already is when no keyframe lies between (the
+sequential case costs one decode per frame), else seeks to the last keyframe at or before
+``i`` and decodes forward. The pool remembers the pid that filled it; in a forked
+DataLoader worker it starts empty instead of sharing the parent's demuxer state.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable
+
+import av
+import numpy as np
+
+from companion.util.errors import BadInput, NMError
+
+FORMATS = ("rgb24", "gray")
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """Frames of one video file in presentation order.
+
+    ``pts``: int64 presentation timestamps (stream ``time_base`` units), strictly increasing.
+    ``keyframe``: bool, same order. ``width``/``height``: coded picture size in pixels.
+    """
+
+    pts: np.ndarray
+    keyframe: np.ndarray
+    time_base: Fraction
+    width: int
+    height: int
+    codec: str
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+    def seconds(self, i: int) -> float:
+        """Presentation time of frame ``i`` in seconds since the file's first frame."""
+        return float((int(self.pts[i]) - int(self.pts[0])) * self.time_base)
+
+
+def _open(source, opener: Callable | None):
+    """av container for a local path or (with ``opener``) a file object."""
+    try:
+        if opener is None:
+            return av.open(str(source), "r")
+        return av.open(opener(source), "r")
+    except FileNotFoundError:
+        raise BadInput(f"missing video file: {source}") from None
+    except (av.FFmpegError, OSError) as e:
+        raise BadInput(f"cannot open video {source}: {e}") from None
+
+
+def _video_stream(container, source):
+    if not container.streams.video:
+        raise BadInput(f"{source}: no video stream")
+    return container.streams.video[0]
+
+
+def scan_frames(source, opener: Callable | None = None) -> FrameIndex:
+    """Demux ``source`` once (no decoding) and index its frames."""
+    c = _open(source, opener)
+    try:
+        vs = _video_stream(c, source)
+        pts, key = [], []
+        try:
+            for pkt in c.demux(vs):
+                if pkt.pts is None or pkt.size == 0 or getattr(pkt, "is_discard", False):
+                    continue
+                pts.append(pkt.pts)
+                key.append(bool(pkt.is_keyframe))
+        except av.FFmpegError as e:
+            raise BadInput(f"{source}: unreadable video ({e})") from None
+        if not pts:
+            raise BadInput(f"{source}: video has no frames")
+        p = np.asarray(pts, np.int64)
+        order = np.argsort(p, kind="stable")
+        p = p[order]
+        if np.any(np.diff(p) <= 0):
+            raise BadInput(f"{source}: duplicate frame timestamps; cannot index frames exactly")
+        k = np.asarray(key, bool)[order]
+        k[0] = True   # decoding can always start at the first frame
+        return FrameIndex(p, k, Fraction(vs.time_base), vs.codec_context.width,
+                          vs.codec_context.height, vs.codec_context.name)
+    finally:
+        c.close()
+
+
+class _Entry:
+    """An open container positioned somewhere in its stream."""
+
+    def __init__(self, source, index: FrameIndex, opener, threads: int):
+        self.source = source
+        self.index = index
+        self.container = _open(source, opener)
+        self.stream = _video_stream(self.container, source)
+        if threads != 1:
+            self.stream.thread_type = "AUTO"
+        self.stream.thread_count = threads
+        self.frames = None    # decode generator
+        self.next_i = None    # index of the frame the generator yields next (if known)
+        self.seeks = 0
+
+    def close(self) -> None:
+        try:
+            self.container.close()
+        except Exception:   # pragma: no cover - closing a broken container
+            pass
+
+    def _restart(self, k: int) -> None:
+        """Position the decoder so the next decoded frame is keyframe ``k`` (or earlier)."""
+        self.container.seek(int(self.index.pts[k]), stream=self.stream, backward=True,
+                            any_frame=False)
+        self.seeks += 1
+        self.frames = self.container.decode(self.stream)
+        self.next_i = None
+
+    def frame(self, i: int) -> av.VideoFrame:
+        """The decoded frame ``i`` (presentation order), checked against the index pts."""
+        idx = self.index
+        n = len(idx)
+        if not 0 <= i < n:
+            raise IndexError(f"frame {i} outside 0..{n - 1} of {self.source}")
+        k = int(np.flatnonzero(idx.keyframe[: i + 1])[-1])
+        if self.frames is None or self.next_i is None or not (k <= self.next_i <= i):
+            self._restart(k)
+        for attempt in (0, 1):
+            got = self._decode_until(i)
+            if got is not None:
+                return got
+            if attempt == 0:   # seek landed after the target (broken index): start over
+                self._restart(0)
+        raise NMError(f"{self.source}: could not decode frame {i} (pts {int(idx.pts[i])})")
+
+    def _decode_until(self, i: int):
+        target = int(self.index.pts[i])
+        pts = self.index.pts
+        try:
+            for fr in self.frames:
+                p = fr.pts
+                if p is None:
+                    raise NMError(f"{self.source}: decoded frame without pts")
+                j = int(np.searchsorted(pts, p))
+                if j >= len(pts) or pts[j] != p:
+                    raise NMError(f"{self.source}: decoded frame pts {p} is not in the frame "
+                                  f"index (expected pts {target} for frame {i})")
+                self.next_i = j + 1
+                if j == i:
+                    return fr
+                if j > i:
+                    return None
+        except av.FFmpegError as e:
+            raise BadInput(f"{self.source}: decode error at frame {i}: {e}") from None
+        self.frames = None
+        self.next_i = None
+        raise NMError(f"{self.source}: stream ended before frame {i} (pts {target}); "
+                      f"the file has fewer decodable frames than packets")
+
+
+def to_array(frame: av.VideoFrame, fmt: str = "rgb24", size: tuple[int, int] | None = None
+             ) -> np.ndarray:
+    """Convert a decoded frame to numpy: (H, W, 3) uint8 for rgb24, (H, W) for gray.
+
+    ``size``: optional (width, height) in pixels to resize to (swscale bilinear).
+    """
+    if fmt not in FORMATS:
+        raise BadInput(f"unknown pixel format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if size is None:
+        return frame.to_ndarray(format=fmt)
+    w, h = int(size[0]), int(size[1])
+    if w <= 0 or h <= 0:
+        raise BadInput(f"size must be positive (width, height), got {size!r}")
+    return frame.to_ndarray(format=fmt, width=w, height=h)
+
+
+class DecoderPool:
+    """Per-process LRU of open containers keyed by source path.
+
+    ``capacity``: open containers kept (each holds a demuxer and a decoder: a few MB to
+    tens of MB at 1080p). ``threads``: decoder threads per container (0 = FFmpeg's choice,
+    1 = single-threaded; use 1 inside DataLoader workers). ``opener``: maps a source to a
+    binary file object (fsspec); None opens local paths directly.
+    """
+
+    def __init__(self, capacity: int = 8, threads: int = 0, opener: Callable | None = None):
+        self.capacity = max(1, int(capacity))
+        self.threads = int(threads)
+        self.opener = opener
+        self._pid = os.getpid()
+        self._entries: OrderedDict = OrderedDict()
+        self._indexes: OrderedDict = OrderedDict()
+
+    def _check_pid(self) -> None:
+        if os.getpid() != self._pid:
+            # forked: the parent's containers share file offsets with it; drop (not close)
+            self._entries = OrderedDict()
+            self._pid = os.getpid()
+
+    def index(self, source) -> FrameIndex:
+        """The :class:`FrameIndex` of ``source`` (cached; the cache survives fork)."""
+        key = str(source)
+        fi = self._indexes.get(key)
+        if fi is None:
+            fi = scan_frames(source, self.opener)
+            self._indexes[key] = fi
+            if len(self._indexes) > 256:
+                self._indexes.popitem(last=False)
+        else:
+            self._indexes.move_to_end(key)
+        return fi
+
+    def entry(self, source) -> _Entry:
+        self._check_pid()
+        key = str(source)
+        e = self._entries.get(key)
+        if e is None:
+            e = _Entry(source, self.index(source), self.opener, self.threads)
+            self._entries[key] = e
+            while len(self._entries) > self.capacity:
+                _, old = self._entries.popitem(last=False)
+                old.close()
+        else:
+            self._entries.move_to_end(key)
+        return e
+
+    def frame(self, source, i: int) -> av.VideoFrame:
+        """Decoded frame ``i`` of ``source`` (presentation order), pts-checked."""
+        return self.entry(source).frame(i)
+
+    def close(self) -> None:
+        self._check_pid()
+        for e in self._entries.values():
+            e.close()
+        self._entries.clear()
+
+    def __getstate__(self):
+        return {"capacity": self.capacity, "threads": self.threads, "opener": self.opener}
+
+    def __setstate__(self, st):
+        self.__init__(st["capacity"], st["threads"], st["opener"])

@@ -1,0 +1,229 @@
+"""The dataset loader on hand-built seed-000 datasets (real H.264 MP4 chunks, real Parquet)."""
+from __future__ import annotations
+
+import math
+import pickle
+import random
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from companion.load import KEY_VOCAB_SIZE, open_dataset
+from companion.util.errors import BadInput, NMError
+from tests.test_load_support import H, W, frame_number, frame_t, make_dataset, reference_state
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("ds") / "root", extra_video=True)
+
+
+def test_listing(built):
+    ds = open_dataset(built.root)
+    assert ds.videos() == ["vid0", "vid1"]
+    ch = ds.chunks("vid0")
+    assert [(c.start_frame, c.end_frame) for c in ch] == built.chunks
+    assert len(ds) == 54 + 12
+    assert ds.info["format_version"] == "1.0.0"
+    assert [c.info.video_id for c in ds.iter_chunks()] == ["vid0"] * 3 + ["vid1"]
+    a = [(c.info.video_id, c.info.chunk_id) for c in ds.iter_chunks(shuffle=True, seed=3)]
+    b = [(c.info.video_id, c.info.chunk_id) for c in ds.iter_chunks(shuffle=True, seed=3)]
+    assert a == b and sorted(a) == sorted((c.video_id, c.chunk_id) for c in ds.chunks())
+
+
+def test_sequential_decode_is_frame_exact(built):
+    ds = open_dataset(built.root)
+    seen = []
+    for s in ds.iter_frames(video_id="vid0"):
+        assert s.image.shape == (H, W, 3) and s.image.dtype == np.uint8
+        assert frame_number(s.image) == s.frame
+        seen.append(s.frame)
+        assert s.t_ns == frame_t(s.frame)
+    assert seen == list(range(54))
+    # each chunk file was decoded once, front to back: one seek per container at most
+    assert all(e.seeks == 1 for e in ds._pool._entries.values())
+
+
+def test_random_access_equals_sequential(built):
+    ds_seq = open_dataset(built.root)
+    ref = {s.frame: s.image for s in ds_seq.iter_frames(video_id="vid0")}
+    ds = open_dataset(built.root, cache_size=2)     # small LRU: containers get evicted
+    order = list(range(54)) * 2
+    random.Random(7).shuffle(order)
+    for f in order:
+        s = ds.get("vid0", f)
+        assert np.array_equal(s.image, ref[f]), f"frame {f} differs from sequential decode"
+    # backwards within one GOP and across chunks
+    for f in [53, 52, 41, 40, 39, 20, 19, 7, 0]:
+        assert np.array_equal(ds.get("vid0", f).image, ref[f])
+
+
+def test_resize_and_gray(built):
+    ds = open_dataset(built.root)
+    s = ds.get("vid0", 17, size=(96, 48))
+    assert s.image.shape == (48, 96, 3)
+    g = ds.get("vid0", 17, format="gray")
+    assert g.image.shape == (H, W) and g.image.dtype == np.uint8
+    # the burned-in blocks survive in gray: bit 0 of 17 is white, bit 1 black
+    assert g.image[4:12, 4:12].mean() > 200 and g.image[4:12, 20:28].mean() < 60
+    with pytest.raises(BadInput, match="pixel format"):
+        ds.get("vid0", 1, format="yuv")
+
+
+@pytest.mark.parametrize("f", range(54))
+def test_action_state_matches_events(built, f):
+    ds = open_dataset(built.root)
+    st = ds.action_state("vid0", f)
+    ref = reference_state(built.events, f)
+    assert st.keys_vk == frozenset(ref["keys"])
+    assert st.keys_multi_hot.shape == (KEY_VOCAB_SIZE,)
+    assert set(np.flatnonzero(st.keys_multi_hot)) == ref["keys"]
+    assert set(np.flatnonzero(st.keys_pressed_multi_hot)) == ref["pressed"]
+    assert st.buttons == frozenset(ref["buttons"])
+    for a, b in zip(st.mouse_px, ref["pos"]):
+        assert (math.isnan(a) and math.isnan(b)) or a == b
+    assert st.mouse_delta_px == pytest.approx(ref["delta"])
+    assert st.wheel == pytest.approx(ref["wheel"])
+    assert st.focus_title == ref["focus"]
+
+
+def test_action_state_spot_checks(built):
+    """The same facts as above, written out by hand for a few frames."""
+    ds = open_dataset(built.root)
+    s4 = ds.get("vid0", 4).action
+    assert s4.keys_vk == {65} and s4.keys == ("a",) and s4.focus_title == "Game"
+    assert s4.focus_window_id == "0x1"
+    assert math.isnan(ds.action_state("vid0", 1).mouse_px[0])       # first move is in frame 1
+    assert ds.action_state("vid0", 2).mouse_px == (100.0, 50.0)
+    assert ds.action_state("vid0", 6).mouse_delta_px == (20.0, 5.0)  # two moves in frame 5
+    assert ds.action_state("vid0", 6).mouse_norm == pytest.approx((120 / 1920, 55 / 1080))
+    assert ds.action_state("vid0", 7).buttons == {0}
+    assert ds.action_state("vid0", 9).buttons == frozenset()
+    assert ds.action_state("vid0", 11).wheel == 3.0
+    assert ds.action_state("vid0", 12).wheel == 0.0
+    # a Shift tap inside frame 12: never "held" at a capture time, but "pressed" at 13
+    assert 160 not in ds.action_state("vid0", 13).keys_vk
+    assert ds.action_state("vid0", 13).keys_pressed_multi_hot[160] == 1
+    # 'a' is held across the chunk boundary (pressed in chunk 0, released in chunk 1)
+    assert ds.action_state("vid0", 20).keys_vk == {65, 32}
+    assert ds.action_state("vid0", 26).keys_vk == {32}
+    assert ds.action_state("vid0", 31).focus_title == "Browser"
+    assert 87 not in ds.action_state("vid0", 40).keys_vk              # is_valid=False row
+    assert ds.action_state("vid0", 46).buttons == {2}
+    arr = ds.action_state("vid0", 20).as_arrays()
+    assert arr["keys"].dtype == np.uint8 and arr["mouse_px"].dtype == np.float32
+
+
+def test_video_without_events(built):
+    ds = open_dataset(built.root)
+    s = ds.get("vid1", 11)
+    assert frame_number(s.image) == 11
+    assert s.action.keys_vk == frozenset() and math.isnan(s.action.mouse_px[0])
+    assert s.action.focus_title is None
+
+
+def test_pickle_and_fork_safety(built):
+    """A pickled dataset (what DataLoader workers receive) reopens its decoders."""
+    ds = open_dataset(built.root)
+    ds.get("vid0", 5)
+    ds2 = pickle.loads(pickle.dumps(ds))
+    assert frame_number(ds2.get("vid0", 33).image) == 33
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:    # a forked child inherits the parent's open containers
+        got = pool.map(_child_frame, [(ds, f) for f in (5, 6, 30)])
+    assert got == [5, 6, 30]
+    assert frame_number(ds.get("vid0", 6).image) == 6    # parent unaffected
+
+
+def _child_frame(arg):
+    ds, f = arg
+    return frame_number(ds.get("vid0", f).image)
+
+
+def test_fsspec_url(built):
+    pytest.importorskip("fsspec", reason="fsspec not installed (optional extra)")
+    ds = open_dataset("file://" + str(built.root))
+    assert ds.videos() == ["vid0", "vid1"]
+    assert frame_number(ds.get("vid0", 27).image) == 27
+    assert ds.action_state("vid0", 4).keys_vk == {65}
+
+
+def test_webm_chunks(tmp_path):
+    """Chunks may be WebM (seed 000 allows it); VP9 without B-frames decodes the same way."""
+    from tests.test_load_support import encode_mp4
+    b = make_dataset(tmp_path / "d", bounds=((0, 10),), events=[])
+    vp = b.root / "video/SHARD_0000/vid0/vid0_chunk_0000.mp4"
+    wp = vp.with_suffix(".webm")
+    encode_mp4(wp, range(0, 10), codec="libvpx-vp9", fmt="webm")
+    vp.unlink()
+    t = pq.read_table(b.root / "index.parquet")
+    t = t.set_column(t.schema.get_field_index("video_path"), "video_path",
+                     pa.array([str(wp.relative_to(b.root))]))
+    pq.write_table(t, b.root / "index.parquet")
+    ds = open_dataset(b.root)
+    assert [frame_number(ds.get("vid0", f).image) for f in (9, 3, 0, 4)] == [9, 3, 0, 4]
+
+
+# ---- bad input ---------------------------------------------------------------------------
+
+def test_not_a_dataset(tmp_path):
+    with pytest.raises(BadInput, match="not a dataset: .* has no index.parquet"):
+        open_dataset(tmp_path)
+    with pytest.raises(BadInput, match="does not exist"):
+        open_dataset(tmp_path / "nope")
+    (tmp_path / "index.parquet").write_bytes(b"not parquet")
+    with pytest.raises(BadInput, match="not a readable Parquet file"):
+        open_dataset(tmp_path)
+    pq.write_table(pa.table({"a": [1]}), tmp_path / "index.parquet")
+    with pytest.raises(BadInput, match="missing columns: video_id"):
+        open_dataset(tmp_path)
+
+
+def test_missing_and_broken_chunk_files(tmp_path):
+    b = make_dataset(tmp_path / "d")
+    ds = open_dataset(b.root)
+    (b.root / "video/SHARD_0000/vid0/vid0_chunk_0001.mp4").unlink()
+    with pytest.raises(BadInput, match="missing chunk video for chunk 1 of 'vid0'"):
+        ds.get("vid0", 25)
+    assert frame_number(ds.get("vid0", 5).image) == 5     # other chunks still load
+    shutil.rmtree(b.root / "actions/SHARD_0000/vid0/vid0_chunk_0002")
+    ds = open_dataset(b.root)
+    with pytest.raises(BadInput, match="missing actions file for chunk 2"):
+        ds.get("vid0", 3)
+    (b.root / "video/SHARD_0000/vid0/vid0_chunk_0000.mp4").write_bytes(b"\x00" * 100)
+    with pytest.raises(BadInput, match="vid0_chunk_0000.mp4"):
+        open_dataset(b.root).get("vid0", 3)
+
+
+def test_frame_count_mismatch_is_caught(tmp_path):
+    b = make_dataset(tmp_path / "d", bounds=((0, 20), (20, 40)), events=[])
+    t = pq.read_table(b.root / "index.parquet").to_pylist()
+    t[1]["end_frame"] = 41            # index claims one frame more than the file has
+    from companion.contract.schemas import CHUNK_INDEX_SCHEMA
+    pq.write_table(pa.Table.from_pylist(t, schema=CHUNK_INDEX_SCHEMA), b.root / "index.parquet")
+    with pytest.raises(BadInput, match="has 20 frames but index.parquet says chunk 1 has 21"):
+        open_dataset(b.root).get("vid0", 22)
+
+
+def test_bad_requests(built):
+    ds = open_dataset(built.root)
+    with pytest.raises(BadInput, match="no video 'zzz'"):
+        ds.get("zzz", 0)
+    with pytest.raises(BadInput, match="frame 54 of 'vid0' is in no chunk"):
+        ds.get("vid0", 54)
+    with pytest.raises(BadInput, match="frame -1"):
+        ds.get("vid0", -1)
+    with pytest.raises(BadInput, match="size must be positive"):
+        ds.get("vid0", 0, size=(0, 10))
+    assert issubclass(BadInput, NMError)
+
+
+def test_wrong_major_version(tmp_path):
+    b = make_dataset(tmp_path / "d", bounds=((0, 4),), events=[])
+    (b.root / "dataset.json").write_text('{"format_version": "2.0.0"}')
+    with pytest.raises(BadInput, match="format_version 2.0.0 is not readable"):
+        open_dataset(b.root)
