@@ -33,13 +33,24 @@ _STOP = object()
 _MAX_BATCH = 8192  # events per write() call at most
 
 
+# Same output as json.dumps(obj, separators=(",", ":"), allow_nan=False), but without
+# building a new JSONEncoder per call (json.dumps does that for non-default arguments).
+_encode_compact = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_quote = json.encoder.encode_basestring_ascii  # str -> JSON string literal, ASCII only
+
+
 def format_line(timestamp_ns: int, event_src: str, event_data: Any) -> str:
-    """One JSONL line (with trailing newline) in the seed 002 shape. Pure."""
+    """One JSONL line (with trailing newline) in the seed 002 shape. Pure.
+
+    Raises TypeError/ValueError for a non-int timestamp, a non-str source or event data
+    that is not JSON (NaN/inf included).
+    """
     if type(timestamp_ns) is not int:  # bool, float, numpy ints are refused
         raise TypeError(f"timestamp_ns must be int, got {type(timestamp_ns).__name__}")
-    inner = json.dumps(event_data, separators=(",", ":"), allow_nan=False)
+    if type(event_src) is not str:
+        raise TypeError(f"event_src must be str, got {type(event_src).__name__}")
     return ('{"timestamp_ns":%d,"event_src":%s,"event_data":%s}\n'
-            % (timestamp_ns, json.dumps(event_src), json.dumps(inner)))
+            % (timestamp_ns, _quote(event_src), _quote(_encode_compact(event_data))))
 
 
 class JsonlWriter:
