@@ -11,7 +11,7 @@ from companion.contract.schemas import ACTIONS_PROCESSED_SCHEMA, ACTIONS_RAW_SCH
 from companion.dataset.actions import (DEBOUNCE_NS, OUT_OF_FRAME_CONFIDENCE,
                                        SYNTHETIC_CONFIDENCE, chunk_actions, prepare_actions)
 from companion.util.errors import BadInput
-from test_dataset_media import events_table
+from tests.test_dataset_media import events_table
 
 T0 = 1_700_000_000_000_000_000
 IV = 33_333_333          # 30 fps frame interval, ns

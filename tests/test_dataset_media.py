@@ -156,10 +156,11 @@ def frames_table(sc: Scan, t0_ns: int = 1_700_000_000_000_000_000) -> pa.Table:
     idx = np.arange(n, dtype=np.int64)
     pts_ns = (sc.pts * sc.time_base.numerator * 1_000_000_000) // sc.time_base.denominator
     mono = 5_000_000_000 + idx * interval
-    return pa.Table.from_arrays([
-        pa.array(idx), pa.array(sc.pts), pa.array(pts_ns), pa.array(mono),
-        pa.array(t0_ns + idx * interval), pa.array(np.zeros(n, np.int32)),
-        pa.array(sc.keyframe)], schema=FRAMES_SCHEMA)
+    cols = {"frame_idx": idx, "slot": idx, "pts": sc.pts, "pts_ns": pts_ns, "mono_ns": mono,
+            "t_ns": t0_ns + idx * interval, "segment": np.zeros(n, np.int32),
+            "keyframe": sc.keyframe}
+    return pa.table({f.name: pa.array(cols[f.name], f.type) for f in FRAMES_SCHEMA},
+                    schema=FRAMES_SCHEMA)
 
 
 def events_table(rows: list[dict], frame_t_ns: np.ndarray, session_id: str = "s1") -> pa.Table:
