@@ -1,0 +1,208 @@
+"""open-world-agents MKV out (and in): real H.264/AAC media, real MKV, real SRT."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow as pa
+import pysubs2
+import pytest
+
+from companion.align.demux import scan_video
+from companion.contract.schemas import FRAMES_SCHEMA
+from companion.interop.owa import (export_owa, frames_from_epoch_cues, parse_epoch_cue,
+                                   plan_cues)
+from companion.util.errors import BadInput
+
+T0 = 1_740_119_250_371_185_500
+
+
+def make_h264(path: Path, seconds: float = 2.5, fps: int = 30, bframes: bool = True,
+              audio: bool = True) -> Path:
+    """A real H.264 (+AAC) file made by ffmpeg from test sources."""
+    cmd = ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+           f"testsrc=size=64x48:rate={fps}"]
+    if audio:
+        cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+    cmd += ["-t", str(seconds), "-c:v", "libx264", "-g", "15", "-bf", "2" if bframes else "0",
+            "-pix_fmt", "yuv420p"]
+    if audio:
+        cmd += ["-c:a", "aac"]
+    subprocess.run(cmd + [str(path)], check=True)
+    return path
+
+
+def frames_table_for(video: Path, drift_ppm: float = 150.0) -> pa.Table:
+    """A FRAMES_SCHEMA table for ``video`` with non-uniform epoch times (drift + jitter)."""
+    s = scan_video(video)
+    n = s.n_frames
+    pts_ns = np.array([int(Fraction(int(p)) * s.time_base * 1_000_000_000) for p in s.pts],
+                      dtype=np.int64)
+    rel = pts_ns - pts_ns[0]
+    rng = np.random.default_rng(7)
+    t_ns = T0 + (rel * (1 + drift_ppm * 1e-6)).astype(np.int64) + rng.integers(0, 999, n)
+    t_ns = np.maximum.accumulate(t_ns)
+    cols = {
+        "frame_idx": np.arange(n, dtype=np.int64), "slot": np.arange(n, dtype=np.int64),
+        "pts": s.pts.astype(np.int64),
+        "pts_ns": rel.astype(np.int64), "mono_ns": (10**12 + rel).astype(np.int64),
+        "t_ns": t_ns.astype(np.int64), "segment": np.zeros(n, dtype=np.int32),
+        "keyframe": s.keyframe.astype(bool)}
+    return pa.table({f.name: cols[f.name] for f in FRAMES_SCHEMA}, schema=FRAMES_SCHEMA)
+
+
+def packet_digests(path: Path, kind: str) -> list[str]:
+    with av.open(str(path)) as c:
+        st = c.streams.video[0] if kind == "video" else c.streams.audio[0]
+        return [hashlib.sha256(bytes(p)).hexdigest() for p in c.demux(st) if p.size]
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("owa")
+    v = make_h264(d / "rec.mp4")
+    return v, frames_table_for(v)
+
+
+def test_round_trip_per_frame(tmp_path, media):
+    video, frames = media
+    out = tmp_path / "owa" / "rec.mkv"
+    res = export_owa(video, frames, out)
+    assert res["n_cues"] == frames.num_rows == res["n_frames"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["rec.mkv"]    # no temp left behind
+
+    # stream copy: identical packet payloads, video and audio
+    assert packet_digests(out, "video") == packet_digests(video, "video")
+    assert packet_digests(out, "audio") == packet_digests(video, "audio")
+
+    # read back with plain PyAV: each cue starts exactly at its frame's pts (ms)
+    with av.open(str(out)) as c:
+        vs, ss = c.streams.video[0], c.streams.subtitles[0]
+        assert ss.codec_context.name in ("subrip", "srt") and ss.metadata.get("title") == "epoch_ns"
+        vpts, cues = [], {}
+        for p in c.demux(vs, ss):
+            if not p.size:
+                continue
+            if p.stream_index == vs.index:
+                vpts.append(int(p.pts))
+            else:
+                cues[int(p.pts * p.time_base * 1000)] = bytes(p).decode().strip()
+    vpts.sort()
+    assert len(cues) == len(vpts)
+    got = np.array([int(cues[p]) for p in vpts], dtype=np.int64)     # KeyError = misplaced cue
+    assert np.array_equal(got, frames.column("t_ns").to_numpy())
+
+    # read back the way the aligner does: scan_video + frames_from_epoch_cues
+    s = scan_video(out)
+    fpts_ns = np.array([int(Fraction(int(p)) * s.time_base * 10**9) for p in s.pts], dtype=np.int64)
+    idx, epoch, ignored = frames_from_epoch_cues(fpts_ns, s.subtitle_cues)
+    assert ignored == 0
+    assert np.array_equal(idx, np.arange(frames.num_rows))
+    assert np.array_equal(epoch, frames.column("t_ns").to_numpy())
+
+    # and the subtitle track as an SRT file, read by pysubs2 (what OWA tooling does)
+    srt = tmp_path / "x.srt"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(out), "-map", "0:s:0", str(srt)], check=True)
+    subs = pysubs2.load(str(srt))
+    assert [int(e.text) for e in subs] == frames.column("t_ns").to_pylist()
+
+
+def test_per_second(tmp_path, media):
+    video, frames = media
+    out = tmp_path / "sec.mkv"
+    res = export_owa(video, frames, out, per="second")
+    s = scan_video(out)
+    assert res["n_cues"] == 3 == len(s.subtitle_cues)       # 2.5 s of video: seconds 0, 1, 2
+    fpts_ns = np.array([int(Fraction(int(p)) * s.time_base * 10**9) for p in s.pts], dtype=np.int64)
+    idx, epoch, ignored = frames_from_epoch_cues(fpts_ns, s.subtitle_cues)
+    assert ignored == 0 and idx.tolist() == [0, 30, 60]
+    assert epoch.tolist() == [frames.column("t_ns")[i].as_py() for i in (0, 30, 60)]
+    # a cue lasts until the next one
+    assert [c[1] for c in s.subtitle_cues[:-1]] == [c[0] for c in s.subtitle_cues[1:]]
+
+
+def test_video_without_audio_and_without_bframes(tmp_path):
+    v = make_h264(tmp_path / "na.mkv", seconds=1, fps=60, bframes=False, audio=False)
+    frames = frames_table_for(v)
+    out = tmp_path / "out.mkv"
+    export_owa(v, frames, out)
+    s = scan_video(out)
+    assert not s.has_audio and s.n_frames == 60
+    fpts_ns = np.array([int(Fraction(int(p)) * s.time_base * 10**9) for p in s.pts], dtype=np.int64)
+    idx, epoch, _ = frames_from_epoch_cues(fpts_ns, s.subtitle_cues)
+    assert np.array_equal(epoch, frames.column("t_ns").to_numpy()) and len(idx) == 60
+
+
+def test_ffmpeg_made_owa_mkv_is_read(tmp_path):
+    """An MKV muxed by ffmpeg from a hand-written SRT (as OWA's recorder produces: one
+    epoch-ns cue per second, plus one junk cue) maps to the right frames."""
+    v = make_h264(tmp_path / "v.mp4", seconds=3, fps=30, bframes=False, audio=False)
+    srt = tmp_path / "c.srt"
+    lines = []
+    epochs = [T0, T0 + 1_000_012_345, T0 + 2_000_020_000]
+    for k, e in enumerate(epochs):
+        lines += [str(k + 1), f"00:00:0{k},000 --> 00:00:0{k + 1},000", str(e), ""]
+    lines += ["4", "00:00:02,500 --> 00:00:02,600", "hello world", ""]
+    srt.write_text("\n".join(lines))
+    out = tmp_path / "owa.mkv"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(v), "-i", str(srt), "-map", "0",
+                    "-map", "1", "-c:v", "copy", "-c:s", "srt", str(out)], check=True)
+    s = scan_video(out)
+    fpts_ns = np.array([int(Fraction(int(p)) * s.time_base * 10**9) for p in s.pts], dtype=np.int64)
+    idx, epoch, ignored = frames_from_epoch_cues(fpts_ns, s.subtitle_cues)
+    assert idx.tolist() == [0, 30, 60]
+    assert epoch.tolist() == epochs
+    assert ignored == 1
+
+
+def test_plan_cues_rounding_matches_ffmpeg():
+    # 90 kHz time base at 30000/1001 fps: 3003 ticks per frame = 33.3667 ms
+    pts = np.arange(0, 10) * 3003
+    cues = plan_cues(pts, T0 + np.arange(10), Fraction(1, 90000))
+    assert [c.start_ms for c in cues] == [0, 33, 67, 100, 133, 167, 200, 234, 267, 300]
+    assert [c.end_ms for c in cues[:-1]] == [c.start_ms for c in cues[1:]]
+    assert cues[-1].end_ms > cues[-1].start_ms
+    with pytest.raises(BadInput, match="less than 1 ms apart"):
+        plan_cues([0, 1], [1, 2], Fraction(1, 90000))
+    with pytest.raises(BadInput, match="strictly increasing"):
+        plan_cues([0, 3003, 3003], [1, 2, 3], Fraction(1, 90000))
+
+
+def test_parse_epoch_cue():
+    assert parse_epoch_cue(" 1740119250371185500\n") == 1740119250371185500
+    for bad in ["", "-5", "1.5", "١٢٣", "99999999999999999999", "12 34"]:
+        assert parse_epoch_cue(bad) is None
+
+
+def test_bad_inputs_leave_nothing(tmp_path, media):
+    video, frames = media
+    out = tmp_path / "o" / "x.mkv"
+    with pytest.raises(BadInput, match="not in the frames table"):
+        export_owa(video, frames.slice(0, frames.num_rows - 1), out)
+    assert not out.exists() and not any(out.parent.iterdir())
+    # a table with every frame and one extra: the counts disagree
+    last = frames.slice(0, 1)
+    for col, val in (("pts", 10**9), ("frame_idx", frames.num_rows)):
+        last = last.set_column(frames.schema.get_field_index(col), frames.schema.field(col),
+                               pa.array([val], pa.int64()))
+    extra = pa.concat_tables([frames, last])
+    with pytest.raises(BadInput, match=r"has \d+ video frames, frames table has"):
+        export_owa(video, extra, out)
+    with pytest.raises(BadInput, match="lacks column"):
+        export_owa(video, frames.drop_columns(["t_ns"]), out)
+    with pytest.raises(BadInput, match="per must be"):
+        export_owa(video, frames, out, per="minute")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all" * 10)
+    with pytest.raises(BadInput, match="not a readable video"):
+        export_owa(junk, frames, out)
+    with pytest.raises(BadInput, match="no such file"):
+        export_owa(tmp_path / "nope.mp4", frames, out)
+    shifted = frames.set_column(frames.schema.get_field_index("pts"), "pts", pa.array(frames.column("pts").to_numpy() + 1))
+    with pytest.raises(BadInput, match="not in the frames table"):
+        export_owa(video, shifted, out)
+    assert not out.exists()
