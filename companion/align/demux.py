@@ -116,13 +116,14 @@ def _ffmsg(e: Exception) -> str:
 
 
 def _choose_fps(stream, pts_sorted: np.ndarray, tb: Fraction) -> Fraction:
-    """Frames per second, from the mean pts spacing ``(n-1) / (last - first)``.
+    """Frames per second, from the mean spacing of consecutive pts that are on the grid.
 
-    The measured rate snaps to a standard rate (24000/1001 ... 240) if within the
-    measurement error (one tick over the span, at least 0.05 %), else to a declared
-    stream rate within 1 % (average/guessed/base rate), else it is rounded to a
-    fraction with denominator <= 1001. With fewer than two distinct pts the declared
-    rate is used (0 if there is none).
+    Spacings far from the median (gaps of dropped frames, duplicated pts) are left
+    out: rate = (number of regular spacings) / (their total duration). The measured
+    rate snaps to a standard rate (24000/1001 ... 240) if within the measurement error
+    (1.5 ticks over the measured span, at least 0.05 %), else to a declared stream
+    rate (guessed/average/base) within 1 %, else it is rounded to a fraction with
+    denominator <= 1001. With no usable spacing the declared rate is used (0 if none).
     """
     declared = []
     for attr in ("guessed_rate", "average_rate", "base_rate"):
@@ -132,11 +133,15 @@ def _choose_fps(stream, pts_sorted: np.ndarray, tb: Fraction) -> Fraction:
             r = None
         if r and 0 < r < 2000:
             declared.append(Fraction(r))
-    n = pts_sorted.shape[0]
-    span = int(pts_sorted[-1] - pts_sorted[0]) if n else 0
-    if n < 2 or span <= 0:
+    d = np.diff(pts_sorted)
+    d = d[d > 0]
+    if d.size:
+        med = float(np.median(d))
+        d = d[(d >= 0.5 * med) & (d <= 1.5 * med)]
+    span = int(d.sum()) if d.size else 0
+    if span <= 0:
         return declared[0] if declared else Fraction(0)
-    measured = Fraction(n - 1) / (Fraction(span) * tb)
+    measured = Fraction(int(d.size)) / (Fraction(span) * tb)
     tol = max(Fraction(1, 2000), Fraction(3, 2 * span))
     best = min(STANDARD_RATES, key=lambda r: abs(r - measured))
     if abs(best - measured) <= best * tol:
@@ -211,7 +216,10 @@ def _scan(container, path: Path, progress) -> VideoScan:
         raise _bad(path, "no video stream")
     vs = container.streams.video[0]
     cc = vs.codec_context
-    codec = cc.name or "unknown"
+    try:  # the codec, not the decoder PyAV picked (libdav1d for AV1)
+        codec = cc.codec.canonical_name or cc.name or "unknown"
+    except Exception:  # pragma: no cover
+        codec = cc.name or "unknown"
     width, height = int(cc.width or 0), int(cc.height or 0)
     tb = Fraction(vs.time_base) if vs.time_base else Fraction(1, 1000)
     cap_codec = normalize_codec(codec)
