@@ -76,7 +76,8 @@ def compile_pattern(text: str) -> WindowPattern:
             raise BadInput(f"invalid regular expression in window pattern {text!r}: {e}") from None
         return WindowPattern(text, "regex", rx)
     if any(c in text for c in "*?["):
-        return WindowPattern(text, "glob", re.compile(fnmatch.translate(text), re.IGNORECASE))
+        # fnmatch.translate anchors only the end (\Z); \A makes search() a whole match
+        return WindowPattern(text, "glob", re.compile(r"\A" + fnmatch.translate(text), re.IGNORECASE))
     return WindowPattern(text, "substring", re.compile(re.escape(text), re.IGNORECASE))
 
 
