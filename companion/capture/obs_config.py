@@ -529,10 +529,16 @@ def save_password(result: SetupResult, config_path: Path, host: str = "localhost
                 cfg = {}
         except (OSError, ValueError):
             cfg = {}
+    new = dict(cfg)
+    new.update({"host": cfg.get("host", host), "port": result.websocket_port, "password": password})
+    if new == cfg and config_path.exists():
+        result.password_saved_to = config_path
+        return config_path
+    cfg = new
+    if config_path.exists():
         b = backup_file(config_path)
         if b:
             result.backups.append(b)
-    cfg.update({"host": cfg.get("host", host), "port": result.websocket_port, "password": password})
     config_path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(config_path, json.dumps(cfg, indent=2) + "\n")
     os.chmod(config_path, 0o600)

@@ -253,6 +253,12 @@ class ObsClient:
         """Call ``fn()`` when OBS announces it is quitting (ExitStarted)."""
         self._exit_listeners.append(fn)
 
+    def remove_listener(self, fn: Callable) -> None:
+        """Unregister a callback added with :meth:`on_record` or :meth:`on_exit`."""
+        for lst in (self._record_listeners, self._exit_listeners):
+            while fn in lst:
+                lst.remove(fn)
+
     @property
     def events_alive(self) -> bool:
         """False once the event socket is closed (OBS quit, crashed or was killed)."""

@@ -1,0 +1,347 @@
+"""nm-companion against a real OBS 29 (tests/obs_harness.py) under Xvfb.
+
+Real everything: the companion runs as a subprocess (``python -m
+companion.cli.companion_cli``) with its pynput listeners on the display OBS captures
+(``obs.capture_display``), input is sent there with real xdotool, OBS records real
+MKVs with the real timestamp script. One OBS instance serves the whole module (OBS
+starts cost seconds on 2 cores); the tests run in file order and the last one kills it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from companion.contract import events as ev
+from companion.contract.metadata import validate_json
+from companion.contract.sidecar import read_sidecar
+
+pytestmark = [pytest.mark.obs]
+
+from tests import obs_harness as harness  # noqa: E402
+if not (harness.obs_available() and shutil.which("xdotool")):
+    pytest.skip("needs obs, Xvfb and xdotool", allow_module_level=True)
+
+PASSWORD = "c2-Secret-pw-4711"
+
+
+@pytest.fixture(scope="module")
+def obs(tmp_path_factory):
+    inst = harness.ObsInstance(tmp_path_factory.mktemp("obs"), scene="xshm", password=PASSWORD,
+                               width=320, height=240)
+    inst.start()
+    try:
+        yield inst
+    finally:
+        inst.stop()
+        inst.close()
+
+
+@pytest.fixture()
+def env(obs, tmp_path):
+    """Environment of a companion process: pynput on the captured display, its own
+    state dir, no config file, password only via env when a test wants it."""
+    e = dict(os.environ)
+    e.update({"DISPLAY": obs.capture_display, "NM_COMPANION_STATE_DIR": str(tmp_path / "state"),
+              "NM_COMPANION_CONFIG": str(tmp_path / "no-config.json"), "PYTHONUNBUFFERED": "1"})
+    e.pop("NM_OBS_PASSWORD", None)
+    return e
+
+
+def companion(args, env, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "companion.cli.companion_cli", *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def run(args, env, timeout=60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "companion.cli.companion_cli", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def xdo(display, *args) -> None:
+    subprocess.run(["xdotool", *args], env={**os.environ, "DISPLAY": display}, check=True,
+                   timeout=10)
+
+
+def wait_phase(state_dir: Path, phase: str, proc: subprocess.Popen, timeout=40.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"companion exited early ({proc.returncode}): {err}")
+        for p in state_dir.glob("*.json"):
+            try:
+                d = json.loads(p.read_text())
+            except ValueError:
+                continue
+            if d.get("phase") == phase:
+                return d
+        time.sleep(0.1)
+    pytest.fail(f"companion never reached phase {phase!r}")
+
+
+def read_jsonl(path: Path) -> tuple[list[dict], bool]:
+    """(records, torn_last_line)."""
+    lines = path.read_bytes().split(b"\n")
+    out, torn = [], False
+    for i, ln in enumerate(lines):
+        if not ln:
+            continue
+        try:
+            out.append(json.loads(ln))
+        except ValueError:
+            assert i == len(lines) - 1, f"line {i + 1} of {path} is garbled (not the last)"
+            torn = True
+    return out, torn
+
+
+def recorder_events(recs):
+    return [json.loads(r["event_data"]) for r in recs if r["event_src"] == ev.SRC_RECORDER]
+
+
+def obs_client(obs):
+    from companion.capture.obsws import connect
+    return connect("127.0.0.1", obs.port, PASSWORD, 10)
+
+
+def assert_no_password(*texts):
+    for t in texts:
+        assert PASSWORD not in t
+
+
+# ----------------------------------------------------------------------------- tests
+
+def test_session_with_duration_and_real_input(obs, env, tmp_path):
+    out = tmp_path / "sessions"
+    with obs_client(obs) as c:
+        before = c.get_profile_parameter("AdvOut", "RecFilePath")
+        before_fmt = c.get_profile_parameter("Output", "FilenameFormatting")
+    env["NM_OBS_PASSWORD"] = PASSWORD
+    p = companion(["start", "--consent", "--port", str(obs.port), "--host", "127.0.0.1",
+                   "--out", str(out), "--session-id", "s1", "--duration", "4"], env)
+    wait_phase(tmp_path / "state", "recording", p)
+    st = run(["status", "--port", str(obs.port), "--host", "127.0.0.1"], env)
+    assert st.returncode == 0, st.stderr
+    assert "session s1" in st.stdout and "OBS: recording" in st.stdout
+    xdo(obs.capture_display, "mousemove", "100", "120")
+    xdo(obs.capture_display, "mousemove", "200", "150")
+    xdo(obs.capture_display, "key", "a")
+    xdo(obs.capture_display, "click", "1")
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 0, stderr
+    assert_no_password(stdout, stderr)
+    d = out / "s1"
+    assert stdout.strip() == str(d)
+    names = sorted(x.name for x in d.iterdir())
+    assert names == ["metadata.json", "s1.anchors.jsonl", "s1.jsonl", "s1.mkv"], names
+    assert (d / "s1.mkv").stat().st_size > 1000
+
+    recs, torn = read_jsonl(d / "s1.jsonl")
+    assert not torn
+    assert all(set(r) == {"timestamp_ns", "event_src", "event_data"} for r in recs)
+    ctrl = [json.loads(r["event_data"]) for r in recs if r["event_src"] == ev.SRC_CONTROL]
+    assert ["mouse.move", 100, 120] in ctrl and ["mouse.move", 200, 150] in ctrl
+    assert any(e[0] == ev.KEY_PRESS and e[2] == "a" for e in ctrl)
+    assert any(e[0] == ev.KEY_RELEASE and e[2] == "a" for e in ctrl)
+    assert ["mouse.click", 200, 150, "left", True] in ctrl
+    rec = recorder_events(recs)
+    kinds = [e["event"] for e in rec]
+    assert kinds[0] == ev.REC_SESSION_START and kinds[-1] == ev.REC_SESSION_END
+    assert kinds.count(ev.REC_RECORDING_STARTED) == 1 and kinds.count(ev.REC_RECORDING_STOPPED) == 1
+    assert kinds.count(ev.REC_CLOCK) >= 3
+    started = next(e for e in rec if e["event"] == ev.REC_RECORDING_STARTED)
+    assert started["output_path"] == str(d / "s1.mkv")
+    assert rec[0]["consent"]["record_input"] is True
+    assert rec[-1]["counts"]["events_written"] == len(recs)
+    ts = [r["timestamp_ns"] for r in recs]
+    assert max(ts) - min(ts) > 3e9
+
+    sc = read_sidecar(d / "s1.anchors.jsonl")
+    assert sc.stop is not None and sc.segments
+
+    md = json.loads((d / "metadata.json").read_text())
+    assert validate_json(md, "session_metadata") == []
+    assert md["session_id"] == "s1" and md["status"] == "complete"
+    assert md["resolution"] == [320, 240] and md["capture_fps"] == 30
+    assert md["codec"] == "h264" and md["encoder"] == "obs_x264"
+    assert md["bitrate_kbps"] and md["bitrate_kbps"] > 0
+    assert md["dropped_frames"] is not None and md["lagged_frames"] is not None
+    assert md["total_frames"] == sc.stop["total_frames"]
+    assert md["clock_drift_ppm"] is None
+    assert md["consent"]["record_input"] is True and md["consent"]["source"] == "--consent"
+    assert md["input_device"] == "keyboard+mouse"
+    assert md["env"]["obs_version"].startswith("29.") and md["env"]["obs_websocket_version"].startswith("5.")
+    assert md["files"] == {"events": "s1.jsonl", "video": "s1.mkv", "anchors": "s1.anchors.jsonl"}
+    assert_no_password((d / "metadata.json").read_text(), (d / "s1.jsonl").read_text())
+    # the user's recording settings are back
+    with obs_client(obs) as c:
+        assert c.get_profile_parameter("AdvOut", "RecFilePath") == before
+        assert c.get_profile_parameter("Output", "FilenameFormatting") == before_fmt
+        assert c.get_record_status()["outputActive"] is False
+    assert not list((tmp_path / "state").glob("*.json"))
+
+
+def test_wrong_password_and_no_password(obs, env, tmp_path):
+    r = run(["start", "--consent", "--port", str(obs.port), "--out", str(tmp_path / "o"),
+             "--password", "not-the-" + PASSWORD], env)
+    assert r.returncode == 3
+    assert r.stderr.count("\n") == 1 and "rejected the password" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert_no_password(r.stdout, r.stderr)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+    r = run(["start", "--consent", "--port", str(obs.port), "--out", str(tmp_path / "o")], env)
+    assert r.returncode == 3 and "requires a password" in r.stderr
+    # config-file password, readable by others: used, warned about, never shown
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"password": PASSWORD, "port": obs.port, "host": "127.0.0.1"}))
+    os.chmod(cfg, 0o644)
+    env["NM_COMPANION_CONFIG"] = str(cfg)
+    r = run(["check-obs"], env)
+    assert r.returncode == 0, r.stderr
+    assert "readable by other users" in r.stderr and "Advanced output, format mkv" in r.stdout
+    assert_no_password(r.stdout, r.stderr)
+
+
+def test_unwritable_output_folder_fails_before_recording(obs, env, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    env["NM_OBS_PASSWORD"] = PASSWORD
+    r = run(["start", "--consent", "--port", str(obs.port), "--out", str(blocker / "sessions")], env)
+    assert r.returncode == 4
+    assert r.stderr.startswith("nm-companion: error: cannot create output folder") and "Traceback" not in r.stderr
+    with obs_client(obs) as c:
+        assert c.get_record_status()["outputActive"] is False
+
+
+def test_stop_command_ends_session_cleanly(obs, env, tmp_path):
+    out = tmp_path / "sessions"
+    env["NM_OBS_PASSWORD"] = PASSWORD
+    p = companion(["start", "--consent", "--port", str(obs.port), "--out", str(out),
+                   "--session-id", "s2", "--no-keyboard"], env)
+    wait_phase(tmp_path / "state", "recording", p)
+    time.sleep(1.0)
+    xdo(obs.capture_display, "key", "b")  # not logged: --no-keyboard
+    xdo(obs.capture_display, "mousemove", "10", "20")
+    s = run(["stop"], env)
+    assert s.returncode == 0, s.stderr
+    assert f"stopped nm-companion pid {p.pid}" in s.stdout
+    stdout, stderr = p.communicate(timeout=30)
+    assert p.returncode == 0, stderr
+    d = out / "s2"
+    md = json.loads((d / "metadata.json").read_text())
+    assert md["status"] == "complete" and "SIGTERM" in md["end_reason"]
+    assert md["input_device"] == "mouse" and md["privacy"]["keyboard"] is False
+    recs, _ = read_jsonl(d / "s2.jsonl")
+    ctrl = [json.loads(r["event_data"]) for r in recs if r["event_src"] == ev.SRC_CONTROL]
+    assert ["mouse.move", 10, 20] in ctrl
+    assert not any(e[0].startswith("keyboard") for e in ctrl)
+    assert (d / "s2.mkv").exists() and (d / "s2.anchors.jsonl").exists()
+    assert run(["status"], env).returncode == 1
+
+
+def test_sigkill_leaves_jsonl_intact(obs, env, tmp_path):
+    out = tmp_path / "sessions"
+    env["NM_OBS_PASSWORD"] = PASSWORD
+    p = companion(["start", "--consent", "--port", str(obs.port), "--out", str(out),
+                   "--session-id", "s3"], env)
+    wait_phase(tmp_path / "state", "recording", p)
+    for i in range(30):
+        xdo(obs.capture_display, "mousemove", str(5 + i), str(7 + i))
+    time.sleep(0.5)
+    p.send_signal(signal.SIGKILL)
+    p.communicate(timeout=10)
+    recs, _torn = read_jsonl(out / "s3" / "s3.jsonl")
+    ctrl = [json.loads(r["event_data"]) for r in recs if r["event_src"] == ev.SRC_CONTROL]
+    assert ["mouse.move", 34, 36] in ctrl  # everything sent before the kill was written
+    assert recorder_events(recs)[0]["event"] == ev.REC_SESSION_START
+    # OBS keeps recording (the companion could not stop it); the path settings were
+    # already restored right after the start
+    with obs_client(obs) as c:
+        assert c.get_record_status()["outputActive"] is True
+        assert c.get_profile_parameter("AdvOut", "RecFilePath") == str(obs.record_dir)
+        c.stop_record()
+
+
+def test_watch_mode_sessions_survive_obs_restart(obs, env, tmp_path):
+    out = tmp_path / "sessions"
+    env["NM_OBS_PASSWORD"] = PASSWORD
+    p = companion(["start", "--watch", "--consent", "--port", str(obs.port), "--host", "127.0.0.1",
+                   "--out", str(out)], env)
+    try:
+        wait_phase(tmp_path / "state", "watching", p)
+        with obs_client(obs) as c:  # the "user" starts/stops recordings in OBS
+            c.start_record()
+            wait_phase(tmp_path / "state", "recording", p)
+            xdo(obs.capture_display, "mousemove", "42", "43")
+            time.sleep(1.5)
+            c.stop_record()
+        wait_phase(tmp_path / "state", "watching", p)
+        obs.stop()   # OBS quits (clean) ...
+        time.sleep(2.0)
+        obs.start()  # ... and comes back on the same port
+        wait_phase(tmp_path / "state", "watching", p, timeout=60)
+        with obs_client(obs) as c:
+            c.start_record()
+            wait_phase(tmp_path / "state", "recording", p)
+            xdo(obs.capture_display, "mousemove", "52", "53")
+            time.sleep(1.5)
+            c.stop_record()
+        wait_phase(tmp_path / "state", "watching", p)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        stdout, stderr = p.communicate(timeout=30)
+    assert p.returncode == 0, stderr
+    assert stderr.count("waiting for OBS") == 1
+    assert_no_password(stdout, stderr)
+    sessions = sorted(d for d in out.iterdir() if d.is_dir())
+    assert len(sessions) == 2, stderr
+    for d, xy in zip(sessions, ([42, 43], [52, 53])):
+        sid = d.name
+        md = json.loads((d / "metadata.json").read_text())
+        assert md["status"] == "complete" and md["recording"]["attached_to_running_recording"]
+        assert (d / f"{sid}.mkv").stat().st_size > 0 and (d / f"{sid}.anchors.jsonl").exists()
+        recs, _ = read_jsonl(d / f"{sid}.jsonl")
+        ctrl = [json.loads(r["event_data"]) for r in recs if r["event_src"] == ev.SRC_CONTROL]
+        assert ["mouse.move", *xy] in ctrl
+    assert not list(obs.record_dir.glob("*.mkv"))  # moved into the sessions
+
+
+def test_obs_killed_mid_recording(obs, env, tmp_path):
+    out = tmp_path / "sessions"
+    env["NM_OBS_PASSWORD"] = PASSWORD
+    p = companion(["start", "--consent", "--port", str(obs.port), "--out", str(out),
+                   "--session-id", "s4"], env)
+    wait_phase(tmp_path / "state", "recording", p)
+    xdo(obs.capture_display, "mousemove", "61", "62")
+    time.sleep(1.5)
+    obs.kill()
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 3
+    err_lines = [ln for ln in stderr.splitlines() if ln.startswith("nm-companion: error:")]
+    assert len(err_lines) == 1 and "OBS went away" in err_lines[0]
+    assert "Traceback" not in stderr
+    d = out / "s4"
+    md = json.loads((d / "metadata.json").read_text())
+    assert md["status"] == "incomplete"
+    recs, _ = read_jsonl(d / "s4.jsonl")
+    ctrl = [json.loads(r["event_data"]) for r in recs if r["event_src"] == ev.SRC_CONTROL]
+    assert ["mouse.move", 61, 62] in ctrl
+    assert recorder_events(recs)[-1]["event"] == ev.REC_SESSION_END
+    assert (d / "s4.mkv").exists()  # what OBS wrote is kept
+
+
+def test_obs_not_running(env, tmp_path):
+    port = harness.free_port()
+    r = run(["start", "--consent", "--port", str(port), "--out", str(tmp_path / "o"),
+             "--password", PASSWORD], env)
+    assert r.returncode == 3 and "connection refused" in r.stderr and "is OBS running" in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert_no_password(r.stdout, r.stderr)
+    assert not any((tmp_path / "o").iterdir())
