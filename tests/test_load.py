@@ -227,3 +227,41 @@ def test_wrong_major_version(tmp_path):
     (b.root / "dataset.json").write_text('{"format_version": "2.0.0"}')
     with pytest.raises(BadInput, match="format_version 2.0.0 is not readable"):
         open_dataset(b.root)
+
+
+def test_held_rows_at_chunk_start():
+    """companion.dataset repeats keys/buttons held at a chunk start as ``state == "held"``
+    rows with frame_ref = the start frame: down AT that frame, not a new press."""
+    import json as _json
+    from companion.contract.schemas import ACTIONS_PROCESSED_SCHEMA
+    from companion.load.actions import EventColumns, build_track, events_from_actions
+
+    def tab(rows):
+        full = []
+        for r in rows:
+            x = {n: None for n in ACTIONS_PROCESSED_SCHEMA.names}
+            x.update(is_valid=True, confidence=1.0, timestamp_ms=0, **r)
+            full.append(x)
+        return pa.Table.from_pylist(full, schema=ACTIONS_PROCESSED_SCHEMA)
+
+    vk = _json.dumps({"vk": 65})
+    # chunk 0 [0,10): 'a' was pressed before the first frame; left button pressed in frame 4
+    c0 = tab([dict(t_ns=100, frame_ref=0, source="keyboard", event_type="keydown",
+                   state="held", key="a", code="KeyA", meta=vk),
+              dict(t_ns=450, frame_ref=4, source="mouse", event_type="mousedown",
+                   state="pressed", mouse_button=0)])
+    # chunk 1 [10,20): both still held at its start; 'a' released in frame 12
+    c1 = tab([dict(t_ns=1000, frame_ref=10, source="keyboard", event_type="keydown",
+                   state="held", key="a", code="KeyA", meta=vk),
+              dict(t_ns=1000, frame_ref=10, source="mouse", event_type="mousedown",
+                   state="held", mouse_button=0),
+              dict(t_ns=1250, frame_ref=12, source="keyboard", event_type="keyup",
+                   state="released", key="a", code="KeyA", meta=vk)])
+    whole = build_track(EventColumns.concat([events_from_actions(c0), events_from_actions(c1)]), 20)
+    assert [65 in whole.state(f).keys_vk for f in (0, 12, 13)] == [True, True, False]
+    assert whole.state(0).keys_pressed_multi_hot.sum() == 0      # held is not a press
+    assert whole.state(10).keys_pressed_multi_hot.sum() == 0
+    assert [whole.state(f).buttons for f in (4, 5, 10, 19)] == [set(), {0}, {0}, {0}]
+    # chunk 1 alone (without chunk 0) already knows what is held at its start
+    alone = build_track(events_from_actions(c1), 20)
+    assert 65 in alone.state(10).keys_vk and alone.state(10).buttons == {0}

@@ -46,6 +46,9 @@ BUTTON_VOCAB_SIZE = 5
 
 # normalised event kinds
 K_OTHER, K_KEY_DOWN, K_KEY_UP, K_MOVE, K_BTN_DOWN, K_BTN_UP, K_WHEEL, K_FOCUS = range(8)
+# "held at the chunk start" rows (state == "held", frame_ref = the chunk's start frame):
+# the key/button is down AT that frame, and it is not a new press
+K_KEY_HELD, K_BTN_HELD = 8, 9
 
 _ACTION_KINDS = {
     "keydown": K_KEY_DOWN, "keyup": K_KEY_UP, "mousemove": K_MOVE,
@@ -124,7 +127,7 @@ def _int(table: pa.Table, name: str, null: int) -> np.ndarray:
     c = _col(table, name)
     if c is None:
         return np.full(table.num_rows, null, np.int64)
-    return np.asarray(c.fill_null(null).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return np.array(c.fill_null(null).to_numpy(zero_copy_only=False), dtype=np.int64)  # copy
 
 
 def _str(table: pa.Table, name: str) -> list:
@@ -160,8 +163,10 @@ def _finish(t_ns, frame_ref, kind, vk, label, x_px, y_px, x_norm, y_norm, button
 def events_from_actions(table: pa.Table) -> EventColumns:
     """Normalise an ``actions_processed`` (or ``actions_raw``) table of one chunk.
 
-    Rows with ``is_valid == False`` are dropped. A keyboard row whose ``state`` is
-    ``held`` counts as a key-down (writers may repeat held keys at a chunk start).
+    Rows with ``is_valid == False`` are dropped. A row whose ``state`` is ``held``
+    (companion.dataset repeats keys/buttons still held at a chunk start, with
+    ``frame_ref`` = the chunk's start frame) means "down at that frame": it is applied
+    before that frame and is not counted as a new press.
     The VK comes from ``meta.vk`` when present, else from the DOM ``code``.
     """
     if "is_valid" in table.column_names:
@@ -181,18 +186,21 @@ def events_from_actions(table: pa.Table) -> EventColumns:
     wid = [None] * n
     for i in range(n):
         k = _ACTION_KINDS.get(etype[i], K_OTHER)
-        if state[i] == "held" and k == K_OTHER:
-            k = K_KEY_DOWN if codes[i] or keys[i] else K_BTN_DOWN
+        if state[i] == "held":
+            if k in (K_KEY_DOWN, K_KEY_UP) or (k == K_OTHER and (codes[i] or keys[i])):
+                k = K_KEY_HELD
+            elif k in (K_BTN_DOWN, K_BTN_UP, K_OTHER):
+                k = K_BTN_HELD
         kind[i] = k
         meta = None
-        if metas[i] and (k in (K_KEY_DOWN, K_KEY_UP, K_FOCUS)):
+        if metas[i] and (k in (K_KEY_DOWN, K_KEY_UP, K_KEY_HELD, K_FOCUS)):
             try:
                 meta = json.loads(metas[i])
             except ValueError:
                 meta = None
             if not isinstance(meta, dict):
                 meta = None
-        if k in (K_KEY_DOWN, K_KEY_UP):
+        if k in (K_KEY_DOWN, K_KEY_UP, K_KEY_HELD):
             v = meta.get("vk") if meta else None
             if v is None:
                 v = dom_code_to_vk(codes[i])
@@ -201,7 +209,10 @@ def events_from_actions(table: pa.Table) -> EventColumns:
             label[i] = keys[i] or codes[i]
         elif k == K_FOCUS and meta:
             title[i], wid[i] = _meta_window(meta)
-    return _finish(_int(table, "t_ns", 0), _int(table, "frame_ref", -1), kind, vk, label,
+    frame_ref = _int(table, "frame_ref", -1)
+    held = (kind == K_KEY_HELD) | (kind == K_BTN_HELD)
+    frame_ref[held] -= 1      # down at its frame = applied before it
+    return _finish(_int(table, "t_ns", 0), frame_ref, kind, vk, label,
                    _float(table, "mouse_x"), _float(table, "mouse_y"),
                    _float(table, "mouse_x_norm"), _float(table, "mouse_y_norm"),
                    _int(table, "mouse_button", -1), _float(table, "mouse_wheel"), title, wid)
@@ -390,16 +401,16 @@ def build_track(ev: EventColumns, n_frames: int) -> ActionTrack:
     n_frames = int(n_frames)
     b = np.maximum.accumulate(np.maximum(ev.frame_ref, -1)) if len(ev) else ev.frame_ref
 
-    key = (ev.kind == K_KEY_DOWN) | (ev.kind == K_KEY_UP)
-    keys = _intervals(n_frames, KEY_VOCAB_SIZE, ev.vk[key], ev.kind[key] == K_KEY_DOWN, b[key])
+    key = (ev.kind == K_KEY_DOWN) | (ev.kind == K_KEY_UP) | (ev.kind == K_KEY_HELD)
+    keys = _intervals(n_frames, KEY_VOCAB_SIZE, ev.vk[key], ev.kind[key] != K_KEY_UP, b[key])
     pressed = np.zeros((n_frames, KEY_VOCAB_SIZE), np.uint8)
     kd = (ev.kind == K_KEY_DOWN) & (ev.vk >= 0)
     tgt = b[kd] + 1
     ok = (tgt >= 0) & (tgt < n_frames)
     pressed[tgt[ok], ev.vk[kd][ok]] = 1
-    btn = (ev.kind == K_BTN_DOWN) | (ev.kind == K_BTN_UP)
+    btn = (ev.kind == K_BTN_DOWN) | (ev.kind == K_BTN_UP) | (ev.kind == K_BTN_HELD)
     buttons = _intervals(n_frames, BUTTON_VOCAB_SIZE, ev.button[btn],
-                         ev.kind[btn] == K_BTN_DOWN, b[btn])
+                         ev.kind[btn] != K_BTN_UP, b[btn])
 
     def pos(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         has = ~np.isnan(xs) & ~np.isnan(ys)
