@@ -89,8 +89,8 @@ class PreparedActions:
 
     ``cols``: ACTIONS_RAW columns except timestamp_ms/frame_idx, as a pa.Table;
     ``t_ns`` (epoch ns) and ``frame_ref`` (global frame index, -1 before frame 0) as
-    numpy; ``drop`` reason code per row; ``is_valid``/``confidence``/``notes`` for kept
-    rows; ``holds`` key/button hold spans; ``frame_t_ns`` capture time of each frame;
+    numpy; ``drop`` reason code per row; ``is_valid``/``confidence``/``flags`` (F_* bits,
+    turned into notes) for kept rows; ``norm_x``/``norm_y`` clamped normalized coords; ``holds`` key/button hold spans; ``frame_t_ns`` capture time of each frame;
     ``end_t_ns`` end of the last frame's display interval.
     """
 
@@ -102,7 +102,7 @@ class PreparedActions:
     confidence: np.ndarray
     norm_x: np.ndarray
     norm_y: np.ndarray
-    notes: np.ndarray
+    flags: np.ndarray
     holds: list[Hold]
     frame_t_ns: np.ndarray
     end_t_ns: int
@@ -115,45 +115,69 @@ def _np(col: pa.ChunkedArray | pa.Array, dtype, fill) -> np.ndarray:
     return np.asarray(arr.fill_null(fill).to_numpy(zero_copy_only=False), dtype=dtype)
 
 
-def _add_note(notes: np.ndarray, i: int, text: str) -> None:
-    notes[i] = text if notes[i] is None else f"{notes[i]}; {text}"
+# per-row flags (bits) and the note each one adds to actions_processed.notes
+F_NONFINITE, F_OUT_OF_FRAME, F_UNKNOWN_TYPE, F_ORPHAN = 1, 2, 4, 8
+_FLAG_NOTES = ((F_NONFINITE, "non-finite mouse coordinates"),
+               (F_OUT_OF_FRAME, "mouse outside the video frame; normalized coordinates clamped"),
+               (F_UNKNOWN_TYPE, "unknown event type"),
+               (F_ORPHAN, "release without a press"))
+_NOTE_OF_FLAGS = np.array(["; ".join(t for b, t in _FLAG_NOTES if f & b) or None
+                           for f in range(16)], dtype=object)
 
 
 def _build_meta(ev: pa.Table) -> pa.Array:
-    """``meta`` JSON strings, built column-wise (no per-row Python for common rows)."""
+    """``meta`` JSON object strings (null when empty), one per event row.
+
+    Keys: ``vk`` (key_code), ``window_id``, ``wheel_dx``, then the entries of the
+    event's ``metadata`` map. Built per distinct (vk, window_id, wheel_dx) combination,
+    so a million mouse moves cost a few array operations, not a million json.dumps.
+    """
     n = ev.num_rows
-    parts = []
+    if n == 0:
+        return pa.array([], pa.string())
+    fields = []     # (json key, values list, codes array: index into values or -1)
     vk = ev.column("key_code").combine_chunks()
-    parts.append(pc.binary_join_element_wise(pa.scalar('"vk":'), pc.cast(vk, pa.string()), ""))
-    for name, key in (("window_id", "window_id"), ("wheel_dx", "wheel_dx")):
-        col = ev.column(name).combine_chunks()
+    for key, col in (("vk", vk), ("window_id", ev.column("window_id").combine_chunks()),
+                     ("wheel_dx", ev.column("wheel_dx").combine_chunks())):
         if col.null_count == n:
             continue
         enc = pc.dictionary_encode(col)
-        quoted = pa.array([json.dumps(v, ensure_ascii=False) if v is not None else None
-                           for v in enc.dictionary.to_pylist()], pa.string())
-        idx = enc.indices
-        vals = pc.take(quoted, idx)
-        parts.append(pc.binary_join_element_wise(pa.scalar(f'"{key}":'), vals, ""))
+        codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        fields.append((key, enc.dictionary.to_pylist(), codes))
     md = ev.column("metadata").combine_chunks()
+    md_rows = np.zeros(0, np.int64)
     if md.null_count < n:
-        out = [None] * n
         lengths = pc.fill_null(pc.list_value_length(md), 0).to_numpy(zero_copy_only=False)
-        for i in np.flatnonzero(lengths > 0):
-            items = md[int(i)].as_py()
-            out[i] = json.dumps(dict(items), ensure_ascii=False)[1:-1]
-        parts.append(pa.array(out, pa.string()))
-    if not parts:
+        md_rows = np.flatnonzero(lengths > 0)
+    if not fields and md_rows.size == 0:
         return pa.nulls(n, pa.string())
-    # each present part as ',"k":v' (absent: ''), concatenated, first comma replaced by
-    # '{'. (binary_join_element_wise(null_handling="skip") loses rows in pyarrow 26.)
-    pieces = [pc.fill_null(pc.binary_join_element_wise(pa.scalar(","), p, ""), "")
-              for p in parts]
-    joined = pc.binary_join_element_wise(*pieces, "") if len(pieces) > 1 else pieces[0]
-    wrapped = pc.binary_join_element_wise(
-        pa.scalar("{"), pc.utf8_slice_codeunits(joined, 1), pa.scalar("}"), "")
-    empty = pc.equal(joined, "")
-    return pc.if_else(empty, pa.scalar(None, pa.string()), wrapped)
+    if np.prod([float(len(v) + 1) for _, v, _ in fields]) >= 2.0 ** 62:
+        raise BadInput("events table has too many distinct key/window/wheel values")
+    combo = np.zeros(n, np.int64)
+    for _, values, codes in fields:
+        combo = combo * (len(values) + 1) + (codes + 1)
+    uniq, inverse = np.unique(combo, return_inverse=True)
+    texts = []
+    for u in uniq.tolist():
+        obj = {}
+        for key, values, _ in reversed(fields):
+            base = len(values) + 1
+            u, c = divmod(u, base)
+            if c:
+                obj[key] = values[c - 1]
+        obj = dict(reversed(list(obj.items())))
+        texts.append(json.dumps(obj, ensure_ascii=False) if obj else None)
+    out = pc.take(pa.array(texts, pa.string()), pa.array(inverse.astype(np.int64)))
+    if md_rows.size:
+        repl = []
+        for i in md_rows.tolist():
+            base = json.loads(out[i].as_py() or "{}")
+            base.update(dict(md[i].as_py()))
+            repl.append(json.dumps(base, ensure_ascii=False))
+        mask = np.zeros(n, bool)
+        mask[md_rows] = True
+        out = pc.replace_with_mask(out, pa.array(mask), pa.array(repl, pa.string()))
+    return out
 
 
 def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int, height: int,
@@ -194,9 +218,17 @@ def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int,
     is_click = pc.fill_null(pc.equal(et, "mouse_click"), False)
     etype = pc.if_else(pc.and_(is_click, released), pa.scalar("mouseup"), etype)
     # state for presses/releases when the table left it empty
-    et_np = np.asarray(etype.to_numpy(zero_copy_only=False), dtype=object)
-    is_down = (et_np == "keydown") | (et_np == "mousedown")
-    is_up = (et_np == "keyup") | (et_np == "mouseup")
+    enc_t = pc.dictionary_encode(etype)
+    tcodes = enc_t.indices.to_numpy(zero_copy_only=False)
+    tnames = enc_t.dictionary.to_pylist()
+
+    def type_mask(*names: str) -> np.ndarray:
+        wanted = [i for i, v in enumerate(tnames) if v in names]
+        return np.isin(tcodes, wanted) if wanted else np.zeros(len(tcodes), bool)
+
+    is_down = type_mask("keydown", "mousedown")
+    is_up = type_mask("keyup", "mouseup")
+    is_keyev = type_mask("keydown", "keyup")
     state = pc.if_else(pa.array(is_down), pa.scalar("pressed"),
                        pc.if_else(pa.array(is_up), pa.scalar("released"), state))
     wheel = pc.coalesce(events.column("wheel_dy").combine_chunks(),
@@ -219,19 +251,24 @@ def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int,
     drop = np.zeros(n, np.int8)
     is_valid = np.ones(n, bool)
     confidence = np.ones(n, np.float32)
-    notes = np.full(n, None, dtype=object)
+    flags = np.zeros(n, np.uint8)
 
     # --- exact duplicates: same t_ns and same source-line hash -------------------------
-    if n:
-        key_tbl = pa.table({"t": pa.array(t), "h": events.column("hash").combine_chunks(),
-                            "i": pa.array(np.arange(n))})
-        order = pc.sort_indices(key_tbl, sort_keys=[("t", "ascending"), ("h", "ascending"),
-                                                    ("i", "ascending")]).to_numpy()
-        hs = np.asarray(key_tbl.column("h").to_numpy(zero_copy_only=False), dtype=object)[order]
-        ts = t[order]
-        same = np.zeros(n, bool)
-        same[1:] = (ts[1:] == ts[:-1]) & (hs[1:] == hs[:-1])
-        drop[order[same]] = 1
+    # t is sorted, so candidates are runs of equal t_ns (rare with ns clocks).
+    if n > 1:
+        eq = np.flatnonzero(t[1:] == t[:-1]) + 1
+        if eq.size:
+            hashes = events.column("hash").combine_chunks()
+            seen: dict = {}
+            for i in eq.tolist():
+                if i - 1 not in seen:
+                    seen = {i - 1: None}
+                    group = {hashes[i - 1].as_py()}
+                h = hashes[i].as_py()
+                if h in group:
+                    drop[i] = 1
+                group.add(h)
+                seen[i] = None
 
     # --- normalized coordinates --------------------------------------------------------
     px = _np(cols.column("mouse_x"), np.float64, np.nan)
@@ -245,18 +282,16 @@ def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int,
     with np.errstate(invalid="ignore"):
         bad = has_pos & ~(np.isfinite(nx) & np.isfinite(ny))
         oof = has_pos & ~bad & ((nx < 0) | (nx > 1) | (ny < 0) | (ny > 1))
-    for i in np.flatnonzero(bad):
-        is_valid[i] = False
-        confidence[i] = 0.0
-        _add_note(notes, i, "non-finite mouse coordinates")
+    is_valid[bad] = False
+    confidence[bad] = 0.0
+    flags[bad] |= F_NONFINITE
     confidence[oof] = np.minimum(confidence[oof], OUT_OF_FRAME_CONFIDENCE)
-    for i in np.flatnonzero(oof):
-        _add_note(notes, i, "mouse outside the video frame; normalized coordinates clamped")
+    flags[oof] |= F_OUT_OF_FRAME
     nx = np.clip(nx, 0.0, 1.0)
     ny = np.clip(ny, 0.0, 1.0)
 
     # --- repeated identical moves ------------------------------------------------------
-    moves = np.flatnonzero((et_np == "mousemove") & (drop == 0))
+    moves = np.flatnonzero(type_mask("mousemove") & (drop == 0))
     if moves.size > 1:
         mx = np.where(np.isnan(px[moves]), nx[moves] * width, px[moves])
         my = np.where(np.isnan(py[moves]), ny[moves] * height, py[moves])
@@ -265,10 +300,10 @@ def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int,
         drop[moves[rep]] = 2
 
     # unknown event types
-    for i in np.flatnonzero(~np.isin(et_np, list(_SEED_TYPES))):
-        is_valid[i] = False
-        confidence[i] = 0.0
-        _add_note(notes, i, f"unknown event type {et_np[i]!r}")
+    unknown = ~type_mask(*_SEED_TYPES)
+    is_valid[unknown] = False
+    confidence[unknown] = 0.0
+    flags[unknown] |= F_UNKNOWN_TYPE
 
     # --- key / button state machine ----------------------------------------------------
     holds: list[Hold] = []
@@ -282,7 +317,7 @@ def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int,
         mbtn = events.column("mouse_button").combine_chunks().to_pylist()
 
         def ident(i: int) -> tuple:
-            if et_np[i] in ("keydown", "keyup"):
+            if is_keyev[i]:
                 if vks[i] is not None:
                     return ("key", "vk", vks[i])
                 if codes[i] is not None:
@@ -313,7 +348,7 @@ def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int,
                     orphan[i] = True
                     is_valid[i] = False
                     confidence[i] = 0.0
-                    _add_note(notes, i, "release without a press")
+                    flags[i] |= F_ORPHAN
                     continue
                 jn = nxt[j]
                 if jn >= 0 and is_down[kb[jn]] and t[kb[jn]] - t[i] <= debounce_ns:
@@ -328,7 +363,7 @@ def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int,
 
     return PreparedActions(cols=cols, t_ns=t, frame_ref=frame_ref, drop=drop,
                            is_valid=is_valid, confidence=confidence,
-                           norm_x=nx, norm_y=ny, notes=notes, holds=holds,
+                           norm_x=nx, norm_y=ny, flags=flags, holds=holds,
                            frame_t_ns=frame_t_ns, end_t_ns=int(end_t_ns),
                            out_of_frame=oof, orphan=orphan)
 
@@ -377,7 +412,8 @@ def chunk_actions(prep: PreparedActions, start_frame: int, end_frame: int,
                                      prep.cols.column("mouse_y").slice(lo, hi - lo)))
     body = body.append_column("is_valid", pa.array(prep.is_valid[lo:hi][kidx], pa.bool_()))
     body = body.append_column("confidence", pa.array(prep.confidence[lo:hi][kidx], pa.float32()))
-    body = body.append_column("notes", pa.array(prep.notes[lo:hi][kidx].tolist(), pa.string()))
+    body = body.append_column("notes", pa.array(_NOTE_OF_FLAGS[prep.flags[lo:hi][kidx] & 15],
+                                                pa.string()))
 
     names = [f.name for f in ACTIONS_PROCESSED_SCHEMA]
     extra_head, extra_tail = [], []
