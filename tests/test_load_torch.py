@@ -1,0 +1,71 @@
+"""The PyTorch adapter with real DataLoader worker processes (skipped without torch)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+try:
+    import torch
+    from torch.utils.data import DataLoader
+except ImportError:
+    pytest.skip("torch is not installed (optional extra: pip install 'nm-obs-dataset[torch]')",
+                allow_module_level=True)
+
+from companion.load import open_dataset
+from companion.load.torch import ChunkIterableDataset, FrameDataset
+from tests.test_load_support import H, W, frame_number, make_dataset
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("tds") / "root", extra_video=True)
+
+
+def _check_batch_against_loader(ds, batch):
+    for i in range(len(batch["frame"])):
+        vid, f = batch["video_id"][i], int(batch["frame"][i])
+        img = batch["image"][i].permute(1, 2, 0).numpy()
+        assert frame_number(img) == f
+        st = ds.action_state(vid, f)
+        assert np.array_equal(batch["keys"][i].numpy(), st.keys_multi_hot)
+        assert np.array_equal(batch["buttons"][i].numpy(), st.buttons_multi_hot)
+        assert np.allclose(batch["mouse_delta_px"][i].numpy(), st.mouse_delta_px)
+        assert batch["focus_title"][i] == (st.focus_title or "")
+
+
+def test_map_style_dataloader_two_workers(built):
+    fd = FrameDataset(built.root)
+    assert len(fd) == 66
+    dl = DataLoader(fd, batch_size=5, num_workers=2, shuffle=True,
+                    generator=torch.Generator().manual_seed(0))
+    seen = []
+    ds = open_dataset(built.root)
+    for batch in dl:
+        assert batch["image"].dtype == torch.uint8 and batch["image"].shape[1:] == (3, H, W)
+        _check_batch_against_loader(ds, batch)
+        seen += list(zip(batch["video_id"], batch["frame"].tolist()))
+    assert sorted(seen) == sorted(ds.frame_list())
+
+
+def test_iterable_dataloader_two_workers_covers_each_frame_once(built):
+    it = ChunkIterableDataset(built.root, size=(W, H), shuffle=True, seed=1)
+    dl = DataLoader(it, batch_size=None, num_workers=2)
+    seen = []
+    ds = open_dataset(built.root)
+    per_chunk: dict = {}
+    for item in dl:
+        vid, f = item["video_id"], int(item["frame"])
+        assert frame_number(item["image"].permute(1, 2, 0).numpy()) == f
+        assert np.array_equal(item["keys"].numpy(), ds.action_state(vid, f).keys_multi_hot)
+        ci = ds.chunk_of(vid, f)
+        per_chunk.setdefault((vid, ci.chunk_id), []).append(f)
+        seen.append((vid, f))
+    assert sorted(seen) == sorted(ds.frame_list())
+    # frames of a chunk come in order (each chunk decoded once, front to back)
+    assert all(v == sorted(v) for v in per_chunk.values())
+
+
+def test_gray_and_resize_batches(built):
+    fd = FrameDataset(built.root, size=(64, 32), format="gray")
+    batch = next(iter(DataLoader(fd, batch_size=4, num_workers=0)))
+    assert batch["image"].shape == (4, 1, 32, 64)
