@@ -1,0 +1,261 @@
+"""Validate a dataset root against the contract (docs/contracts/validation.md).
+
+Checks: dataset.json (JSON Schema, format_version major); index.parquet
+(CHUNK_INDEX_SCHEMA, unique (video_id, chunk_id), paths inside the root and in the seed
+000 layout, files present, nothing on disk missing from the index); per video: chunks
+tile [0, n_frames) with no gap or overlap, chunk times continuous; per chunk: the video
+file holds exactly end_frame - start_frame frames (demux count), metadata.json (chunk
+JSON Schema, fields consistent with the index), actions_raw / actions_processed
+(schemas, row count = n_events, t_ns sorted and inside the chunk, timestamp_ms = ms
+since the chunk's first frame, frame_idx/frame_ref in range and consistent).
+"""
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from ..contract.schemas import ACTIONS_PROCESSED_SCHEMA, ACTIONS_RAW_SCHEMA, CHUNK_INDEX_SCHEMA
+from . import checks
+from .common import Report, column, count_video_frames, read_json, read_parquet, \
+    read_parquet_schema
+
+_NS_PER_MS = 1_000_000
+
+
+def _safe_rel(p) -> bool:
+    if not isinstance(p, str) or not p:
+        return False
+    parts = PurePosixPath(p).parts
+    return not p.startswith("/") and "\\" not in p and ".." not in parts and ":" not in parts[0]
+
+
+def _video_lengths(meta) -> dict[str, int]:
+    """n_frames per video_id if dataset.json lists them (``videos`` as a list of objects
+    with video_id and n_frames/frame_count, or an object keyed by video_id)."""
+    out: dict[str, int] = {}
+    if not isinstance(meta, dict):
+        return out
+    vids = meta.get("videos")
+    items = []
+    if isinstance(vids, list):
+        items = [(v.get("video_id"), v) for v in vids if isinstance(v, dict)]
+    elif isinstance(vids, dict):
+        items = [(k, v) for k, v in vids.items() if isinstance(v, dict)]
+    for vid, v in items:
+        n = v.get("n_frames", v.get("frame_count"))
+        if isinstance(vid, str) and isinstance(n, int) and not isinstance(n, bool):
+            out[vid] = n
+    return out
+
+
+def validate_dataset(root: Path, check_videos: bool = True) -> list:
+    """All problems of the dataset root ``root`` (empty list = valid)."""
+    rep = Report(root)
+    meta = read_json(rep, "dataset.json", "dataset")
+    schema = read_parquet_schema(rep, "index.parquet")
+    if schema is None:
+        return rep.problems
+    rep.extend("index.parquet", checks.compare_schema(schema, CHUNK_INDEX_SCHEMA))
+    idx = read_parquet(rep, "index.parquet", CHUNK_INDEX_SCHEMA.names)
+    if idx is None:
+        return rep.problems
+    need = {"video_id", "chunk_id", "start_frame", "end_frame", "video_path", "actions_dir"}
+    if not need <= set(idx.column_names):
+        return rep.problems
+    rep.extend("index.parquet", checks.check_nulls(idx, CHUNK_INDEX_SCHEMA))
+    rows = idx.to_pylist()
+    if not rows:
+        rep.add("index.parquet", "has no chunks")
+
+    lengths = _video_lengths(meta)
+    by_video: dict[str, list[dict]] = {}
+    seen: set = set()
+    for i, r in enumerate(rows):
+        key = (r.get("video_id"), r.get("chunk_id"))
+        if key in seen:
+            rep.add("index.parquet", f"row {i}: video {key[0]} chunk {key[1]} appears twice")
+        seen.add(key)
+        if isinstance(r.get("video_id"), str) and isinstance(r.get("chunk_id"), int):
+            by_video.setdefault(r["video_id"], []).append(r)
+
+    for vid, rs in sorted(by_video.items()):
+        tiles = [(r["chunk_id"], r["start_frame"], r["end_frame"]) for r in rs
+                 if isinstance(r.get("start_frame"), int) and isinstance(r.get("end_frame"), int)]
+        rep.extend("index.parquet", [f"video {vid}: {m}" for m in
+                                     checks.check_chunk_tiling(tiles, lengths.get(vid))])
+        rs_sorted = sorted(rs, key=lambda r: r["chunk_id"])
+        for a, b in zip(rs_sorted, rs_sorted[1:]):
+            if a.get("end_frame") == b.get("start_frame") and a.get("end_t_ns") != b.get("start_t_ns"):
+                rep.add("index.parquet", f"video {vid}: chunk {a['chunk_id']} ends at t_ns "
+                        f"{a.get('end_t_ns')}, chunk {b['chunk_id']} starts at {b.get('start_t_ns')}")
+        fps = {r.get("fps") for r in rs}
+        if len(fps) > 1:
+            rep.add("index.parquet", f"video {vid}: chunks disagree on fps {sorted(map(str, fps))}")
+        n = len(rs_sorted)
+        for k, r in enumerate(rs_sorted):
+            _check_chunk(rep, r, first=(k == 0), last=(k == n - 1), check_videos=check_videos)
+
+    _check_orphans(rep, rows)
+    return rep.problems
+
+
+def _check_layout(rep: Report, r: dict, field: str, top: str) -> bool:
+    p = r.get(field)
+    cid = r.get("chunk_id")
+    if not _safe_rel(p):
+        rep.add("index.parquet", f"video {r.get('video_id')} chunk {cid}: {field} {p!r} is not a "
+                                 f"relative path inside the dataset")
+        return False
+    parts = PurePosixPath(p).parts
+    if len(parts) < 4 or parts[0] != top or parts[1] != r.get("shard") or parts[2] != r.get("video_id"):
+        rep.add("index.parquet", f"video {r.get('video_id')} chunk {cid}: {field} {p!r} is not "
+                                 f"{top}/<shard>/<video_id>/... (shard {r.get('shard')})")
+    return True
+
+
+def _check_chunk(rep: Report, r: dict, first: bool, last: bool, check_videos: bool) -> None:
+    vid, cid = r["video_id"], r["chunk_id"]
+    s, e = r.get("start_frame"), r.get("end_frame")
+    size = (e - s) if isinstance(s, int) and isinstance(e, int) else None
+    st, et = r.get("start_t_ns"), r.get("end_t_ns")
+    if isinstance(st, int) and isinstance(et, int) and et <= st:
+        rep.add("index.parquet", f"video {vid} chunk {cid}: end_t_ns {et} is not after start_t_ns {st}")
+    if isinstance(r.get("shard"), str) and not (r["shard"].startswith("SHARD_") and r["shard"][6:].isdigit()):
+        rep.add("index.parquet", f"video {vid} chunk {cid}: shard {r['shard']!r} is not SHARD_<digits>")
+
+    # chunk video
+    if _check_layout(rep, r, "video_path", "video"):
+        vp = r["video_path"]
+        if not (rep.root / vp).is_file():
+            rep.add(vp, "missing (listed in index.parquet)")
+        elif check_videos and size is not None:
+            vc = count_video_frames(rep.root / vp)
+            if vc.error:
+                rep.add(vp, vc.error)
+            elif vc.n_frames != size:
+                rep.add(vp, f"has {vc.n_frames} frames, chunk {cid} covers {size} "
+                            f"(frames [{s}, {e}))")
+    ap = r.get("audio_path")
+    if ap is not None:
+        if _check_layout(rep, r, "audio_path", "audio") and not (rep.root / ap).is_file():
+            rep.add(ap, "missing (listed in index.parquet)")
+
+    # actions folder
+    if not _check_layout(rep, r, "actions_dir", "actions"):
+        return
+    ad = r["actions_dir"]
+    if not (rep.root / ad).is_dir():
+        rep.add(ad, "missing (listed in index.parquet)")
+        return
+    md = read_json(rep, f"{ad}/metadata.json", "chunk_metadata")
+    if isinstance(md, dict):
+        _check_chunk_meta(rep, f"{ad}/metadata.json", md, r, size)
+    _check_actions(rep, f"{ad}/actions_raw.parquet", ACTIONS_RAW_SCHEMA, r, first, last, required=True)
+    if (rep.root / ad / "actions_processed.parquet").exists():
+        _check_actions(rep, f"{ad}/actions_processed.parquet", ACTIONS_PROCESSED_SCHEMA, r, first,
+                       last, required=False)
+
+
+def _check_chunk_meta(rep: Report, rel: str, md: dict, r: dict, size: int | None) -> None:
+    cid = md.get("chunk_id")
+    try:
+        cid_int = int(cid) if not isinstance(cid, bool) else None
+    except (TypeError, ValueError):
+        cid_int = None
+    if cid_int is not None and cid_int != r["chunk_id"]:
+        rep.add(rel, f"chunk_id {cid!r} but index.parquet says {r['chunk_id']}")
+    cs = md.get("chunk_size")
+    if isinstance(cs, int) and size is not None and cs != size:
+        rep.add(rel, f"chunk_size {cs} but the chunk covers {size} frames")
+    ov = md.get("original_video")
+    if isinstance(ov, dict):
+        for k in ("start_frame", "end_frame"):
+            if isinstance(ov.get(k), int) and isinstance(r.get(k), int) and ov[k] != r[k]:
+                rep.add(rel, f"original_video.{k} {ov[k]} but index.parquet says {r[k]}")
+        if isinstance(ov.get("video_id"), str) and ov["video_id"] != r["video_id"]:
+            rep.add(rel, f"original_video.video_id {ov['video_id']!r} but index.parquet says "
+                         f"{r['video_id']!r}")
+        fps = ov.get("fps")
+        if isinstance(fps, (int, float)) and isinstance(r.get("fps"), float) and r["fps"] > 0 \
+                and abs(fps - r["fps"]) > 1e-3 * r["fps"]:
+            rep.add(rel, f"original_video.fps {fps} but index.parquet says {r['fps']}")
+
+
+def _check_actions(rep: Report, rel: str, schema, r: dict, first: bool, last: bool,
+                   required: bool) -> None:
+    sch = read_parquet_schema(rep, rel)
+    if sch is None:
+        return
+    rep.extend(rel, checks.compare_schema(sch, schema))
+    t = read_parquet(rep, rel, ["timestamp_ms", "frame_idx", "t_ns", "frame_ref", "confidence"])
+    if t is None:
+        return
+    rep.extend(rel, [m for m in checks.check_nulls(t, schema)])
+    if required and isinstance(r.get("n_events"), int) and t.num_rows != r["n_events"]:
+        rep.add(rel, f"has {t.num_rows} rows, index.parquet n_events says {r['n_events']}")
+    s, e = r.get("start_frame"), r.get("end_frame")
+    st, et = r.get("start_t_ns"), r.get("end_t_ns")
+    if not all(isinstance(v, int) for v in (s, e, st, et)):
+        return
+    tn = column(t, "t_ns")
+    if tn is None or not np.all(tn[1]):
+        return
+    rep.extend(rel, checks.check_non_decreasing(tn[0], "t_ns"))
+    fr = column(t, "frame_ref")
+    ref, ref_ok = (fr if fr is not None else (np.zeros(t.num_rows, np.int64), np.zeros(t.num_rows, bool)))
+    rep.extend(rel, checks.check_in_range(ref, ref_ok, s, e, "frame_ref"))
+    # events on a frame of this chunk happen inside the chunk's time span
+    inside = (tn[0] >= st) & (tn[0] < et)
+    bad = ref_ok & ~inside
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        rep.add(rel, f"t_ns outside the chunk [{st}, {et}): row {i} has {int(tn[0][i])} "
+                     f"({int(bad.sum())} rows)")
+    # rows without a frame belong before the first frame (first chunk) or after the end (last)
+    stray = ~ref_ok & ~(((tn[0] < st) & first) | ((tn[0] >= et) & last) | inside)
+    if np.any(stray):
+        i = int(np.flatnonzero(stray)[0])
+        rep.add(rel, f"row {i} has no frame_ref and t_ns {int(tn[0][i])} is not before the video "
+                     f"or after it ({int(stray.sum())} rows)")
+    fi = column(t, "frame_idx")
+    if fi is not None:
+        rep.extend(rel, checks.check_in_range(fi[0], fi[1], 0, e - s, "frame_idx"))
+        both = fi[1] & ref_ok
+        mism = both & (fi[0] != ref - s)
+        if np.any(mism):
+            i = int(np.flatnonzero(mism)[0])
+            rep.add(rel, f"frame_idx is not frame_ref - start_frame: row {i} has {int(fi[0][i])}, "
+                         f"expected {int(ref[i] - s)} ({int(mism.sum())} rows)")
+    ts = column(t, "timestamp_ms")
+    if ts is not None:
+        exact = tn[0] - st          # ns since the chunk's first frame
+        off = np.abs(ts[0] * _NS_PER_MS - exact)
+        badts = ts[1] & (off >= _NS_PER_MS)
+        if np.any(badts):
+            i = int(np.flatnonzero(badts)[0])
+            rep.add(rel, f"timestamp_ms is not ms since the chunk's first frame: row {i} has "
+                         f"{int(ts[0][i])}, t_ns says {exact[i] / _NS_PER_MS:.3f} ({int(badts.sum())} rows)")
+    conf = column(t, "confidence")
+    if conf is not None:
+        rep.extend(rel, checks.check_in_range(conf[0], conf[1], 0.0, 1.0, "confidence", hi_inclusive=True))
+
+
+def _check_orphans(rep: Report, rows: list[dict]) -> None:
+    listed_files = {r.get("video_path") for r in rows} | {r.get("audio_path") for r in rows}
+    listed_dirs = {r.get("actions_dir") for r in rows}
+    for top in ("video", "audio"):
+        base = rep.root / top
+        if base.is_dir():
+            for p in sorted(base.rglob("*")):
+                if p.is_file() and not p.name.startswith("."):
+                    rel = p.relative_to(rep.root).as_posix()
+                    if rel not in listed_files:
+                        rep.add(rel, "not listed in index.parquet")
+    base = rep.root / "actions"
+    if base.is_dir():
+        for p in sorted(base.glob("*/*/*")):
+            if p.is_dir() and not p.name.startswith("."):
+                rel = p.relative_to(rep.root).as_posix()
+                if rel not in listed_dirs:
+                    rep.add(rel, "chunk folder not listed in index.parquet")

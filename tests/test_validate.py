@@ -1,0 +1,493 @@
+"""nm-validate on real session folders and dataset roots: valid ones pass, every kind of
+damage is reported with the file it is in, a flipped byte anywhere is caught and named."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from companion.cli.validate_cli import main as validate_main
+from companion.contract.schemas import (ACTIONS_PROCESSED_SCHEMA, ACTIONS_RAW_SCHEMA,
+                                        CHUNK_INDEX_SCHEMA, EVENTS_SCHEMA)
+from companion.contract.version import FORMAT_VERSION
+from companion.validate import Problem, validate_path
+from companion.validate.checks import check_chunk_tiling, check_frame_refs
+from companion.validate.session import parse_integrity
+from companion.util.errors import BadInput
+from tests.test_owa import T0, frames_table_for, make_h264
+
+SID = "sess1"
+
+
+# --------------------------------------------------------------------------- builders
+
+def _events_table(frame_t: np.ndarray, end_t: int) -> pa.Table:
+    """EVENTS_SCHEMA rows: one before the video, several on frames, one after the end."""
+    times = [int(frame_t[0]) - 5_000_000] + [int(frame_t[i]) + 1000 for i in (0, 3, 3, 10, 40)] + [end_t + 10]
+    rows = []
+    for k, t in enumerate(times):
+        ref = int(np.searchsorted(frame_t, t, side="right") - 1)
+        ref = None if ref < 0 or t >= end_t else ref
+        rows.append({n: None for n in EVENTS_SCHEMA.names} | {
+            "t_ns": t, "event_type": "key_down" if k % 2 else "mouse_move", "frame_ref": ref,
+            "session_id": SID, "hash": hashlib.sha256(str(k).encode()).hexdigest(),
+            "source": "keyboard" if k % 2 else "mouse", "key_code": 65 if k % 2 else None,
+            "mouse_x": None if k % 2 else 0.5, "mouse_y": None if k % 2 else 0.25})
+    return pa.Table.from_pylist(rows, schema=EVENTS_SCHEMA)
+
+
+def write_integrity(folder: Path, names: list[str]) -> None:
+    lines = [f"{hashlib.sha256((folder / n).read_bytes()).hexdigest()}  {n}\n" for n in sorted(names)]
+    (folder / "integrity.sha256").write_text("".join(lines))
+
+
+def build_session(folder: Path, video_src: Path | None = None) -> Path:
+    """A valid session folder built from the contract (real H.264 MKV, real Parquet)."""
+    folder.mkdir(parents=True)
+    video = folder / f"{SID}.mkv"
+    if video_src is None:
+        make_h264(video, seconds=2, fps=30)
+    else:
+        shutil.copy(video_src, video)
+    frames = frames_table_for(video)
+    pq.write_table(frames, folder / "frames.parquet")
+    ft = frames.column("t_ns").to_numpy()
+    interval = int(np.median(np.diff(ft)))
+    end_t = int(ft[-1]) + interval
+    events = _events_table(ft, end_t)
+    pq.write_table(events, folder / "events.parquet")
+    (folder / f"{SID}.jsonl").write_text(
+        json.dumps({"timestamp_ns": T0, "event_src": "control_publisher",
+                    "event_data": json.dumps(["mouse.move", 1, 2])}) + "\n")
+    meta = {"format_version": FORMAT_VERSION, "session_id": SID, "captured_at": "2025-02-21T06:27:30.371Z",
+            "resolution": [64, 48], "capture_fps": 30.0, "codec": "h264", "dropped_frames": 0,
+            "consent": {"record_screen": True, "record_audio": False, "record_input": True},
+            "privacy": {"chat_redacted": False, "pii_regions": []}, "env": {"os": "Linux"},
+            "alignment": {"anchor_source": "captions", "confidence": "high",
+                          "video_file": video.name, "frame_count": frames.num_rows,
+                          "event_count": events.num_rows, "end_t_ns": end_t}}
+    (folder / "metadata.json").write_text(json.dumps(meta, indent=2))
+    write_integrity(folder, [video.name, "frames.parquet", "events.parquet", "metadata.json",
+                             f"{SID}.jsonl"])
+    return folder
+
+
+def encode_chunk(path: Path, n_frames: int, fps: int = 30) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"testsrc=size=64x48:rate={fps}", "-frames:v", str(n_frames), "-c:v", "libx264",
+                    "-g", "10", "-pix_fmt", "yuv420p", str(path)], check=True)
+
+
+def chunk_metadata(vid: str, cid: int, s: int, e: int, fps: int) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "uuid": f"{vid}_chunk_{cid:04d}_actions", "chunk_id": f"{cid:04d}", "chunk_size": e - s,
+        "original_video": {"resolution": [64, 48], "video_id": vid, "source": "screen",
+                           "url": None, "start_time": s / fps, "end_time": e / fps,
+                           "duration": (e - s) / fps, "start_frame": s, "end_frame": e, "fps": fps},
+        "modality_config": {"screen": {"enabled": True}, "webcam": {"enabled": False},
+                            "audio": {"enabled": False, "channels": None, "sample_rate": None},
+                            "keyboard": {"enabled": True},
+                            "mouse": {"enabled": True, "coordinate_space": "screen"},
+                            "gamepad": {"enabled": False}},
+        "bbox_controller_overlay": [0, 0, 0, 0],
+        "bbox_game_area": {"xtl": 0.0, "ytl": 0.0, "xbr": 1.0, "ybr": 1.0},
+        "bbox_others": [],
+        "sync": {"timebase": "ms", "video_offset_ms": 0, "audio_offset_ms": 0},
+    }
+
+
+def build_dataset(root: Path, vid: str = "vid0", bounds=((0, 20), (20, 40), (40, 47)),
+                  fps: int = 30) -> Path:
+    """A valid dataset root built from the contract: real chunk MP4s, real Parquet."""
+    interval = 1_000_000_000 // fps
+    frame_t = lambda f: T0 + f * interval  # noqa: E731
+    rows = []
+    for cid, (s, e) in enumerate(bounds):
+        shard = "SHARD_0000"
+        vpath = f"video/{shard}/{vid}/{vid}_chunk_{cid:04d}.mp4"
+        adir = f"actions/{shard}/{vid}/{vid}_chunk_{cid:04d}"
+        encode_chunk(root / vpath, e - s, fps)
+        events = []
+        for f in range(s, e, 3):
+            t = frame_t(f) + 2_500_000
+            events.append({"t_ns": t, "frame_ref": f, "frame_idx": f - s,
+                           "timestamp_ms": (t - frame_t(s)) // 1_000_000})
+        if cid == 0:   # an event before the first frame: no frame, negative ms
+            t = frame_t(0) - 7_000_000
+            events.insert(0, {"t_ns": t, "frame_ref": None, "frame_idx": None,
+                              "timestamp_ms": -((frame_t(0) - t) // 1_000_000)})
+        arows = []
+        for k, ev in enumerate(events):
+            arows.append({n: None for n in ACTIONS_PROCESSED_SCHEMA.names} | ev | {
+                "source": "mouse", "event_type": "mousemove", "mouse_x": 10.0 + k, "mouse_y": 5.0,
+                "mouse_x_norm": 0.1, "mouse_y_norm": 0.1, "meta": "{}", "is_valid": True,
+                "confidence": 1.0})
+        t = pa.Table.from_pylist(arows, schema=ACTIONS_PROCESSED_SCHEMA)
+        (root / adir).mkdir(parents=True, exist_ok=True)
+        pq.write_table(t, root / adir / "actions_processed.parquet")
+        pq.write_table(t.drop_columns(["is_valid", "confidence", "notes"]).cast(ACTIONS_RAW_SCHEMA),
+                       root / adir / "actions_raw.parquet")
+        (root / adir / "metadata.json").write_text(json.dumps(chunk_metadata(vid, cid, s, e, fps)))
+        rows.append(dict(video_id=vid, chunk_id=cid, shard=shard, start_frame=s, end_frame=e,
+                         fps=float(fps), start_t_ns=frame_t(s), end_t_ns=frame_t(e),
+                         n_events=len(arows), video_path=vpath, actions_dir=adir, audio_path=None))
+    pq.write_table(pa.Table.from_pylist(rows, schema=CHUNK_INDEX_SCHEMA), root / "index.parquet")
+    (root / "dataset.json").write_text(json.dumps({
+        "format_version": FORMAT_VERSION, "num_shards": 1, "created_at": "2025-02-21T06:27:30Z",
+        "videos": [{"video_id": vid, "n_frames": bounds[-1][1]}]}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def session_template(tmp_path_factory) -> Path:
+    return build_session(tmp_path_factory.mktemp("tpl") / SID)
+
+
+@pytest.fixture
+def session(tmp_path, session_template) -> Path:
+    dst = tmp_path / SID
+    shutil.copytree(session_template, dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def dataset_template(tmp_path_factory) -> Path:
+    return build_dataset(tmp_path_factory.mktemp("dstpl") / "ds")
+
+
+@pytest.fixture
+def dataset(tmp_path, dataset_template) -> Path:
+    dst = tmp_path / "ds"
+    shutil.copytree(dataset_template, dst)
+    return dst
+
+
+def msgs(problems: list[Problem]) -> list[str]:
+    return [str(p) for p in problems]
+
+
+def rewrite_parquet(path: Path, fn) -> None:
+    t = pq.read_table(path)
+    pq.write_table(fn(t), path)
+
+
+def set_col(t: pa.Table, name: str, values) -> pa.Table:
+    i = t.schema.get_field_index(name)
+    return t.set_column(i, t.schema.field(i), pa.array(values, t.schema.field(i).type))
+
+
+# --------------------------------------------------------------------------- sessions
+
+def test_valid_session_passes(session):
+    assert msgs(validate_path(session)) == []
+
+
+@pytest.mark.parametrize("name", ["metadata.json", "frames.parquet", "events.parquet",
+                                  f"{SID}.mkv", f"{SID}.jsonl"])
+@pytest.mark.parametrize("where", [0.0, 0.5, 0.999])
+def test_flipped_byte_in_any_artifact_is_caught_and_named(session, name, where):
+    p = session / name
+    data = bytearray(p.read_bytes())
+    i = min(int(len(data) * where), len(data) - 1)
+    data[i] ^= 0x01
+    p.write_bytes(bytes(data))
+    problems = validate_path(session)
+    assert any(pr.path == str(p) and "does not match integrity.sha256" in pr.message
+               for pr in problems), msgs(problems)
+
+
+def test_flipped_byte_in_integrity_file_itself(session):
+    p = session / "integrity.sha256"
+    for i in (0, 70, len(p.read_bytes()) - 3):      # a hash digit, a file name, the last name
+        fresh = bytearray(p.read_bytes())
+        fresh[i] ^= 0x02
+        p.write_bytes(bytes(fresh))
+        assert validate_path(session), f"flip at byte {i} not caught"
+        fresh[i] ^= 0x02
+        p.write_bytes(bytes(fresh))
+    assert validate_path(session) == []
+
+
+def test_missing_and_unlisted_artifacts(session):
+    (session / "events.parquet").unlink()
+    lines = (session / "integrity.sha256").read_text().splitlines()
+    (session / "integrity.sha256").write_text("\n".join(l for l in lines if "jsonl" not in l) + "\n")
+    out = msgs(validate_path(session))
+    assert f"{session}/events.parquet: listed in integrity.sha256 but missing" in out
+    assert f"{session}/{SID}.jsonl: not covered by integrity.sha256" in out
+
+
+def test_frames_problems(session):
+    def damage(t):
+        idx = t.column("frame_idx").to_numpy().copy()
+        idx[5] = 99
+        tn = t.column("t_ns").to_numpy().copy()
+        tn[20] = tn[19] - 1
+        return set_col(set_col(t, "frame_idx", idx), "t_ns", tn)
+    rewrite_parquet(session / "frames.parquet", damage)
+    out = msgs(validate_path(session))
+    f = f"{session}/frames.parquet"
+    assert any(m.startswith(f + ": frame_idx is not contiguous from 0: row 5 has 99") for m in out), out
+    assert any(m.startswith(f + ": t_ns is not sorted (non-decreasing): row 20") for m in out), out
+    assert any(m.startswith(f + ": sha256") for m in out)
+
+
+def test_frames_row_count_and_pts_against_video(session):
+    rewrite_parquet(session / "frames.parquet", lambda t: t.slice(0, t.num_rows - 1))
+    out = msgs(validate_path(session))
+    assert any("frames.parquet: has 59 rows, the video sess1.mkv has 60 frames" in m for m in out), out
+    assert any("alignment.frame_count is 60, frames.parquet has 59 rows" in m for m in out), out
+
+
+def test_frames_and_events_schema_mismatch(session):
+    rewrite_parquet(session / "frames.parquet",
+                    lambda t: t.drop_columns(["segment"]).append_column("extra", pa.array([1] * t.num_rows)))
+    rewrite_parquet(session / "events.parquet",
+                    lambda t: t.set_column(0, pa.field("t_ns", pa.float64()), t.column(0).cast(pa.float64(), safe=False)))
+    out = msgs(validate_path(session))
+    assert any("frames.parquet: missing column(s): segment" in m for m in out), out
+    assert any("frames.parquet: unexpected column(s): extra" in m for m in out), out
+    assert any("events.parquet: column t_ns has type double, expected int64" in m for m in out), out
+
+
+def test_events_problems(session):
+    def damage(t):
+        ref = t.column("frame_ref").to_pylist()
+        ref[2] = 10_000          # out of range
+        ref[4] = 1               # wrong frame for its time
+        ref[3] = None            # null inside the video
+        tn = t.column("t_ns").to_numpy().copy()
+        tn[5], tn[6] = tn[6], tn[5]
+        sid = t.column("session_id").to_pylist()
+        sid[1] = "other"
+        return set_col(set_col(set_col(t, "frame_ref", ref), "t_ns", tn), "session_id", sid)
+    rewrite_parquet(session / "events.parquet", damage)
+    out = "\n".join(msgs(validate_path(session)))
+    assert "events.parquet: frame_ref out of range [0, 60): row 2 has 10000" in out
+    assert "events.parquet: frame_ref disagrees with frames.parquet t_ns: row 4" in out
+    assert "events.parquet: frame_ref is null for an event inside the video: row 3" in out
+    assert "events.parquet: t_ns is not sorted (non-decreasing): row 6" in out
+    assert "events.parquet: session_id 'other' in events, metadata.json says 'sess1'" in out
+
+
+def test_metadata_problems(session):
+    meta = json.loads((session / "metadata.json").read_text())
+    meta["format_version"] = "2.0.0"
+    meta["resolution"] = [64]
+    del meta["captured_at"]
+    (session / "metadata.json").write_text(json.dumps(meta))
+    out = "\n".join(msgs(validate_path(session)))
+    assert "metadata.json: format_version 2.0.0 has major version 2; this reader supports major 1" in out
+    assert "metadata.json: schema: captured_at: required field is missing" in out
+    assert "metadata.json: schema: resolution: needs at least 2 items, has 1" in out
+    (session / "metadata.json").write_text("{not json")
+    out = msgs(validate_path(session))
+    assert f"{session}/metadata.json: invalid JSON at line 1 column 2: Expecting property name " \
+           f"enclosed in double quotes" in out
+
+
+def test_corrupt_parquet_and_video_are_reported_not_raised(session):
+    (session / "frames.parquet").write_bytes(b"PAR1 garbage")
+    (session / f"{SID}.mkv").write_bytes(b"\x1a\x45\xdf\xa3 not really")
+    out = "\n".join(msgs(validate_path(session)))
+    assert "frames.parquet: not a readable Parquet file" in out
+    assert f"{SID}.mkv: not a readable video" in out
+
+
+def test_unaligned_session_says_run_nm_align(tmp_path):
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    make_h264(folder / "raw.mkv", seconds=0.5, audio=False)
+    (folder / "metadata.json").write_text(json.dumps({
+        "format_version": FORMAT_VERSION, "session_id": "raw", "captured_at": "2025-01-01T00:00:00Z"}))
+    out = msgs(validate_path(folder))
+    assert out == [f"{folder}/integrity.sha256: missing (run nm-align on this session)"]
+
+
+def test_folder_of_sessions(tmp_path, session_template):
+    shutil.copytree(session_template, tmp_path / "all" / "a")
+    shutil.copytree(session_template, tmp_path / "all" / "b")
+    (tmp_path / "all" / "b" / "events.parquet").write_bytes(b"x")
+    out = msgs(validate_path(tmp_path / "all"))
+    assert out and all(m.startswith(f"{tmp_path}/all/b/") for m in out)
+
+
+# --------------------------------------------------------------------------- datasets
+
+def test_valid_dataset_passes(dataset):
+    assert msgs(validate_path(dataset)) == []
+
+
+def test_chunk_gap_overlap_and_coverage(dataset):
+    def damage(t):
+        s = t.column("start_frame").to_pylist()
+        s[2] = 41                         # gap [40, 41)
+        return set_col(t, "start_frame", s)
+    rewrite_parquet(dataset / "index.parquet", damage)
+    out = "\n".join(msgs(validate_path(dataset)))
+    assert "index.parquet: video vid0: gap: frames [40, 41) are in no chunk (before chunk 2)" in out
+    # the chunk's video/metadata now disagree with the index too
+    assert "vid0_chunk_0002.mp4: has 7 frames, chunk 2 covers 6" in out
+    assert "vid0_chunk_0002/metadata.json: original_video.start_frame 40 but index.parquet says 41" in out
+
+    rewrite_parquet(dataset / "index.parquet", lambda t: set_col(t, "start_frame", [0, 18, 40]))
+    out = "\n".join(msgs(validate_path(dataset)))
+    assert "overlap: chunk 1 starts at frame 18, before the previous chunk's end 20" in out
+
+    rewrite_parquet(dataset / "index.parquet", lambda t: set_col(t, "start_frame", [0, 20, 40]).slice(0, 2))
+    out = "\n".join(msgs(validate_path(dataset)))
+    assert "video vid0: frames [40, 47) of the video are in no chunk" in out
+    assert "vid0_chunk_0002: chunk folder not listed in index.parquet" in out
+    assert "vid0_chunk_0002.mp4: not listed in index.parquet" in out
+
+
+def test_chunk_video_frame_count(dataset):
+    encode_chunk(dataset / "video/SHARD_0000/vid0/vid0_chunk_0001.mp4", 19)
+    out = msgs(validate_path(dataset))
+    assert out == [f"{dataset}/video/SHARD_0000/vid0/vid0_chunk_0001.mp4: has 19 frames, "
+                   f"chunk 1 covers 20 (frames [20, 40))"]
+    assert validate_path(dataset, check_videos=False) == []
+
+
+def test_actions_problems(dataset):
+    rel = "actions/SHARD_0000/vid0/vid0_chunk_0001/actions_raw.parquet"
+
+    def damage(t):
+        ts = t.column("timestamp_ms").to_pylist()
+        ts[0] += 5
+        fi = t.column("frame_idx").to_pylist()
+        fi[1] = 25
+        fr = t.column("frame_ref").to_pylist()
+        fr[2] = 3
+        return set_col(set_col(set_col(t, "timestamp_ms", ts), "frame_idx", fi), "frame_ref", fr)
+    rewrite_parquet(dataset / rel, damage)
+    out = "\n".join(msgs(validate_path(dataset)))
+    assert f"{rel}: timestamp_ms is not ms since the chunk's first frame: row 0" in out
+    assert f"{rel}: frame_idx out of range [0, 20): row 1 has 25" in out
+    assert f"{rel}: frame_ref out of range [20, 40): row 2 has 3" in out
+    rewrite_parquet(dataset / rel, lambda t: t.slice(1))
+    out = "\n".join(msgs(validate_path(dataset)))
+    assert f"{rel}: has 6 rows, index.parquet n_events says 7" in out
+
+
+def test_actions_schema_and_chunk_metadata(dataset):
+    rel = "actions/SHARD_0000/vid0/vid0_chunk_0000"
+    rewrite_parquet(dataset / rel / "actions_processed.parquet", lambda t: t.drop_columns(["confidence"]))
+    md = json.loads((dataset / rel / "metadata.json").read_text())
+    del md["sync"]
+    md["chunk_size"] = 21
+    md["bbox_game_area"]["xbr"] = 1.5
+    (dataset / rel / "metadata.json").write_text(json.dumps(md))
+    out = "\n".join(msgs(validate_path(dataset)))
+    assert f"{rel}/actions_processed.parquet: missing column(s): confidence" in out
+    assert f"{rel}/metadata.json: schema: sync: required field is missing" in out
+    assert f"{rel}/metadata.json: schema: bbox_game_area.xbr: 1.5 is above the maximum 1" in out
+    assert f"{rel}/metadata.json: chunk_size 21 but the chunk covers 20 frames" in out
+
+
+def test_dataset_json_and_missing_files(dataset):
+    (dataset / "dataset.json").write_text(json.dumps({"format_version": "one"}))
+    (dataset / "video/SHARD_0000/vid0/vid0_chunk_0000.mp4").unlink()
+    shutil.rmtree(dataset / "actions/SHARD_0000/vid0/vid0_chunk_0002")
+    out = "\n".join(msgs(validate_path(dataset)))
+    assert "dataset.json: schema: format_version: 'one' does not match" in out
+    assert "video/SHARD_0000/vid0/vid0_chunk_0000.mp4: missing (listed in index.parquet)" in out
+    assert "actions/SHARD_0000/vid0/vid0_chunk_0002: missing (listed in index.parquet)" in out
+
+
+def test_dataset_paths_escaping_root(dataset):
+    rewrite_parquet(dataset / "index.parquet", lambda t: set_col(
+        t, "video_path", ["../../etc/passwd", "/abs/x.mp4", t.column("video_path")[2].as_py()]))
+    out = "\n".join(msgs(validate_path(dataset)))
+    assert "video_path '../../etc/passwd' is not a relative path inside the dataset" in out
+    assert "video_path '/abs/x.mp4' is not a relative path inside the dataset" in out
+
+
+@pytest.mark.parametrize("rel", ["index.parquet", "dataset.json",
+                                 "actions/SHARD_0000/vid0/vid0_chunk_0001/actions_raw.parquet",
+                                 "actions/SHARD_0000/vid0/vid0_chunk_0001/metadata.json"])
+def test_dataset_truncated_files_reported(dataset, rel):
+    p = dataset / rel
+    p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
+    out = msgs(validate_path(dataset))
+    assert any(m.startswith(str(p) + ": ") for m in out), out
+
+
+# --------------------------------------------------------------------------- pure checks
+
+def test_check_chunk_tiling_pure():
+    assert check_chunk_tiling([(0, 0, 10), (1, 10, 20), (2, 20, 25)], 25) == []
+    assert check_chunk_tiling([(1, 10, 20), (0, 0, 10)], None) == []
+    assert "duplicate chunk_id(s) [1]" in check_chunk_tiling([(0, 0, 10), (1, 10, 20), (1, 20, 30)], 30)
+    assert any("empty" in m for m in check_chunk_tiling([(0, 0, 0)], 0))
+    assert any("longer than a full chunk" in m for m in check_chunk_tiling([(0, 0, 10), (1, 10, 25)], 25))
+    assert any("differ in size" in m for m in check_chunk_tiling([(0, 0, 10), (1, 10, 15), (2, 15, 16)], 16))
+
+
+def test_check_frame_refs_pure():
+    ft = np.array([100, 200, 300], dtype=np.int64)
+    t = np.array([50, 100, 250, 399, 400], dtype=np.int64)
+    ref = np.array([0, 0, 1, 2, 0], dtype=np.int64)
+    ok = np.array([False, True, True, True, False])
+    assert check_frame_refs(t, ref, ok, ft, 400) == []
+    assert check_frame_refs(t, ref, np.array([False, True, True, False, False]), ft, 400)
+    ref2 = ref.copy()
+    ref2[2] = 2
+    assert "the frame on screen is 1" in check_frame_refs(t, ref2, ok, ft, 400)[0]
+
+
+def test_parse_integrity_pure():
+    h = "a" * 64
+    entries, probs = parse_integrity(f"{h}  x.mkv\n{h} *y.bin\n\nbad line\n{h}  ../z\n{h}  x.mkv\n")
+    assert entries == {"x.mkv": h, "y.bin": h}
+    assert probs == ["line 4 is not '<sha256>  <file>'", "line 5 names a file outside the folder: '../z'",
+                     "line 6 lists x.mkv a second time"]
+
+
+# --------------------------------------------------------------------------- CLI
+
+def test_cli_exit_codes_and_output(session, dataset, tmp_path, capsys):
+    assert validate_main([str(session)]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == f"OK: session {session} matches the contract"
+    (session / "events.parquet").write_bytes(b"junk")
+    assert validate_main([str(session)]) == 1
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()
+    assert lines and all(l.startswith(f"{session}/") for l in lines)
+    assert "problem(s)" in out.err
+    assert validate_main([str(session), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False and doc["kind"] == "session"
+    assert {"path": f"{session}/events.parquet",
+            "message": "sha256 " + hashlib.sha256(b"junk").hexdigest()[:16] + "... does not match "
+            "integrity.sha256 (" + doc["problems"][0]["message"].split("(")[1]} in doc["problems"]
+    assert validate_main([str(dataset), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"path": str(dataset), "kind": "dataset", "ok": True,
+                                                   "problems": []}
+    for bad in (tmp_path / "nope", session / "metadata.json", tmp_path / "emptydir"):
+        if bad.name == "emptydir":
+            bad.mkdir()
+        assert validate_main([str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("nm-validate: error: ") and err.count("\n") == 1
+
+
+def test_console_script_runs(session):
+    exe = Path(sys.executable).parent / "nm-validate"
+    if not exe.exists():
+        pytest.skip("console script not installed")
+    r = subprocess.run([str(exe), str(session)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("OK: session")
+    with pytest.raises(BadInput):
+        validate_path(session / "nope")
