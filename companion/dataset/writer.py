@@ -1,0 +1,377 @@
+"""``write_dataset``: one aligned recording -> its chunks in a sharded dataset root.
+
+Atomicity and idempotence. Everything of one video (chunk MP4s, WAVs, actions folders,
+its index part) is built under ``ROOT/.staging/<video_id>.<pid>.<random>/``. Only when
+all of it exists is it swapped in: under the video's lock a journal
+``ROOT/.staging/<video_id>.swap.json`` is written listing the renames, then each of
+``actions/ video/ audio/ SHARD/<video_id>`` and ``index/<video_id>.parquet`` is replaced
+(old moved to a trash folder, new renamed in; a part the new run no longer has, such as
+audio, is removed). A run that dies mid-swap leaves the journal; the next run for that
+video (or any ``recover``) rolls it forward. A run that fails before the swap removes
+its staging folder and leaves the previous chunks untouched. Then ``index.parquet`` is
+rebuilt from all ``index/*.parquet`` under the root's index lock, so concurrent runs
+writing different videos never lose each other's rows.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from companion.contract.schemas import CHUNK_INDEX_SCHEMA
+from companion.contract.version import FORMAT_VERSION
+from companion.util.atomic import atomic_path
+from companion.util.errors import BadInput, EnvProblem
+
+from .actions import chunk_actions, prepare_actions
+from .chunking import ChunkPlan, plan_chunks
+from .layout import (INDEX_FILE, INDEX_PARTS, STAGING, VideoLayout, ensure_dataset,
+                     layout_for, locked, validate_video_id)
+from .video import split_video
+
+_PARQUET_OPTS = {"compression": "zstd"}
+
+
+def _frame_interval_ns(fps: Fraction) -> int:
+    return int(round(Fraction(1_000_000_000) / Fraction(fps)))
+
+
+def _check_inputs(scan, frames: pa.Table) -> None:
+    n = len(scan.pts)
+    if n == 0:
+        raise BadInput(f"{scan.path}: the video has no frames")
+    if frames.num_rows != n:
+        raise BadInput(f"frames table has {frames.num_rows} rows but {scan.path} has {n} "
+                       f"frames: the frames table belongs to another video")
+    for col in ("pts", "t_ns", "pts_ns"):
+        if col not in frames.column_names:
+            raise BadInput(f"frames table lacks column {col!r}")
+    fpts = frames.column("pts").to_numpy()
+    if not np.array_equal(fpts, np.asarray(scan.pts)):
+        raise BadInput(f"frames table pts differ from {scan.path}: it belongs to another video")
+    if not scan.width or not scan.height:
+        raise BadInput(f"{scan.path}: unknown video size")
+
+
+def _source_label(session_meta: dict, has_audio: bool) -> str:
+    if isinstance(session_meta.get("source"), str) and session_meta["source"]:
+        return session_meta["source"]
+    return "screen+audio" if has_audio else "screen"
+
+
+def _modality_config(session_meta: dict, scan, events_present: set[str]) -> dict:
+    dev = str(session_meta.get("input_device") or "")
+    kb = "keyboard" in dev or "keyboard" in events_present
+    ms = "mouse" in dev or "mouse" in events_present
+    audio = bool(scan.has_audio)
+    return {
+        "screen": {"enabled": True},
+        "webcam": {"enabled": bool(session_meta.get("webcam", False))},
+        "audio": {"enabled": audio,
+                  "channels": int(scan.audio_channels) if audio and scan.audio_channels else None,
+                  "sample_rate": int(scan.audio_rate) if audio and scan.audio_rate else None},
+        "keyboard": {"enabled": kb},
+        "mouse": {"enabled": ms, "coordinate_space": "screen"},
+        "gamepad": {"enabled": False},
+    }
+
+
+def _chunk_metadata(video_id: str, plan: ChunkPlan, lay: VideoLayout, scan, pts_ns: np.ndarray,
+                    frame_t: np.ndarray, end_t_ns: int, mode: str, demoted: str | None,
+                    has_audio_files: bool, audio_stat: dict | None, act_stats: dict,
+                    session_meta: dict, modality: dict) -> dict:
+    fps = Fraction(scan.fps)
+    n = len(pts_ns)
+    interval = Fraction(1_000_000_000) / fps
+    start_s = int(pts_ns[plan.start_frame]) / 1e9
+    end_ns = int(pts_ns[plan.end_frame]) if plan.end_frame < n else \
+        int(pts_ns[-1]) + int(round(interval))
+    t1 = int(frame_t[plan.end_frame]) if plan.end_frame < n else end_t_ns
+    align = session_meta.get("alignment") if isinstance(session_meta.get("alignment"), dict) else {}
+    cname = lay.chunk_actions(plan.chunk_id).name
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "uuid": f"{cname}_actions",
+        "chunk_id": f"{plan.chunk_id:04d}",
+        "chunk_size": plan.n_frames,
+        "original_video": {
+            # seed 000 example order: [height, width]; width/height keys say it explicitly
+            "resolution": [int(scan.height), int(scan.width)],
+            "width": int(scan.width),
+            "height": int(scan.height),
+            "video_id": video_id,
+            "session_id": session_meta.get("session_id"),
+            "source": _source_label(session_meta, bool(scan.has_audio)),
+            "url": str(lay.chunk_video(plan.chunk_id)),
+            "start_time": start_s,
+            "end_time": end_ns / 1e9,
+            "duration": end_ns / 1e9 - start_s,
+            "start_frame": plan.start_frame,
+            "end_frame": plan.end_frame,
+            "fps": float(fps),
+            "fps_rational": f"{fps.numerator}/{fps.denominator}",
+            "codec": scan.codec,
+        },
+        "modality_config": modality,
+        "bbox_controller_overlay": [0, 0, 0, 0],
+        "bbox_game_area": {"xtl": 0.0, "ytl": 0.0, "xbr": 1.0, "ybr": 1.0},
+        "bbox_others": [],
+        "sync": {
+            "timebase": "ms",
+            "video_offset_ms": 0,
+            "audio_offset_ms": 0,
+            "clock_drift_ppm": session_meta.get("clock_drift_ppm"),
+            "anchor_source": align.get("anchor_source"),
+            "alignment_confidence": align.get("confidence"),
+        },
+        "t_ns": {"start": int(frame_t[plan.start_frame]), "end": t1},
+        "video": {"path": str(lay.chunk_video(plan.chunk_id)), "cut": mode,
+                  **({"reencode_reason": demoted} if demoted else {})},
+        "audio": ({"path": str(lay.chunk_audio(plan.chunk_id)),
+                   "samples": audio_stat["samples"] if audio_stat else None,
+                   "silence_samples": (audio_stat["samples"] - audio_stat["filled"])
+                   if audio_stat else None} if has_audio_files else None),
+        "actions": act_stats,
+    }
+    return meta
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    pq.write_table(table, path, **_PARQUET_OPTS)
+
+
+def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table | None,
+                  session_meta: dict | None, chunk_seconds: float = 20.0, progress=None, *,
+                  num_shards: int | None = None, video_path=None) -> dict:
+    """Write the chunks of one video into the dataset at ``root`` (seed 000 layout).
+
+    ``scan``: the ``VideoScan`` of the recording (``scan.path`` is read unless
+    ``video_path`` is given); ``frames``: its FRAMES_SCHEMA table; ``events``: its
+    EVENTS_SCHEMA table (None = no events); ``session_meta``: the session metadata dict
+    (seed 001 fields plus ``alignment``). ``chunk_seconds``: chunk length in seconds
+    (``round(chunk_seconds * fps)`` frames). ``progress``: a ``util.progress.Progress``
+    (its total is set to the chunk count and it advances once per chunk video).
+    ``num_shards``: only when creating the root (default 16).
+
+    Returns a JSON-able summary: ``video_id, shard, chunks, copied, reencoded,
+    frames, events, audio, seconds, root``.
+    """
+    t_start = time.monotonic()
+    session_meta = dict(session_meta or {})
+    root = Path(root)
+    validate_video_id(video_id)           # before touching the disk
+    _check_inputs(scan, frames)
+    src = Path(video_path or scan.path)
+    if not src.is_file():
+        raise BadInput(f"{src}: video file not found")
+    ds = ensure_dataset(root, num_shards=num_shards, chunk_seconds=chunk_seconds)
+    lay = layout_for(video_id, ds["num_shards"])
+
+    n = len(scan.pts)
+    plans = plan_chunks(n, scan.fps, scan.keyframe, chunk_seconds)
+    if progress is not None:
+        progress.total = len(plans)
+    frame_t = frames.column("t_ns").to_numpy().astype(np.int64)
+    pts_ns = frames.column("pts_ns").to_numpy().astype(np.int64)
+    align = session_meta.get("alignment") if isinstance(session_meta.get("alignment"), dict) else {}
+    end_t_ns = align.get("end_t_ns")
+    if not isinstance(end_t_ns, int) or end_t_ns <= int(frame_t[-1]):
+        end_t_ns = int(frame_t[-1]) + _frame_interval_ns(scan.fps)
+
+    recover(root, video_id)
+    staging = root / STAGING / f"{video_id}.{os.getpid()}.{secrets.token_hex(4)}"
+    try:
+        staging.mkdir(parents=True)
+    except OSError as e:
+        raise EnvProblem(f"cannot create {staging}: {e.strerror}") from None
+    try:
+        has_audio = bool(scan.has_audio and scan.audio_rate and scan.audio_channels)
+        vpaths = [staging / "video" / lay.chunk_video(p.chunk_id).name for p in plans]
+        apaths = [staging / "audio" / lay.chunk_audio(p.chunk_id).name for p in plans] \
+            if has_audio else None
+
+        def on_chunk(cid: int, mode: str) -> None:
+            if progress is not None:
+                progress.update(1)
+
+        res = split_video(src, scan, plans, vpaths, apaths, on_chunk=on_chunk)
+        has_audio_files = res.audio is not None
+
+        prep = prepare_actions(events, frame_t, int(scan.width), int(scan.height), end_t_ns)
+        sources = set()
+        if events is not None and events.num_rows:
+            sources = set(events.column("source").unique().to_pylist())
+        modality = _modality_config(session_meta, scan, sources)
+        index_rows = []
+        total_events = 0
+        for p in plans:
+            adir = staging / "actions" / lay.chunk_actions(p.chunk_id).name
+            adir.mkdir(parents=True)
+            raw, proc, stats = chunk_actions(prep, p.start_frame, p.end_frame,
+                                             is_last=(p.end_frame == n))
+            _write_parquet(raw, adir / "actions_raw.parquet")
+            _write_parquet(proc, adir / "actions_processed.parquet")
+            meta = _chunk_metadata(video_id, p, lay, scan, pts_ns, frame_t, end_t_ns,
+                                   res.modes[p.chunk_id], res.demoted.get(p.chunk_id),
+                                   has_audio_files,
+                                   res.audio[p.chunk_id] if res.audio else None, stats,
+                                   session_meta, modality)
+            (adir / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n",
+                                                encoding="utf-8")
+            total_events += stats["events"]
+            index_rows.append({
+                "video_id": video_id, "chunk_id": p.chunk_id, "shard": lay.shard,
+                "start_frame": p.start_frame, "end_frame": p.end_frame,
+                "fps": float(Fraction(scan.fps)),
+                "start_t_ns": meta["t_ns"]["start"], "end_t_ns": meta["t_ns"]["end"],
+                "n_events": stats["events"],
+                "video_path": str(lay.chunk_video(p.chunk_id)),
+                "actions_dir": str(lay.chunk_actions(p.chunk_id)),
+                "audio_path": str(lay.chunk_audio(p.chunk_id)) if has_audio_files else None,
+            })
+        _write_parquet(pa.Table.from_pylist(index_rows, schema=CHUNK_INDEX_SCHEMA),
+                       staging / "index.parquet")
+        rel = staging.relative_to(root).as_posix()
+        moves = [
+            [f"{rel}/actions", str(lay.actions_dir)],
+            [f"{rel}/video", str(lay.video_dir)],
+            [f"{rel}/audio" if has_audio_files else None, str(lay.audio_dir)],
+            [f"{rel}/index.parquet", str(lay.index_part)],
+        ]
+        with locked(root, f"video-{video_id}"):
+            journal = root / STAGING / f"{video_id}.swap.json"
+            with atomic_path(journal) as tmp:
+                tmp.write_text(json.dumps({"staging": rel, "moves": moves}),
+                               encoding="utf-8")
+            _apply_journal(root, journal)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    rebuild_index(root)
+    modes = res.modes
+    return {"root": str(root), "video_id": video_id, "shard": lay.shard,
+            "chunks": len(plans), "copied": modes.count("copy"),
+            "reencoded": modes.count("reencode"),
+            "reencode_reasons": {str(k): v for k, v in res.demoted.items()},
+            "frames": n, "events": total_events, "audio": has_audio_files,
+            "seconds": round(time.monotonic() - t_start, 3)}
+
+
+def _apply_journal(root: Path, journal: Path) -> None:
+    """Roll a swap journal forward (idempotent: safe to repeat after a crash).
+
+    Journal: ``{"staging": rel, "moves": [[staged_rel | null, final_rel], ...]}``, paths
+    relative to the root; ``null`` means "remove final". Replaced finals go to
+    ``<staging>/.trash`` and are deleted with the staging folder at the end."""
+    spec = json.loads(journal.read_text(encoding="utf-8"))
+    staging = root / spec["staging"]
+    trash = staging / ".trash"
+    trash.mkdir(parents=True, exist_ok=True)
+    for k, (staged, final) in enumerate(spec["moves"]):
+        final_p = root / final
+        staged_p = root / staged if staged else None
+        if staged_p is not None and not staged_p.exists():
+            continue                         # already moved in by an earlier attempt
+        if final_p.exists() or final_p.is_symlink():
+            dest = trash / f"{k}.{final_p.name}"
+            if dest.exists():
+                shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+            os.replace(final_p, dest)
+        if staged_p is not None:
+            final_p.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged_p, final_p)
+    journal.unlink()
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def recover(root, video_id: str | None = None) -> None:
+    """Finish swaps interrupted by a crash (all videos, or one) and remove staging
+    folders of runs that are no longer alive."""
+    root = Path(root)
+    st = root / STAGING
+    if not st.is_dir():
+        return
+    for journal in sorted(st.glob("*.swap.json")):
+        vid = journal.name[:-len(".swap.json")]
+        if video_id is not None and vid != video_id:
+            continue
+        with locked(root, f"video-{vid}"):
+            if journal.exists():
+                _apply_journal(root, journal)
+    for d in st.iterdir():
+        parts = d.name.rsplit(".", 2)
+        if len(parts) != 3 or not d.is_dir() or not parts[1].isdigit():
+            continue
+        if video_id is not None and parts[0] != video_id:
+            continue
+        if not _alive(int(parts[1])):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def rebuild_index(root) -> pa.Table:
+    """Rebuild ``ROOT/index.parquet`` from every ``ROOT/index/*.parquet`` (under the
+    root's index lock) and return it, sorted by video_id, chunk_id."""
+    root = Path(root)
+    with locked(root, "index"):
+        parts_dir = root / INDEX_PARTS
+        tables = []
+        if parts_dir.is_dir():
+            for p in sorted(parts_dir.glob("*.parquet")):
+                if p.name.startswith("."):
+                    continue
+                try:
+                    tables.append(pq.read_table(p, schema=CHUNK_INDEX_SCHEMA))
+                except (OSError, pa.ArrowException) as e:
+                    raise BadInput(f"{p}: unreadable index part ({e})") from None
+        table = pa.concat_tables(tables) if tables else CHUNK_INDEX_SCHEMA.empty_table()
+        if table.num_rows:
+            table = table.sort_by([("video_id", "ascending"), ("chunk_id", "ascending")])
+        with atomic_path(root / INDEX_FILE) as tmp:
+            pq.write_table(table, tmp, **_PARQUET_OPTS)
+        return table
+
+
+def remove_video(root, video_id: str) -> bool:
+    """Remove every chunk of ``video_id`` from the dataset (atomically, like a rewrite with
+    nothing). Returns False if the video was not there."""
+    root = Path(root)
+    ds = ensure_dataset(root)
+    lay = layout_for(video_id, ds["num_shards"])
+    present = any((root / p).exists() for p in (lay.actions_dir, lay.video_dir, lay.audio_dir,
+                                                lay.index_part))
+    if not present:
+        return False
+    staging = root / STAGING / f"{video_id}.{os.getpid()}.{secrets.token_hex(4)}"
+    staging.mkdir(parents=True)
+    rel = staging.relative_to(root).as_posix()
+    moves = [[None, str(p)] for p in (lay.actions_dir, lay.video_dir, lay.audio_dir,
+                                      lay.index_part)]
+    with locked(root, f"video-{video_id}"):
+        journal = root / STAGING / f"{video_id}.swap.json"
+        with atomic_path(journal) as tmp:
+            tmp.write_text(json.dumps({"staging": rel, "moves": moves}),
+                           encoding="utf-8")
+        _apply_journal(root, journal)
+    rebuild_index(root)
+    return True
