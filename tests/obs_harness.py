@@ -325,3 +325,35 @@ class ObsInstance:
                 return
             time.sleep(0.05)
         raise RuntimeError("recording did not %s" % ("start" if active else "stop"))
+
+
+def companion_session(workdir, *, duration=6.0, actions=None, fps_num=30, session_id="obs_demo",
+                      size=(640, 480), extra_args=(), wait_start=20.0):
+    """A complete real capture: headless OBS capturing a second X display, ``nm-companion
+    start`` logging input on that display, and ``actions(env)`` driving real input there
+    (xdotool) while it records. Returns the session folder."""
+    import sys as _sys
+    workdir = Path(workdir)
+    out = workdir / "sessions"
+    w, h = size
+    with ObsInstance(workdir / "obs", scene="xshm", width=w, height=h, fps_num=fps_num,
+                     capture_size=f"{w}x{h}x24") as o:
+        env = dict(os.environ, DISPLAY=o.capture_display, NM_OBS_PASSWORD=o.password)
+        cmd = [_sys.executable, "-m", "companion.cli.companion_cli", "start", "--port", str(o.port),
+               "--out", str(out), "--session-id", session_id, "--duration", str(duration),
+               "--consent", *extra_args]
+        log = open(workdir / "companion.log", "w")
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
+        mkv = out / session_id / f"{session_id}.mkv"
+        deadline = time.monotonic() + wait_start
+        while not mkv.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        if actions is not None and proc.poll() is None:
+            actions(env)
+        proc.wait(duration + 60)
+        log.close()
+        if proc.returncode != 0:
+            raise RuntimeError(f"nm-companion failed ({proc.returncode}): "
+                               + (workdir / "companion.log").read_text()[-2000:])
+    return out / session_id

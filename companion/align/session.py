@@ -106,7 +106,7 @@ def build_frames(scan, anchors: AnchorSet) -> tuple[pa.Table, dict]:
 
 
 def _recorder_events(raw) -> list[tuple[int, dict]]:
-    return list(getattr(raw, "recorder", []) or [])
+    return list(raw.markers)
 
 
 def _start_marker(raw) -> tuple[int, str] | None:
@@ -198,11 +198,12 @@ def align_session(video, events=None, out=None, dataset=None, chunk_seconds: flo
         raise BadInput(f"{video}: bad anchors: {e}")
     to_mono = facts.pop("to_mono", None)
     frame_t = frames.column("t_ns").to_numpy()
-    ev_t = np.asarray(getattr(raw, "t_ns", np.zeros(0, np.int64)), dtype=np.int64)
+    ev_t = np.asarray(raw.t_ns, dtype=np.int64)
     _check_same_session(video, events_path, frame_t, facts.get("end_t_ns"), ev_t, anchors)
 
-    events_tbl = build_events_table(raw, sid, frame_t, (scan.width, scan.height), to_mono=to_mono,
-                                    frame_end_ns=facts.get("end_t_ns"))
+    meta_in = _load_meta(out_dir / "metadata.json") if (out_dir / "metadata.json").exists() else {}
+    events_tbl = build_events_table(raw, sid, frame_t, _input_space(meta_in, scan), to_mono=to_mono,
+                                    frame_interval_ns=facts.get("interval_ns") or None)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta_path = out_dir / "metadata.json"
     meta = _load_meta(meta_path)
@@ -235,6 +236,17 @@ def align_session(video, events=None, out=None, dataset=None, chunk_seconds: flo
         dp.close()
         summary["dataset"] = ds
     return summary
+
+
+def _input_space(meta: dict, scan) -> tuple[int, int]:
+    """Pixel size of the area the mouse coordinates are normalized against: the captured
+    screen when the companion recorded it (metadata ``screen``), else the video size."""
+    scr = meta.get("screen") or (meta.get("env") or {}).get("screen")
+    if isinstance(scr, (list, tuple)) and len(scr) == 2 and all(isinstance(v, int) and v > 0 for v in scr):
+        return int(scr[0]), int(scr[1])
+    if isinstance(scr, dict) and isinstance(scr.get("width"), int) and isinstance(scr.get("height"), int):
+        return scr["width"], scr["height"]
+    return scan.width, scan.height
 
 
 def _check_same_session(video, events_path, frame_t, end_t, ev_t, anchors: AnchorSet) -> None:

@@ -1,0 +1,64 @@
+"""Shared fixtures. The ``obs_*`` fixtures make one real capture per test run: a
+headless OBS 29 records a second X display while ``nm-companion start`` logs real
+xdotool input on it; ``nm-align`` then builds the session outputs and a dataset."""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from tests.obs_harness import companion_session, obs_available
+
+# Cursor jump targets (screen px on the captured 640x480 display): far apart so each
+# jump is unambiguous in the video.
+CURSOR_TARGETS = [(80, 80), (560, 400), (560, 80), (80, 400), (320, 240), (160, 320),
+                  (480, 160), (100, 240)]
+
+
+def drive_input(env) -> None:
+    """Real input on the captured display: cursor jumps, clicks, typing, scrolling."""
+    def xd(*a):
+        subprocess.run(["xdotool", *a], env=env, check=True)
+    for _ in range(2):
+        for x, y in CURSOR_TARGETS:
+            xd("mousemove", str(x), str(y))
+            time.sleep(0.27)
+    xd("click", "1")
+    time.sleep(0.1)
+    xd("click", "3")
+    xd("type", "--delay", "60", "gg wp")
+    xd("key", "ctrl+a", "shift+Tab")
+    xd("keydown", "w")
+    time.sleep(0.6)
+    xd("keyup", "w")
+    xd("click", "4")
+    xd("click", "5")
+    for i in range(30):
+        xd("mousemove", str(200 + 5 * i), str(200 + 3 * i))
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def obs_capture(tmp_path_factory):
+    """A session folder recorded for real (mkv, jsonl, sidecar, metadata.json)."""
+    if not obs_available():
+        pytest.skip("needs obs-studio and Xvfb")
+    wd = tmp_path_factory.mktemp("obs_capture")
+    return companion_session(wd, duration=9.0, actions=drive_input, session_id="obs_demo")
+
+
+@pytest.fixture(scope="session")
+def obs_aligned(obs_capture, tmp_path_factory):
+    """The real capture after ``nm-align`` with a dataset of 2-second chunks."""
+    from companion.align.session import align_session
+    root = tmp_path_factory.mktemp("obs_dataset") / "dataset"
+    summary = align_session(obs_capture / "obs_demo.mkv", dataset=root, chunk_seconds=2.0,
+                            progress=False)
+    return {"session": obs_capture, "dataset": root, "summary": summary}
+
+
+@pytest.fixture(scope="session")
+def obs_dataset(obs_aligned):
+    """Path of a dataset root built from a real OBS recording with real input."""
+    return obs_aligned["dataset"]
