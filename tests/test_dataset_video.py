@@ -127,12 +127,14 @@ def test_open_gop_copy_is_demoted_or_exact(tmp_path):
         c.mux(p)
     c.close()
     sc = scan(src)
-    plans = plan_chunks(len(sc.pts), sc.fps, sc.keyframe, 1.0)
+    plans = plan_chunks(len(sc.pts), sc.fps, sc.keyframe, 1 / 3)   # one GOP per chunk
+    assert all(p.copy for p in plans)
     vp = [tmp_path / f"o{p.chunk_id}.mp4" for p in plans]
     res = split_video(src, sc, plans, vp)
-    # x264 emitted leading B-frames after the keyframes at 30 (checked by hand with a
-    # demux listing): chunk 0's tail depends on chunk 1's keyframe, so it was re-encoded
-    assert "open GOP" in res.demoted.get(0, "") and res.modes == ["reencode", "copy"]
+    # x264 puts leading B-frames after some keyframes (a demux listing showed them after
+    # the keyframe at 10): those chunks' tails depend on the next chunk, so re-encode
+    assert res.demoted and all("open GOP" in r for r in res.demoted.values())
+    assert res.modes.count("copy") >= 1
     _assert_exact(plans, vp)
 
 
