@@ -147,7 +147,9 @@ def _build_meta(ev: pa.Table) -> pa.Array:
     md = ev.column("metadata").combine_chunks()
     md_rows = np.zeros(0, np.int64)
     if md.null_count < n:
-        lengths = pc.fill_null(pc.list_value_length(md), 0).to_numpy(zero_copy_only=False)
+        # map arrays have list-like offsets (pyarrow has no list_value_length kernel for maps)
+        offs = md.offsets.to_numpy(zero_copy_only=False)
+        lengths = np.where(md.is_null().to_numpy(zero_copy_only=False), 0, np.diff(offs))
         md_rows = np.flatnonzero(lengths > 0)
     if not fields and md_rows.size == 0:
         return pa.nulls(n, pa.string())
