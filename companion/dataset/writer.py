@@ -193,6 +193,7 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
         staging.mkdir(parents=True)
     except OSError as e:
         raise EnvProblem(f"cannot create {staging}: {e.strerror}") from None
+    committing = False
     try:
         has_audio = bool(scan.has_audio and scan.audio_rate and scan.audio_channels)
         vpaths = [staging / "video" / lay.chunk_video(p.chunk_id).name for p in plans]
@@ -252,9 +253,11 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
             with atomic_path(journal) as tmp:
                 tmp.write_text(json.dumps({"staging": rel, "moves": moves}),
                                encoding="utf-8")
+            committing = True   # from here on the journal, not this process, owns staging
             _apply_journal(root, journal)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not committing:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
     rebuild_index(root)
     modes = res.modes
