@@ -1,0 +1,65 @@
+"""End-to-end sync against what the video shows, on a real OBS capture.
+
+OBS captures the X display the input goes to (xshm_input with the cursor drawn), so
+each xdotool cursor jump is both logged by the companion and visible in the video.
+The first frame that shows the cursor at its new position must follow from the
+event's frame_ref: it is frame_ref itself (the frame rendered after the jump within
+its slot) or frame_ref + 1 (the next frame), plus at most the frames OBS reported as
+lagged (a lagged slot repeats the previous picture). A naive caption-time alignment is
+off by ~15 frames and fails this.
+"""
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import CURSOR_TARGETS
+
+pytestmark = pytest.mark.obs
+
+
+def cursor_centroid(rgb: np.ndarray):
+    """Centroid of non-black pixels (the captured display is a black root window with
+    only the cursor on it), or None."""
+    mask = rgb.max(axis=2) > 60
+    ys, xs = np.nonzero(mask)
+    if len(xs) < 5:
+        return None
+    return float(xs.mean()), float(ys.mean())
+
+
+def test_cursor_jumps_appear_in_the_frame_frame_ref_predicts(obs_aligned):
+    session = obs_aligned["session"]
+    frames = pq.read_table(session / "frames.parquet")
+    events = pq.read_table(session / "events.parquet").to_pylist()
+    meta = json.loads((session / "metadata.json").read_text())
+    assert meta["alignment"]["anchor_source"] == "captions+sidecar"
+
+    with av.open(str(session / "obs_demo.mkv")) as c:
+        cents = [cursor_centroid(f.to_ndarray(format="rgb24")) for f in c.decode(c.streams.video[0])]
+    assert len(cents) == frames.num_rows
+
+    lagged = int(meta.get("lagged_frames") or 0)
+    checked = 0
+    for ev in events:
+        if ev["event_type"] != "mouse_move":
+            continue
+        pos = (ev["mouse_x_px"], ev["mouse_y_px"])
+        if pos not in [tuple(map(float, t)) for t in CURSOR_TARGETS]:
+            continue
+        ref = ev["frame_ref"]
+        assert ref is not None and ref >= 0
+        # the frame before frame_ref must not show the cursor at the new position yet
+        def at_target(i):
+            c = cents[i]
+            return c is not None and abs(c[0] - pos[0]) < 25 and abs(c[1] - pos[1]) < 25
+        first = next(i for i in range(max(0, ref - 30), len(cents)) if i >= ref - 30 and at_target(i)
+                     and (i == 0 or not at_target(i - 1)))
+        assert first in range(ref, ref + 2 + lagged), (pos, ref, first)
+        assert not at_target(ref - 1) if ref > 0 else True
+        checked += 1
+    assert checked >= 12, checked
