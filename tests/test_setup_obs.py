@@ -187,7 +187,11 @@ def test_obs_starts_with_setup_obs_config_and_loads_the_script(tmp_path):
             time.sleep(0.2)
         log = obs.log_text()
         assert "nm_timestamps 1.0.0 loaded" in log
-        assert str((obs.home / ".config" / "obs-studio" / "scripts" / "nm_timestamps.py").resolve()) in log
+        assert "Loaded python script: nm_timestamps.py" in log  # (the log names no folder)
+        # the harness added no script (script=False): the one loaded is the collection's
+        coll = json.loads((obs.home / ".config/obs-studio/basic/scenes/NM_Linux_Screen.json").read_text())
+        assert coll["modules"]["scripts-tool"][0]["path"] == str(
+            (obs.home / ".config/obs-studio/scripts/nm_timestamps.py").resolve())
         # obs-websocket answers with the password setup-obs kept and saved for the companion
         env = dict(os.environ, NM_COMPANION_CONFIG=str(comp_cfg))
         r = cli(["check-obs", "--host", "127.0.0.1"], env)
