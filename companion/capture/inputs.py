@@ -1,4 +1,4 @@
-"""Keyboard and mouse capture with pynput, stamped in the callback, handed to a sink.
+"""Keyboard and mouse capture with pynput, stamped with epoch ns, handed to a sink.
 
 Each pynput callback takes ``time.time_ns()`` first, builds the event_data array of
 companion/contract/events.py, applies the privacy filter (pure, against the window
@@ -7,6 +7,20 @@ tracker's *cached* window: no window-system query in the callback) and calls
 :meth:`companion.capture.writer.JsonlWriter.put`, which only enqueues. Nothing else
 happens on the listener threads, so high-rate mouse input is neither dropped nor
 delayed by disk I/O.
+
+X11: the X server hands input to pynput (RECORD extension) in batches: it buffers
+intercepted events until its buffer fills or it flushes output to some client, so a
+callback can run 10-300 ms (unbounded on an idle server) after the input happened
+(measured, see docs/contracts/events-jsonl.md). The callback time is then wrong by
+that much. So on X11 the timestamp is the X server's own event time (ms of the
+server's CLOCK_MONOTONIC, checked against ours at start) converted to epoch ns with
+the callback's (time_ns, monotonic_ns) pair: accurate to +-0.5 ms however late the
+callback runs (``clock == "x11-server"``). If the server's clock is not ours (remote
+X), the callback time is used (``clock == "callback"``). A flusher thread makes the
+server flush every ``flush_interval_s`` (one cheap round trip), bounding the delivery
+delay; ``stop()`` disables the RECORD contexts *before* stopping pynput, which makes
+the server deliver what it still buffers, so the last events are not lost.
+Other OSes: pynput's hooks run promptly; the callback's ``time.time_ns()`` is used.
 
 Events (event_src ``control_publisher``):
 
@@ -21,7 +35,9 @@ Events (event_src ``control_publisher``):
 from __future__ import annotations
 
 import os
+import select
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Callable
 
@@ -39,24 +55,128 @@ _BUTTON_NAMES = {"left": "left", "right": "right", "middle": "middle", "x1": "x1
                  "button8": "x1", "button9": "x2"}
 
 
-def _wake_x11_listener(listener) -> None:
-    """Make a stopping pynput X11 listener return now instead of at the next X event.
+_MS = 1_000_000
+_WRAP_MS = 1 << 32            # X timestamps are CARD32 milliseconds (wrap after 49.7 days)
+MAX_EVENT_AGE_MS = 60_000     # older than this at callback time: use the callback time
 
-    pynput's X11 ``stop()`` queues RECORD DisableContext on the connection its own thread
-    is blocked reading, so it is only sent when the next input event arrives. Sending
-    DisableContext from the listener's second connection (as the X RECORD spec allows)
-    ends the data transfer at once. Uses pynput internals; silently does nothing if
-    they are absent (other platforms, other pynput versions).
+
+def x11_event_epoch_ns(x_ms: int, epoch_ns: int, mono_ns: int) -> int | None:
+    """Epoch ns of an X event whose server time is ``x_ms``. Pure.
+
+    ``x_ms``: the event's X timestamp, ms of the server's CLOCK_MONOTONIC modulo 2**32;
+    ``epoch_ns``/``mono_ns``: ``time.time_ns()``/``time.monotonic_ns()`` read together
+    after the event. Returns the middle of the event's millisecond (at most
+    ``epoch_ns``), or None if the event would be older than MAX_EVENT_AGE_MS.
     """
-    conn = getattr(listener, "_display_stop", None)
-    ctx = getattr(listener, "_context", None)
-    if conn is None or ctx is None:
-        return
+    now_ms = mono_ns // _MS
+    age_ms = (now_ms - x_ms) % _WRAP_MS
+    if age_ms >= _WRAP_MS - 1000:
+        age_ms = 0  # server clock a hair ahead of ours (coarse clock, rounding)
+    elif age_ms > MAX_EVENT_AGE_MS:
+        return None
+    ev_mono_ns = (now_ms - age_ms) * _MS + _MS // 2
+    return min(epoch_ns, ev_mono_ns + (epoch_ns - mono_ns))
+
+
+def _x11_server_clock_offset_ms(display_name: str | None, timeout_s: float = 2.0) -> int | None:
+    """X server time minus our CLOCK_MONOTONIC, in ms (wrapped to +-2**31), or None.
+
+    Reads the server time the ICCCM way: change a property on a private unmapped
+    window and take the time of the PropertyNotify event.
+    """
+    from Xlib import X, Xatom, display as xdisplay
+
+    d = xdisplay.Display(display_name)
     try:
-        conn.record_disable_context(ctx)
-        conn.flush()
-    except Exception:  # noqa: BLE001 - connection already closed: listener has ended
-        pass
+        root = d.screen().root
+        win = root.create_window(-10, -10, 1, 1, 0, X.CopyFromParent,
+                                 event_mask=X.PropertyChangeMask, override_redirect=True)
+        win.change_property(d.intern_atom("_NM_CLOCK_PROBE"), Xatom.STRING, 8, b"1")
+        d.flush()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            while d.pending_events():
+                e = d.next_event()
+                if e.type == X.PropertyNotify and e.window.id == win.id:
+                    now_ms = time.monotonic_ns() // _MS
+                    win.destroy()
+                    d.sync()
+                    diff = (int(e.time) - now_ms) % _WRAP_MS
+                    return diff - _WRAP_MS if diff >= _WRAP_MS // 2 else diff
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            select.select([d.fileno()], [], [], left)
+    finally:
+        d.close()
+
+
+def _timed_listener(cls):
+    """Subclass of a pynput X11 listener that remembers the X time of the event being
+    handled (``_nm_xtime``, set just before pynput calls our callback, same thread)."""
+
+    class TimedListener(cls):
+        _nm_xtime = 0
+
+        def _handle_message(self, display, event, injected):
+            self._nm_xtime = event.time
+            super()._handle_message(display, event, injected)
+
+    TimedListener.__name__ = f"Timed{cls.__name__}"
+    return TimedListener
+
+
+def _disable_x11_record(listener, display_name: str | None) -> bool:
+    """End a pynput X11 listener's RECORD transfer from a connection of our own.
+
+    The server first sends what it still buffers (pynput handles it: the listener is
+    still running), then EndOfData, and the listener thread exits by itself. (pynput's
+    own ``stop()`` queues DisableContext on the connection its thread is blocked
+    reading -- sent only at the next input event -- and drops data arriving after
+    ``stop()``.) Returns False if the listener has no RECORD context (not X11).
+    """
+    ctx = getattr(listener, "_context", None)
+    if ctx is None:
+        return False
+    try:
+        from Xlib import display as xdisplay
+        d = xdisplay.Display(display_name)
+        try:
+            d.record_disable_context(ctx)
+            d.sync()
+        finally:
+            d.close()
+    except Exception:  # noqa: BLE001 - server gone: the listener has ended anyway
+        return False
+    return True
+
+
+class _X11Flusher(threading.Thread):
+    """Makes the X server flush its RECORD buffers every ``interval_s`` (a round trip:
+    the server flushes intercepted data whenever it flushes output to any client)."""
+
+    def __init__(self, display_name: str | None, interval_s: float):
+        super().__init__(name="nm-x11-flusher", daemon=True)
+        from Xlib import display as xdisplay
+        self._d = xdisplay.Display(display_name)
+        self._interval = interval_s
+        self._stop_evt = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stop_evt.wait(self._interval):
+                self._d.get_input_focus()
+        except Exception:  # noqa: BLE001 - X server gone; the listeners report that
+            pass
+        finally:
+            try:
+                self._d.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def stop(self) -> None:
+        self._stop_evt.set()
+        self.join(5)
 
 
 def _wait_ready(listener, timeout_s: float) -> None:
@@ -78,27 +198,42 @@ class InputCapture:
     called on the listener threads). ``keyboard``/``mouse`` False: that listener is not
     started at all. ``privacy``: events it does not allow are not passed on.
     ``window``: returns the cached active window (e.g. ``WindowTracker.current``);
-    used only for the privacy decision.
+    used only for the privacy decision. ``flush_interval_s``: X11 only, how often the
+    X server is made to deliver buffered input (bounds the delivery delay, not the
+    timestamps, which are exact either way); 0 disables the flusher.
 
+    After ``start()``: ``clock`` is "x11-server" or "callback" (see module docstring).
     Counters (read any time): ``seen`` events received from pynput, ``passed`` handed
     to the sink, ``filtered`` held back by privacy, ``errors`` callback exceptions
-    (the first kept in ``error``).
+    (the first kept in ``error``), ``clock_fallbacks`` X events stamped with the
+    callback time because their X time was implausible, ``max_delivery_ns`` the
+    largest delay between an event and its callback (X11).
     """
 
     def __init__(self, sink: Sink, keyboard: bool = True, mouse: bool = True,
                  privacy: "PrivacyFilter | None" = None,
-                 window: "Callable[[], WindowInfo | None] | None" = None):
+                 window: "Callable[[], WindowInfo | None] | None" = None,
+                 flush_interval_s: float = 0.05):
         self._sink = sink
         self.keyboard = bool(keyboard)
         self.mouse = bool(mouse)
         self._privacy = privacy
         self._window = window or (lambda: None)
+        self.flush_interval_s = float(flush_interval_s)
         self._listeners: list = []
+        self._kb = None
+        self._ms = None
+        self._x11 = False
+        self._display_name: str | None = None
+        self._flusher: _X11Flusher | None = None
         self._from_pynput = None
+        self.clock = "callback"
         self.seen = 0
         self.passed = 0
         self.filtered = 0
         self.errors = 0
+        self.clock_fallbacks = 0
+        self.max_delivery_ns = 0
         self.error: str | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -121,20 +256,34 @@ class InputCapture:
             raise EnvProblem(f"cannot connect to the input system: {type(e).__name__}: "
                              f"{str(e).splitlines()[0] if str(e) else ''}") from None
         self._from_pynput = from_pynput
+        kb_cls, ms_cls = pk.Listener, pm.Listener
+        self._x11 = ms_cls.__module__.endswith("_xorg")
         try:
+            if self._x11:
+                self._display_name = os.environ.get("DISPLAY")
+                off = _x11_server_clock_offset_ms(self._display_name)
+                if off is not None and abs(off) <= 50:
+                    self.clock = "x11-server"
+                    kb_cls, ms_cls = _timed_listener(kb_cls), _timed_listener(ms_cls)
             if self.keyboard:
-                self._listeners.append(pk.Listener(on_press=self._on_press, on_release=self._on_release))
+                self._kb = kb_cls(on_press=self._on_press, on_release=self._on_release)
+                self._listeners.append(self._kb)
             if self.mouse:
-                self._listeners.append(pm.Listener(on_move=self._on_move, on_click=self._on_click,
-                                                   on_scroll=self._on_scroll))
+                self._ms = ms_cls(on_move=self._on_move, on_click=self._on_click,
+                                  on_scroll=self._on_scroll)
+                self._listeners.append(self._ms)
             for lst in self._listeners:
                 lst.start()
             for lst in self._listeners:
                 _wait_ready(lst, 10.0)
-            # pynput marks a listener ready just *before* it enables its record context
-            # (X11 RECORD); give that request time to reach the server so events that
-            # follow start() are not missed.
-            time.sleep(0.1)
+            if self._x11:
+                # pynput marks a listener ready just *before* it enables its RECORD
+                # context; give that request time to reach the server so events that
+                # follow start() are not missed.
+                time.sleep(0.1)
+                if self.flush_interval_s > 0 and self._listeners:
+                    self._flusher = _X11Flusher(self._display_name, self.flush_interval_s)
+                    self._flusher.start()
         except Exception as e:
             self.stop()
             raise EnvProblem(f"cannot start input listeners: {type(e).__name__}: {e}".splitlines()[0]) from None
@@ -151,31 +300,51 @@ class InputCapture:
             raise EnvProblem(f"input listener stopped at start: {msg or 'unknown reason'}")
 
     def stop(self) -> None:
-        """Stop and join the listeners; idempotent. No callbacks run after return."""
+        """Stop the listeners, delivering events still buffered; idempotent.
+
+        No callbacks run after this returns.
+        """
         for lst in self._listeners:
-            if not lst.is_alive():
-                continue  # pynput's stop() would wait forever for a listener that never got ready
+            if self._x11 and lst.is_alive() and _disable_x11_record(lst, self._display_name):
+                lst.join(5.0)  # the thread drains the server's buffer, then exits
+        for lst in self._listeners:
             try:
-                lst.stop()
-            except Exception:  # noqa: BLE001 - stopping a half-started listener
+                lst.stop()  # bookkeeping; may raise if its X connection is already closed
+            except Exception:  # noqa: BLE001
                 pass
-            _wake_x11_listener(lst)
-        for lst in self._listeners:
+            if lst.is_alive():
+                _disable_x11_record(lst, self._display_name)
             try:
                 lst.join(5.0)
             except Exception:  # noqa: BLE001 - join re-raises callback errors; counted already
                 pass
         self._listeners = []
+        if self._flusher is not None:
+            self._flusher.stop()
+            self._flusher = None
 
     def running(self) -> bool:
         """True while at least one listener thread is alive."""
         return any(lst.is_alive() for lst in self._listeners)
 
     def stats(self) -> dict:
+        """Counters and the clock in use (JSON-able)."""
         return {"seen": self.seen, "passed": self.passed, "filtered": self.filtered,
-                "errors": self.errors, "error": self.error}
+                "errors": self.errors, "error": self.error, "clock": self.clock,
+                "clock_fallbacks": self.clock_fallbacks,
+                "max_delivery_ms": self.max_delivery_ns / 1e6}
 
     # -- callbacks (listener threads: stamp, filter, enqueue; nothing else) -----
+    def _xstamp(self, lst, t: int) -> int:
+        """Replace callback time ``t`` by the X server's event time (X11 clock mode)."""
+        e = x11_event_epoch_ns(lst._nm_xtime, t, time.monotonic_ns())
+        if e is None:
+            self.clock_fallbacks += 1
+            return t
+        if t - e > self.max_delivery_ns:
+            self.max_delivery_ns = t - e
+        return e
+
     def _emit(self, t: int, data: list) -> None:
         self.seen += 1
         p = self._privacy
@@ -193,6 +362,8 @@ class InputCapture:
     def _on_press(self, key, injected=False):
         t = time.time_ns()
         try:
+            if self.clock == "x11-server":
+                t = self._xstamp(self._kb, t)
             vk, name = self._from_pynput(key)
             self._emit(t, [ev.KEY_PRESS, vk, name])
         except Exception as e:  # noqa: BLE001 - never let pynput stop the listener
@@ -201,6 +372,8 @@ class InputCapture:
     def _on_release(self, key, injected=False):
         t = time.time_ns()
         try:
+            if self.clock == "x11-server":
+                t = self._xstamp(self._kb, t)
             vk, name = self._from_pynput(key)
             self._emit(t, [ev.KEY_RELEASE, vk, name])
         except Exception as e:  # noqa: BLE001
@@ -209,6 +382,8 @@ class InputCapture:
     def _on_move(self, x, y, injected=False):
         t = time.time_ns()
         try:
+            if self.clock == "x11-server":
+                t = self._xstamp(self._ms, t)
             self._emit(t, [ev.MOUSE_MOVE, int(x), int(y)])
         except Exception as e:  # noqa: BLE001
             self._fail(e)
@@ -216,6 +391,8 @@ class InputCapture:
     def _on_click(self, x, y, button, pressed, injected=False):
         t = time.time_ns()
         try:
+            if self.clock == "x11-server":
+                t = self._xstamp(self._ms, t)
             name = getattr(button, "name", None) or str(button)
             self._emit(t, [ev.MOUSE_CLICK, int(x), int(y), _BUTTON_NAMES.get(name, name), bool(pressed)])
         except Exception as e:  # noqa: BLE001
@@ -224,6 +401,8 @@ class InputCapture:
     def _on_scroll(self, x, y, dx, dy, injected=False):
         t = time.time_ns()
         try:
+            if self.clock == "x11-server":
+                t = self._xstamp(self._ms, t)
             self._emit(t, [ev.MOUSE_SCROLL, int(x), int(y), int(dx), int(dy)])
         except Exception as e:  # noqa: BLE001
             self._fail(e)
