@@ -210,3 +210,68 @@ def test_stop_means_no_more_events(tmp_path, display_env):
     xdo(display_env, "mousemove", "50", "60")
     time.sleep(0.2)
     assert len(got) == n
+
+
+# ------------------------------------------------- X server event time stamps
+from companion.capture.inputs import MAX_EVENT_AGE_MS, x11_event_epoch_ns  # noqa: E402
+
+
+def test_x11_event_time_conversion_pure():
+    mono, epoch = 5_000_123_456_789, 1_795_000_000_000_000_000
+    # event 40 ms before "now": middle of its millisecond, on the epoch scale
+    x_ms = mono // 1_000_000 - 40
+    assert x_ms == 5_000_083
+    assert x11_event_epoch_ns(x_ms, epoch, mono) == epoch - (mono - (x_ms * 1_000_000 + 500_000))
+    # CARD32 wrap-around: server ms modulo 2**32
+    assert x11_event_epoch_ns(x_ms % (1 << 32), epoch, mono) == x11_event_epoch_ns(x_ms, epoch, mono)
+    # server a hair ahead -> "now"; never later than the callback's epoch time
+    assert x11_event_epoch_ns(mono // 1_000_000 + 1, epoch, mono) <= epoch
+    # implausibly old -> None (caller falls back to the callback time)
+    assert x11_event_epoch_ns(mono // 1_000_000 - MAX_EVENT_AGE_MS - 1, epoch, mono) is None
+
+
+def test_timestamps_are_event_times_even_when_delivery_is_late(tmp_path, display_env):
+    """No other X traffic and no flusher: the server keeps the events in its RECORD
+    buffer; they arrive only at stop(). Their timestamps must still be when they happened."""
+    from Xlib import X, display
+    from Xlib.ext import xtest
+
+    got = []
+    cap = InputCapture(lambda *a: got.append(a), keyboard=False, flush_interval_s=0)
+    cap.start()
+    assert cap.clock == "x11-server"
+    d = display.Display(display_env)
+    sent = []
+    for i in range(5):
+        sent.append(time.time_ns())
+        xtest.fake_input(d, X.MotionNotify, x=300 + i, y=300)
+        d.flush()  # no reply requested: nothing makes the server flush
+        time.sleep(0.1)
+    delivered_before_stop = len(got)
+    cap.stop()
+    d.close()
+    moves = [(t, data) for t, _, data in got]
+    assert [data for _, data in moves] == [[ev.MOUSE_MOVE, 300 + i, 300] for i in range(5)]
+    err_ms = [(t - s) / 1e6 for (t, _), s in zip(moves, sent)]
+    assert all(-1.0 <= e <= 5.0 for e in err_ms), err_ms
+    assert delivered_before_stop < 5 and cap.max_delivery_ns > 50e6  # it really was late
+    assert cap.clock_fallbacks == 0
+
+
+def test_flusher_bounds_delivery_delay(display_env):
+    from Xlib import X, display
+    from Xlib.ext import xtest
+
+    got = []
+    cap = InputCapture(lambda *a: got.append(a), keyboard=False, flush_interval_s=0.02)
+    cap.start()
+    d = display.Display(display_env)
+    for i in range(20):
+        xtest.fake_input(d, X.MotionNotify, x=400 + i, y=300)
+        d.flush()
+        time.sleep(0.03)
+    time.sleep(0.1)
+    n = len(got)
+    cap.stop()
+    d.close()
+    assert n == 20 and cap.max_delivery_ns < 200e6
