@@ -47,8 +47,10 @@ AUDIO_NOTE = ("audio, if any, is captured by OBS into the recording (its audio s
 
 
 def iso_utc(epoch_ns: int) -> str:
-    """Epoch ns -> ``2024-01-01T12:00:00.123456Z``."""
-    t = _dt.datetime.fromtimestamp(epoch_ns / 1e9, tz=_dt.timezone.utc)
+    """Epoch ns -> ``2024-01-01T12:00:00.123456Z`` (truncated to microseconds, exact)."""
+    sec, ns = divmod(int(epoch_ns), 1_000_000_000)
+    t = (_dt.datetime.fromtimestamp(sec, tz=_dt.timezone.utc)
+         + _dt.timedelta(microseconds=ns // 1000))
     return t.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
 
 

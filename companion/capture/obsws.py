@@ -44,6 +44,8 @@ _OBSWS_LOGGER.setLevel(logging.CRITICAL + 10)
 
 import obsws_python as _obsws  # noqa: E402  (after silencing its logger)
 from obsws_python.error import OBSSDKError, OBSSDKRequestError  # noqa: E402
+from websocket import (WebSocketBadStatusException, WebSocketProtocolException,  # noqa: E402
+                       WebSocketTimeoutException)
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +418,7 @@ def _open(kind: str, host: str, port: int, password: str | None, timeout: float,
                          f"and is the port right?)") from None
     except socket.gaierror:
         raise OBSProblem(f"cannot connect to OBS at {where}: unknown host {host!r}") from None
-    except (TimeoutError, socket.timeout):
+    except (TimeoutError, socket.timeout, WebSocketTimeoutException):
         raise OBSProblem(f"cannot connect to OBS at {where}: no answer within {timeout:g} s "
                          f"(a firewall, or a server that is not obs-websocket 5)") from None
     except OBSSDKError as e:
@@ -427,8 +429,8 @@ def _open(kind: str, host: str, port: int, password: str | None, timeout: float,
         if "identify" in text:
             raise OBSProblem(f"OBS at {where} rejected the password (authentication failed)") from None
         raise OBSProblem(f"cannot talk to OBS at {where}: obs-websocket protocol error") from None
-    except (ValueError, KeyError):
-        # no JSON Hello: not obs-websocket 5 (obs-websocket 4.x sends nothing first)
+    except (ValueError, KeyError, WebSocketBadStatusException, WebSocketProtocolException):
+        # no JSON Hello / no websocket upgrade: not obs-websocket 5 (obs-websocket 4.x sends nothing first)
         raise OBSProblem(f"the server at {where} is not obs-websocket 5 (obs-websocket 4.x and "
                          f"OBS older than 28 are not supported)") from None
     except _ws_closed_errors() as e:
