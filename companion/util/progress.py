@@ -12,7 +12,8 @@ class Progress:
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.done = 0
-        self._last = 0.0
+        self._last = time.monotonic()   # nothing shown for work that ends quickly
+        self._shown = False
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
 
     def update(self, n: int = 1) -> None:
@@ -24,6 +25,7 @@ class Progress:
         self._draw()
 
     def _draw(self, end: str = "") -> None:
+        self._shown = True
         if self.total:
             frac = min(1.0, self.done / self.total)
             bar = "#" * int(frac * 30)
@@ -37,5 +39,5 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled and (self._tty or self.done):
+        if self.enabled and self._shown:
             self._draw(end="\n" if self._tty else "")
