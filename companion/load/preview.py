@@ -495,8 +495,8 @@ _TEMPLATE = r"""<!doctype html>
 <style>
  body{margin:0;background:#15171a;color:#ddd;font:13px/1.4 system-ui,sans-serif}
  #wrap{max-width:1280px;margin:0 auto;padding:10px}
- #stage{position:relative;display:inline-block;line-height:0;background:#000}
- #video{display:block;max-width:100%}
+ #stage{position:relative;line-height:0;background:#000}
+ #video{display:block;width:100%;height:auto}
  #overlay{position:absolute;left:0;top:0;pointer-events:none}
  #timeline{display:block;width:100%;height:150px;margin-top:8px;cursor:pointer;background:#202328}
  #bar{display:flex;gap:10px;align-items:center;margin-top:6px;flex-wrap:wrap}
@@ -608,7 +608,7 @@ function drawBackground() {
   sp.forEach((p, i) => { const X = tx(p[0]), Y = y + hh - Math.min(1, p[1] / vmax) * hh; i ? g.lineTo(X, Y) : g.moveTo(X, Y); });
   g.stroke();
   g.fillStyle = "#889";
-  for (const [name, [a]] of Object.entries(lanes)) g.fillText(name, 2, a * s + 10 * s);
+  for (const [name, [a]] of Object.entries(lanes)) if (name !== "focus") g.fillText(name, 2, a * s + 10 * s);
 }
 
 function drawOverlay(f, st, t) {
