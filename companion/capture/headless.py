@@ -1,9 +1,9 @@
-"""A real OBS Studio (Debian's obs-studio 29) running headless under Xvfb, for tests.
+"""Headless OBS Studio under Xvfb: used by the test suite and by ``nm-demo``.
 
-Not a mock: this starts the ``obs`` binary with a seeded config in a temporary HOME
+Starts the real ``obs`` binary (29+) with a seeded config in a private HOME
 (global.ini, a profile and a scene collection that loads our script), with
-obs-websocket enabled. Only one OBS runs at a time on the machine: the harness holds
-an exclusive lock on /tmp/nm-obs-tests.lock while OBS is up.
+obs-websocket enabled. Only one such OBS runs at a time on the machine: it holds an
+exclusive lock on /tmp/nm-obs-tests.lock while up. Linux only (Xvfb).
 
 Scenes:
 - ``color``: one full-frame colour source named "Marker" (and optionally a second,
@@ -23,8 +23,11 @@ import subprocess
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 SCRIPT = REPO / "obs_script" / "nm_timestamps.py"
+if not SCRIPT.exists():  # installed (not editable): the script ships as package data
+    import obs_script as _obs_script
+    SCRIPT = Path(_obs_script.__file__).resolve().parent / "nm_timestamps.py"
 LOCK = "/tmp/nm-obs-tests.lock"
 
 
