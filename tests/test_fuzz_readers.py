@@ -1,0 +1,322 @@
+"""Fuzzing (hypothesis): the readers of untrusted input never fail with anything but a
+clear NMError (one line), whatever bytes or JSON structures they are given.
+
+Targets: the sidecar parser, the caption decoder (its documented CaptionError / None),
+the JSON reader and JSON Schema validator, the zip importer (raw bytes and well-formed
+zips with arbitrary members), nm-validate on arbitrary metadata/integrity files, and
+the events JSONL reader.
+"""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from companion.contract.captions import (ClockPair, CaptionError, SegmentAnchor, decode_caption,
+                                         encode_anchor, encode_clock)
+from companion.contract.metadata import SCHEMA_NAMES, loads_json_strict, validate_json
+from companion.contract.sidecar import parse_sidecar_lines
+from companion.interop.zip_export import convert_export, import_zip
+from companion.util.errors import NMError
+from companion.validate import validate_path
+
+FUZZ = settings(max_examples=100, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# readers that touch files/PyAV/pyarrow per example: fewer examples keep the suite quick
+FUZZ_IO = settings(FUZZ, max_examples=50)
+
+json_scalars = (st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70)
+                | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20))
+json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=5)
+                           | st.dictionaries(st.text(max_size=10), inner, max_size=5), max_leaves=30)
+
+
+def one_line(e: BaseException) -> None:
+    assert isinstance(e, NMError), f"{type(e).__name__}: {e}"
+    assert str(e) and "\n" not in str(e)
+
+
+# --------------------------------------------------------------------------- sidecar
+
+sidecar_kinds = st.sampled_from(["header", "segment", "clock", "stop", "pause", "weird", None])
+sidecar_records = st.dictionaries(
+    st.sampled_from(["kind", "segment", "pts_base", "frame_ns", "interval_ns", "pause_offset_ns",
+                     "epoch_ns", "mono_ns", "recording_id", "total_frames"]),
+    json_values | sidecar_kinds, max_size=8)
+
+
+@FUZZ
+@given(st.lists(st.one_of(st.text(max_size=80), sidecar_records.map(json.dumps)), max_size=12))
+def test_sidecar_lines_never_crash(lines):
+    try:
+        sc = parse_sidecar_lines(lines)
+    except Exception as e:  # noqa: BLE001 - the point is what type it is
+        one_line(e)
+    else:
+        assert all(isinstance(s, SegmentAnchor) for s in sc.segments)
+
+
+@pytest.mark.xfail(strict=True, reason="contract/sidecar.py: int(inf) raises OverflowError, which "
+                   "parse_sidecar_lines does not catch (reported; remove this mark once fixed)")
+@pytest.mark.parametrize("value", ["1e999", "-1e999"])
+def test_sidecar_huge_float_field(value):
+    """json.loads turns 1e999 into inf; int(inf) raises OverflowError."""
+    line = '{"kind": "segment", "segment": 0, "pts_base": %s, "frame_ns": 1, "interval_ns": 1}' % value
+    try:
+        parse_sidecar_lines([line, ""])
+    except Exception as e:  # noqa: BLE001
+        one_line(e)
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_sidecar_bytes_never_crash(data):
+    try:
+        parse_sidecar_lines(data.decode("utf-8", errors="replace").split("\n"))
+    except Exception as e:  # noqa: BLE001
+        one_line(e)
+
+
+# --------------------------------------------------------------------------- captions
+
+caption_alphabet = st.sampled_from(list("NM1 ACRSBFIPKEM=.-0123456789ABCDEFabc\n\r:"))
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=140), st.text(caption_alphabet, max_size=140)))
+def test_decode_caption_only_caption_error_or_none(text):
+    try:
+        r = decode_caption(text)
+    except CaptionError as e:
+        assert str(e)
+    else:
+        assert r is None or isinstance(r, (SegmentAnchor, ClockPair))
+
+
+@FUZZ
+@given(st.from_regex(r"[0-9A-Za-z]{1,16}", fullmatch=True), st.integers(0, 10**6),
+       st.integers(0, 2**62), st.integers(0, 2**62), st.integers(0, 127), st.data())
+def test_caption_roundtrip_and_single_corruption(rec, seg, a, b, pos, data):
+    anchor = SegmentAnchor(rec, seg, seg * 3, a, 16_666_667, b)
+    text = encode_anchor(anchor)
+    assert decode_caption(text) == anchor
+    clock = ClockPair(rec, a, b)
+    assert decode_caption(encode_clock(clock)) == clock
+    # flip one character: never a wrong value without an error
+    i = pos % len(text)
+    repl = data.draw(st.sampled_from("0123456789ABCDEF =."))
+    assume(repl != text[i])
+    bad = text[:i] + repl + text[i + 1:]
+    try:
+        r = decode_caption(bad)
+    except CaptionError:
+        return
+    assert r is None or r == anchor or " K=" not in bad, (bad, r)
+
+
+# --------------------------------------------------------------------------- JSON readers
+
+@FUZZ
+@given(st.binary(max_size=200))
+def test_loads_json_strict_bytes(data):
+    try:
+        loads_json_strict(data, "x.json")
+    except Exception as e:  # noqa: BLE001
+        one_line(e)
+
+
+def test_loads_json_strict_deep_nesting():
+    for doc in ("[" * 100000, "[" * 100000 + "]" * 100000, '{"a":' * 50000 + "1" + "}" * 50000):
+        try:
+            loads_json_strict(doc, "deep.json")
+        except Exception as e:  # noqa: BLE001
+            one_line(e)
+
+
+@FUZZ
+@given(json_values, st.sampled_from(SCHEMA_NAMES))
+def test_validate_json_never_raises(doc, name):
+    out = validate_json(doc, name)
+    assert isinstance(out, list) and all(isinstance(m, str) and "\n" not in m for m in out)
+    if not isinstance(doc, dict):
+        assert out
+
+
+@FUZZ
+@given(st.fixed_dictionaries({}, optional={
+    "format_version": json_values | st.sampled_from(["1.0.0", "1.2.3", "2.0.0"]),
+    "session_id": json_values, "captured_at": json_values, "resolution": json_values,
+    "alignment": json_values, "consent": json_values}))
+def test_validate_json_session_shapes(doc):
+    assert isinstance(validate_json(doc, "session_metadata"), list)
+
+
+@FUZZ
+@given(json_values, json_values)
+def test_convert_export_arbitrary_structures(inp, meta):
+    try:
+        conv = convert_export(inp, meta)
+    except Exception as e:  # noqa: BLE001
+        one_line(e)
+    else:
+        assert conv.lines and all(isinstance(json.loads(ln)["timestamp_ns"], int) for ln in conv.lines)
+
+
+event_data = st.fixed_dictionaries({}, optional={
+    "key": json_values, "code": json_values | st.sampled_from(["KeyA", "ShiftLeft", "Space"]),
+    "x": json_values, "y": json_values, "screenX": json_values, "screenY": json_values,
+    "button": json_values | st.integers(-1, 6), "deltaX": json_values, "deltaY": json_values})
+input_event = st.fixed_dictionaries({
+    "timestamp": st.one_of(st.integers(-10, 2**64), st.floats(allow_nan=False), json_values),
+    "event": st.sampled_from(["keydown", "keyup", "mousemove", "mousedown", "mouseup", "wheel", "x"]),
+    "data": event_data | json_values})
+
+
+@FUZZ
+@given(st.lists(input_event, max_size=8), st.one_of(st.integers(0, 2**50), json_values))
+def test_convert_export_event_shapes(events, start):
+    try:
+        conv = convert_export({"startTime": start, "inputEvents": events}, {})
+    except Exception as e:  # noqa: BLE001
+        one_line(e)
+    else:
+        ts = [json.loads(ln)["timestamp_ns"] for ln in conv.lines]
+        assert ts == sorted(ts) and all(0 <= t < 2**63 for t in ts)
+        assert conv.n_events + sum(conv.skipped.values()) == len(events)
+
+
+# --------------------------------------------------------------------------- zip importer
+
+@pytest.fixture(scope="module")
+def webm(tmp_path_factory) -> bytes:
+    from tests.test_zip_export import make_webm
+    return make_webm(tmp_path_factory.mktemp("fz") / "v.webm", n_frames=3, audio=False).read_bytes()
+
+
+@FUZZ_IO
+@given(st.binary(max_size=400))
+def test_zip_importer_arbitrary_bytes(tmp_path_factory, data):
+    d = tmp_path_factory.mktemp("zb")
+    z = d / "x.zip"
+    z.write_bytes(data)
+    try:
+        import_zip(z, d / "w")
+    except Exception as e:  # noqa: BLE001
+        one_line(e)
+
+
+@FUZZ_IO
+@given(st.data())
+def test_zip_importer_mutated_real_zip(tmp_path_factory, webm, data):
+    """A real export with bytes overwritten at random places (headers, data, directory)."""
+    from tests.test_zip_export import good_members
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for k, v in good_members("s", webm).items():
+            zf.writestr(k, v)
+    raw = bytearray(buf.getvalue())
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(len(raw) // 2, len(raw)))
+    d = tmp_path_factory.mktemp("zm")
+    (d / "s.zip").write_bytes(bytes(raw[:cut]))
+    try:
+        out = import_zip(d / "s.zip", d / "w")
+    except Exception as e:  # noqa: BLE001
+        one_line(e)
+    else:
+        assert (out / "metadata.json").is_file() and (out / "s.jsonl").is_file()
+
+
+@FUZZ_IO
+@given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()),
+       st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()),
+       st.lists(st.sampled_from(["s.webm", "s_input.json", "s_metadata.json", "x/s.webm",
+                                 "../s.webm", "s_input.json"]), max_size=4))
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_zip_importer_arbitrary_members(tmp_path_factory, webm, inp, meta, extra):
+    d = tmp_path_factory.mktemp("za")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("s.webm", webm)
+        zf.writestr("s_input.json", inp)
+        zf.writestr("s_metadata.json", meta)
+        for name in extra:
+            zf.writestr(name, b"{}")
+    (d / "s.zip").write_bytes(buf.getvalue())
+    try:
+        import_zip(d / "s.zip", d / "w")
+    except Exception as e:  # noqa: BLE001
+        one_line(e)
+
+
+# --------------------------------------------------------------------------- nm-validate
+
+@FUZZ_IO
+@given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()),
+       st.binary(max_size=300) | st.text(max_size=200).map(str.encode))
+def test_validate_session_with_arbitrary_metadata_and_integrity(tmp_path_factory, meta, integ):
+    d = tmp_path_factory.mktemp("vs")
+    (d / "metadata.json").write_bytes(meta)
+    (d / "integrity.sha256").write_bytes(integ)
+    problems = validate_path(d)
+    assert problems and all("\n" not in p.message for p in problems)
+
+
+@FUZZ_IO
+@given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()),
+       st.binary(max_size=300))
+def test_validate_dataset_with_arbitrary_files(tmp_path_factory, dj, index):
+    d = tmp_path_factory.mktemp("vd")
+    (d / "dataset.json").write_bytes(dj)
+    (d / "index.parquet").write_bytes(index)
+    problems = validate_path(d)
+    assert problems and all("\n" not in p.message for p in problems)
+
+
+# --------------------------------------------------------------------------- events JSONL
+
+events_jsonl = pytest.importorskip("companion.align.events")
+
+control_data = st.one_of(
+    st.tuples(st.sampled_from(["keyboard.press", "keyboard.release"]), json_values, json_values),
+    st.tuples(st.just("mouse.move"), json_values, json_values),
+    st.tuples(st.just("mouse.click"), json_values, json_values, json_values, json_values),
+    st.tuples(st.just("mouse.scroll"), json_values, json_values, json_values, json_values),
+    json_values).map(lambda v: json.dumps(list(v) if isinstance(v, tuple) else v))
+jsonl_line = st.one_of(
+    st.fixed_dictionaries({
+        "timestamp_ns": st.integers(-2**64, 2**64) | json_values,
+        "event_src": st.sampled_from(["control_publisher", "window_publisher", "recorder", "x"]) | json_values,
+        "event_data": control_data | json_values.map(json.dumps) | json_values}).map(json.dumps),
+    st.text(max_size=60))
+
+
+@FUZZ_IO
+@given(st.lists(jsonl_line, max_size=10), st.booleans())
+def test_read_events_jsonl_never_crashes(tmp_path_factory, lines, trailing_newline):
+    d = tmp_path_factory.mktemp("ej")
+    p = d / "s.jsonl"
+    p.write_text("\n".join(lines) + ("\n" if trailing_newline else ""))
+    try:
+        events_jsonl.read_events_jsonl(p)
+    except Exception as e:  # noqa: BLE001
+        one_line(e)
+
+
+@FUZZ_IO
+@given(st.binary(max_size=400))
+def test_read_events_jsonl_bytes(tmp_path_factory, data):
+    d = tmp_path_factory.mktemp("eb")
+    p = d / "s.jsonl"
+    p.write_bytes(data)
+    try:
+        events_jsonl.read_events_jsonl(p)
+    except Exception as e:  # noqa: BLE001
+        one_line(e)
