@@ -278,3 +278,31 @@ def test_tracker_survives_source_errors():
     tr.stop()
     assert len(calls) > 3 and tr.error == "RuntimeError: X went away"
     assert len(got) == 1  # same window before and after the error: one event
+
+
+def test_tracker_sees_focus_changes_at_once_and_knows_their_time(wm):
+    a = wm.window("Alpha", 0, 0, 200, 200)
+    b = wm.window("Beta", 0, 0, 200, 200)
+    wm.activate(a)
+    got, sink = _collect()
+    tr = W.WindowTracker(sink, interval_s=5.0, heartbeat_s=60)  # polls would be too slow
+    tr.start()
+    time.sleep(0.1)
+    t_before = time.time_ns()
+    wm.activate(b)  # PropertyNotify on the root wakes the tracker
+    t_after = time.time_ns()
+    deadline = time.monotonic() + 1.0
+    while (tr.current() is None or tr.current().title != "Beta") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    seen_s = (time.time_ns() - t_after) / 1e9
+    wm.set_title(b, "Beta 2")
+    time.sleep(0.1)
+    tr.stop()
+    assert seen_s < 0.5, seen_s
+    assert [d["title"] for _, _, d in got] == ["Alpha", "Beta", "Beta 2"]
+    # window_at: the change time is the X server's time of the property change
+    assert tr.window_at(t_before - 1).title == "Alpha"
+    assert tr.window_at(t_after + 2_000_000).title == "Beta"
+    assert tr.window_at(0).title == "Alpha"  # before the first observation: oldest known
+    a.destroy()
+    b.destroy()

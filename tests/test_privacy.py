@@ -241,3 +241,57 @@ def test_end_to_end_keys_outside_allowed_window_are_not_logged(tmp_path, xdispla
     text = path.read_text()
     assert "Banking" not in text and '"mouse.move\\",33' not in text
     assert cap.filtered == 2 * len("secret") + 1
+
+
+@needs_x
+@pytest.mark.x11
+def test_late_delivered_keys_judged_by_window_at_their_time(xdisplay, monkeypatch):
+    """X11 hands input over late (RECORD buffering). Here nothing makes the server
+    flush (no flusher, XTest without round trips, and the tracker reads a scripted
+    window sequence instead of X so it sends no requests), so all keys arrive together
+    at stop(), when the bank is active. Each key must still be judged by the window
+    active when it was typed: only the one typed in the game is logged."""
+    from Xlib import X, display
+    from Xlib.ext import xtest
+
+    from companion.capture.inputs import InputCapture
+    from companion.capture.window import WindowTracker
+
+    monkeypatch.setenv("DISPLAY", xdisplay)
+    d = display.Display(xdisplay)
+    keycode = {c: d.keysym_to_keycode(ord(c)) for c in "bgx"}
+
+    def tap(c):
+        xtest.fake_input(d, X.KeyPress, keycode[c])
+        xtest.fake_input(d, X.KeyRelease, keycode[c])
+        d.flush()
+
+    game = WindowInfo("SuperGame", (0, 0, 10, 10), 1, None, "supergame")
+    bank = WindowInfo("Online Banking", (0, 0, 10, 10), 2, None, "firefox")
+    active = [bank]
+    pf = PrivacyFilter(consent=True, only_window=["supergame"])
+    tracker = WindowTracker(lambda *a: None, interval_s=0.005, heartbeat_s=10, privacy=pf,
+                            source=lambda: active[0])
+    tracker.start()
+    got = []
+    cap = InputCapture(lambda t, s, data: got.append(data), mouse=False, privacy=pf,
+                       window=tracker.current, window_at=tracker.window_at, flush_interval_s=0)
+    cap.start()
+    try:
+        tap("b")              # typed in the bank
+        time.sleep(0.05)
+        active[0] = game
+        time.sleep(0.05)
+        tap("g")              # typed in the game
+        time.sleep(0.05)
+        active[0] = bank
+        time.sleep(0.05)
+        tap("x")              # typed in the bank again
+        time.sleep(0.05)
+        delivered_before_stop = len(got) + cap.filtered
+    finally:
+        cap.stop()
+        tracker.stop()
+    assert delivered_before_stop == 0 and cap.max_delivery_ns > 100e6  # really late
+    assert [(g[0], g[2]) for g in got] == [(ev.KEY_PRESS, "g"), (ev.KEY_RELEASE, "g")]
+    assert cap.filtered == 4

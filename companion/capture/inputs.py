@@ -198,7 +198,10 @@ class InputCapture:
     called on the listener threads). ``keyboard``/``mouse`` False: that listener is not
     started at all. ``privacy``: events it does not allow are not passed on.
     ``window``: returns the cached active window (e.g. ``WindowTracker.current``);
-    used only for the privacy decision. ``flush_interval_s``: X11 only, how often the
+    used only for the privacy decision. Better, ``window_at``: returns the window that
+    was active at a given epoch ns (``WindowTracker.window_at``); then the decision is
+    made for the window active when the input *happened*, which matters on X11 where
+    input is delivered late. ``flush_interval_s``: X11 only, how often the
     X server is made to deliver buffered input (bounds the delivery delay, not the
     timestamps, which are exact either way); 0 disables the flusher.
 
@@ -213,12 +216,14 @@ class InputCapture:
     def __init__(self, sink: Sink, keyboard: bool = True, mouse: bool = True,
                  privacy: "PrivacyFilter | None" = None,
                  window: "Callable[[], WindowInfo | None] | None" = None,
-                 flush_interval_s: float = 0.05):
+                 flush_interval_s: float = 0.05,
+                 window_at: "Callable[[int], WindowInfo | None] | None" = None):
         self._sink = sink
         self.keyboard = bool(keyboard)
         self.mouse = bool(mouse)
         self._privacy = privacy
         self._window = window or (lambda: None)
+        self._window_at = window_at
         self.flush_interval_s = float(flush_interval_s)
         self._listeners: list = []
         self._kb = None
@@ -348,7 +353,8 @@ class InputCapture:
     def _emit(self, t: int, data: list) -> None:
         self.seen += 1
         p = self._privacy
-        if p is not None and not p.allows(ev.SRC_CONTROL, data, self._window()):
+        if p is not None and not p.allows(ev.SRC_CONTROL, data,
+                                          self._window_at(t) if self._window_at else self._window()):
             self.filtered += 1
             return
         self._sink(t, ev.SRC_CONTROL, data)

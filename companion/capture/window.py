@@ -71,6 +71,12 @@ class _X11:
         self.NET_NAME = a("_NET_WM_NAME")
         self.NET_PID = a("_NET_WM_PID")
         self.UTF8 = a("UTF8_STRING")
+        self.WM_NAME = self.Xatom.WM_NAME
+        # (wid, pid, app) of the last active window: pid/app never change for a
+        # window, but X ids are reused, so only the last one is kept
+        self._static: tuple = (None, None, None)
+        self._root_watched = False
+        self._watched = 0
 
     def close(self) -> None:
         try:
@@ -109,6 +115,7 @@ class _X11:
         try:
             wid = self._active_id()
             if wid is None:
+                self._static = (None, None, None)
                 return None
             win = self.d.create_resource_object("window", wid)
             raw = self._prop(win, self.NET_NAME, self.UTF8)
@@ -120,11 +127,69 @@ class _X11:
             g = win.get_geometry()
             pos = self.root.translate_coords(win, 0, 0)
             rect = (int(pos.x), int(pos.y), int(pos.x) + int(g.width), int(pos.y) + int(g.height))
-            pidv = self._prop(win, self.NET_PID, self.Xatom.CARDINAL)
-            pid = int(pidv[0]) if pidv is not None and len(pidv) else None
-            return WindowInfo(title, rect, wid, pid, self._app(win, pid))
+            if self._static[0] != wid or not self._watched:  # cache only while watching
+                # (watch() selects DestroyNotify on the active window, which clears it)
+                pidv = self._prop(win, self.NET_PID, self.Xatom.CARDINAL)
+                pid = int(pidv[0]) if pidv is not None and len(pidv) else None
+                self._static = (wid, pid, self._app(win, pid))
+            return WindowInfo(title, rect, wid, self._static[1], self._static[2])
         except self.xerror.XError:
+            self._static = (None, None, None)
             return None  # the window went away between the queries
+
+    # -- change notification (used by WindowTracker on its own thread) --------
+    def watch(self, wid: int | str | None) -> None:
+        """Ask for PropertyNotify on the root (active window changes) and on ``wid``
+        (title changes) plus its ConfigureNotify (moves/resizes)."""
+        X = self.X
+        if not self._root_watched:
+            self.root.change_attributes(event_mask=X.PropertyChangeMask)
+            self._root_watched = True
+        wid = int(wid) if isinstance(wid, int) else 0
+        if wid == self._watched:
+            return
+        catch = self.xerror.CatchError(self.xerror.BadWindow)  # window may be gone: ignore
+        if self._watched:
+            self.d.create_resource_object("window", self._watched).change_attributes(
+                event_mask=X.NoEventMask, onerror=catch)
+        if wid:
+            self.d.create_resource_object("window", wid).change_attributes(
+                event_mask=X.PropertyChangeMask | X.StructureNotifyMask, onerror=catch)
+        self._watched = wid
+        self.d.flush()
+
+    def wait_change(self, timeout_s: float, wake_fd: int | None = None) -> int | None:
+        """Wait up to ``timeout_s`` for the active window, its title or geometry to
+        change, or for ``wake_fd`` to become readable. Returns the X server time (ms)
+        of the first such change, -1 for a change without a time, else None."""
+        import select
+        X = self.X
+        first = None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            while self.d.pending_events():
+                e = self.d.next_event()
+                if e.type == X.PropertyNotify:
+                    if e.window.id == self.root.id:
+                        relevant = e.atom == self.NET_ACTIVE
+                    else:
+                        relevant = e.atom in (self.NET_NAME, self.WM_NAME)
+                    if relevant and first is None:
+                        first = int(e.time)
+                elif e.type in (X.ConfigureNotify, X.DestroyNotify, X.UnmapNotify):
+                    if e.type == X.DestroyNotify:
+                        self._static = (None, None, None)  # its id may be reused
+                    if first is None:
+                        first = -1  # no server time in these events
+            if first is not None:
+                return first
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            fds = [self.d.fileno()] if wake_fd is None else [self.d.fileno(), wake_fd]
+            ready, _, _ = select.select(fds, [], [], left)
+            if wake_fd is not None and wake_fd in ready:
+                return None
 
     def _app(self, win, pid: int | None) -> str | None:
         if pid:
@@ -255,20 +320,31 @@ Sink = Callable[[int, str, object], None]
 
 
 class WindowTracker:
-    """Polls the active window every ``interval_s`` s on its own thread.
+    """Tracks the active window on its own thread.
 
     Emits ``sink(timestamp_ns, "window_publisher", {"title","rect","hWnd","pid","app"})``
-    when the window (id, title or rect) changes and, while nothing changes, again every
+    when the window (id, title, rect) changes and, while nothing changes, again every
     ``heartbeat_s`` s (as open-world-agents does), so readers always know the window
     within one heartbeat. ``timestamp_ns`` = ``time.time_ns()`` right after the query.
 
+    The window is re-read every ``interval_s`` s; on X11 (default source) the tracker
+    also wakes at once on X events (``_NET_ACTIVE_WINDOW`` on the root, the active
+    window's title, ConfigureNotify), so focus changes are seen within milliseconds
+    and their X server time is known exactly.
+
     With ``privacy`` the event is redacted (:meth:`PrivacyFilter.window_event`) and
     ``recorder`` markers ``input.suppressed`` / ``input.resumed`` are emitted when the
-    active window stops/starts being allowed (input events in between are dropped by
-    InputCapture using the same filter and :meth:`current`).
+    active window stops/starts being allowed. :meth:`window_at` answers "which window
+    was active at epoch time t" from a short history of changes, for InputCapture's
+    privacy decision on events that the X server delivered late. Where a change time is
+    only known to lie between two polls, it is taken as the *earlier* poll for a change
+    to a not-allowed window and the *later* one for a change to an allowed window, so
+    an uncertain moment always counts as not allowed.
 
     ``source`` (default :func:`active_window`) is called on the tracker thread.
     """
+
+    HISTORY = 64  # window changes kept for window_at()
 
     def __init__(self, sink: Sink, interval_s: float = 0.1, heartbeat_s: float = 1.0,
                  privacy=None, source: Callable[[], WindowInfo | None] | None = None):
@@ -279,9 +355,14 @@ class WindowTracker:
         self.heartbeat_s = float(heartbeat_s)
         self._privacy = privacy
         self._source = source or active_window
+        self._x11_events = (source is None and sys.platform not in ("win32", "darwin"))
         self._current: WindowInfo | None = None
         self._allowed: bool | None = None
+        # ((since_epoch_ns, WindowInfo | None), ...) oldest first; replaced, never mutated
+        self._history: tuple = ()
+        self._last_poll_ns = 0
         self._stop = threading.Event()
+        self._wake_r, self._wake_w = (os.pipe() if self._x11_events else (None, None))
         self._thread: threading.Thread | None = None
         self.error: str | None = None  # last query error (one line), if any
         self.polls = 0
@@ -291,10 +372,15 @@ class WindowTracker:
         """The last observed active window (cheap: no window-system query)."""
         return self._current
 
-    def poll_once(self) -> WindowInfo | None:
-        """Query the window now, update :meth:`current` and emit if due (tracker thread)."""
-        self._poll(force=False)
-        return self._current
+    def window_at(self, t_ns: int) -> WindowInfo | None:
+        """The window active at epoch ``t_ns`` as far as the tracker knows (cheap, any
+        thread): the newest change at or before ``t_ns``; the oldest known window for
+        times before the first observation."""
+        h = self._history
+        for since, info in reversed(h):
+            if since <= t_ns:
+                return info
+        return h[0][1] if h else self._current
 
     def start(self) -> None:
         """Take a first reading synchronously (so current() is valid), then start the thread.
@@ -303,64 +389,103 @@ class WindowTracker:
         """
         if self._thread is not None:
             raise RuntimeError("WindowTracker already started")
-        self._last_emit = -1e18
+        self._last_emit = -(1 << 62)
         self._last_key = None
-        if self._source is active_window and sys.platform not in ("win32", "darwin"):
-            # the first query must happen on the thread that will own the connection
-            ready = threading.Event()
-            err: list[BaseException] = []
+        ready = threading.Event()
+        err: list[BaseException] = []
 
-            def first():
-                try:
-                    self._poll(force=True)
-                except BaseException as e:  # noqa: BLE001 - reported to start()
-                    err.append(e)
+        def body():
+            # the first query happens on the thread that owns the X connection
+            try:
+                self._poll(force=True, change_ns=None)
+                if self._x11_events:
+                    _x11().watch(self._current.window_id if self._current else None)
+            except BaseException as e:  # noqa: BLE001 - reported to start()
+                err.append(e)
                 ready.set()
-                if not err:
-                    self._run()
+                _close_thread_conn()
+                return
+            ready.set()
+            self._run()
 
-            self._thread = threading.Thread(target=first, name="nm-window-tracker", daemon=True)
-            self._thread.start()
-            ready.wait()
-            if err:
-                self._thread.join()
-                self._thread = None
-                raise err[0]
-        else:
-            self._poll(force=True)
-            self._thread = threading.Thread(target=self._run, name="nm-window-tracker", daemon=True)
-            self._thread.start()
+        self._thread = threading.Thread(target=body, name="nm-window-tracker", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if err:
+            self._thread.join()
+            self._thread = None
+            raise err[0]
 
     def stop(self) -> None:
-        """Stop the thread (waits at most about one interval)."""
+        """Stop the thread and wait for it (prompt on X11; at most one interval elsewhere)."""
         self._stop.set()
+        if self._wake_w is not None:
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass
         if self._thread is not None:
             self._thread.join()
+        for fd in (self._wake_r, self._wake_w):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._wake_r = self._wake_w = None
 
     def _run(self) -> None:
         try:
-            while not self._stop.wait(self.interval_s):
+            while not self._stop.is_set():
+                change_ns = None
                 try:
-                    self._poll(force=False)
+                    if self._x11_events:
+                        conn = _x11()
+                        x_ms = conn.wait_change(self.interval_s, self._wake_r)
+                        if self._stop.is_set():
+                            break
+                        if x_ms is not None and x_ms >= 0:
+                            from companion.capture.inputs import x11_event_epoch_ns
+                            change_ns = x11_event_epoch_ns(x_ms, time.time_ns(), time.monotonic_ns())
+                    elif self._stop.wait(self.interval_s):
+                        break
+                    self._poll(force=False, change_ns=change_ns)
+                    if self._x11_events:
+                        _x11().watch(self._current.window_id if self._current else None)
                 except Exception as e:  # noqa: BLE001 - keep tracking; report the last error
                     self.error = f"{type(e).__name__}: {e}".splitlines()[0]
+                    if self._stop.wait(self.interval_s):
+                        break
         finally:
             _close_thread_conn()
 
-    def _poll(self, force: bool) -> None:
+    def _poll(self, force: bool, change_ns: int | None) -> None:
+        """Query the window; record history, markers and events. ``change_ns``: exact
+        epoch time of the change if known (X11 PropertyNotify), else None."""
+        prev_poll = self._last_poll_ns
         info = self._source()
         t = time.time_ns()
+        self._last_poll_ns = t
         self.polls += 1
+        p = self._privacy
+        allowed = p.window_allowed(info) if p is not None else True
+        prev = self._current
+        if force or not self._history or _ident(info) != _ident(prev):
+            if change_ns is not None:
+                since = change_ns if not allowed else change_ns + 1_000_000  # +-ms rounding
+            elif not self._history:
+                since = t
+            else:
+                since = prev_poll if not allowed else t
+            since = min(since, t) if not allowed else since
+            self._history = (self._history + ((since, info),))[-self.HISTORY:]
         self._current = info
         key = None if info is None else (info.window_id, info.title, info.rect, info.pid, info.app)
-        p = self._privacy
-        if p is not None:
-            allowed = p.window_allowed(info)
-            if allowed != self._allowed:
-                if self._allowed is not None or not allowed:
-                    name = ev.REC_INPUT_RESUMED if allowed else ev.REC_INPUT_SUPPRESSED
-                    self._sink(t, ev.SRC_RECORDER, {"event": name, "reason": "window filter"})
-                self._allowed = allowed
+        if p is not None and allowed != self._allowed:
+            if self._allowed is not None or not allowed:
+                name = ev.REC_INPUT_RESUMED if allowed else ev.REC_INPUT_SUPPRESSED
+                self._sink(t, ev.SRC_RECORDER, {"event": name, "reason": "window filter"})
+            self._allowed = allowed
         if info is None:
             self._last_key = None
             return  # nothing to publish; the next real window is a change
@@ -370,3 +495,8 @@ class WindowTracker:
             self._last_key = key
             self._last_emit = t
             self.emitted += 1
+
+
+def _ident(info: WindowInfo | None):
+    """What makes a window 'another window' for privacy: id, title and app."""
+    return None if info is None else (info.window_id, info.title, info.app)
