@@ -1,0 +1,127 @@
+"""Benchmark: nm-align (scan + timeline + events + 20 s dataset chunks) against
+``ffmpeg -c copy -f segment -segment_time 20`` of the same file, in one run.
+
+Input (generated, cached under bench/out/, kept out of git): an H.264 1080p60 MKV of
+``--minutes`` minutes (a 20 s x264 clip with keyframes every 2 s, concatenated by stream
+copy), a sidecar in the nm_timestamps format with synthetic anchors (segment 0 and one
+clock pair per second, 10 ppm drift) and a JSONL of 100 Hz mouse motion plus keys.
+The anchors are generated, not recorded by OBS: OBS cannot render 1080p60 in real time on
+this machine's software GPU. Caption scanning still inspects every packet's NAL headers.
+
+Prints wall time of both, the ratio (goal <= 1.5, stretch 1.2), and peak RSS of
+nm-align (goal < 500 MB).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out" / "align"
+E0 = 1_795_000_000_000_000_000
+M0 = 500_000_000_000
+FPS = 60
+INTERVAL = 1_000_000_000 // FPS
+
+
+def run(cmd, **kw):
+    subprocess.run(cmd, check=True, **kw)
+
+
+def make_input(minutes: float) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    name = f"rec_{minutes:g}min"
+    mkv = OUT / f"{name}.mkv"
+    if not mkv.exists():
+        clip = OUT / "clip20.mkv"
+        if not clip.exists():
+            print("generating a 20 s 1080p60 clip ...", flush=True)
+            run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=60",
+                 "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "20",
+                 "-c:v", "libx264", "-preset", "ultrafast", "-crf", "28", "-g", "120", "-bf", "2",
+                 "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", str(clip)])
+        n = max(1, round(minutes * 3))
+        lst = OUT / "concat.txt"
+        lst.write_text("".join(f"file '{clip}'\n" for _ in range(n)))
+        print(f"concatenating {n} clips ...", flush=True)
+        run(["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(lst),
+             "-c", "copy", str(mkv)])
+    secs = minutes * 60
+    nframes = int(round(secs * FPS))
+    side = mkv.with_name(mkv.stem + ".anchors.jsonl")
+    if not side.exists():
+        lines = [{"kind": "header", "caption_version": 1, "recording_id": "BENCH001", "fps_num": FPS,
+                  "fps_den": 1, "interval_ns": INTERVAL, "output_width": 1920, "output_height": 1080},
+                 {"kind": "segment", "recording_id": "BENCH001", "segment": 0, "pts_base": 0,
+                  "frame_ns": M0, "interval_ns": INTERVAL, "pause_offset_ns": 0}]
+        for s in range(int(secs) + 1):
+            m = M0 + s * 1_000_000_000
+            lines.append({"kind": "clock", "epoch_ns": E0 + (m - M0) + (m - M0) // 100_000, "mono_ns": m})
+        side.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    jsonl = mkv.with_suffix(".jsonl")
+    if not jsonl.exists():
+        with open(jsonl, "w") as f:
+            for i in range(int(secs * 100)):
+                t = E0 + i * 10_000_000 + 1234
+                data = ["mouse.move", 100 + i % 1700, 100 + (i * 7) % 900]
+                f.write(json.dumps({"timestamp_ns": t, "event_src": "control_publisher",
+                                    "event_data": json.dumps(data, separators=(",", ":"))}) + "\n")
+                if i % 50 == 0:
+                    for act in ("keyboard.press", "keyboard.release"):
+                        f.write(json.dumps({"timestamp_ns": t + (0 if act.endswith("press") else 5_000_000),
+                                            "event_src": "control_publisher",
+                                            "event_data": json.dumps([act, 87, "w"])}) + "\n")
+    return mkv
+
+
+def timed(cmd) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t0
+    err = p.stderr.read().decode(errors="replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(map(str, cmd))}\n{err[-2000:]}")
+    return dt, ru.ru_maxrss * 1024
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--repeat", type=int, default=1)
+    args = ap.parse_args()
+    mkv = make_input(args.minutes)
+    seg_dir = OUT / "ffmpeg_segments"
+    ds = OUT / "dataset"
+    res = {"ffmpeg": [], "nm-align": []}
+    rss = 0
+    for _ in range(args.repeat):
+        shutil.rmtree(seg_dir, ignore_errors=True)
+        seg_dir.mkdir(parents=True)
+        dt, _ = timed(["ffmpeg", "-v", "error", "-y", "-i", str(mkv), "-map", "0", "-c", "copy",
+                       "-f", "segment", "-segment_time", "20", "-reset_timestamps", "1",
+                       str(seg_dir / "seg_%04d.mp4")])
+        res["ffmpeg"].append(dt)
+        shutil.rmtree(ds, ignore_errors=True)
+        for f in ("frames.parquet", "events.parquet", "metadata.json", "integrity.sha256"):
+            (mkv.parent / f).unlink(missing_ok=True)
+        dt, r = timed([sys.executable, "-m", "companion.cli.align_cli", str(mkv), "--dataset", str(ds),
+                       "--chunk-seconds", "20", "--quiet"])
+        res["nm-align"].append(dt)
+        rss = max(rss, r)
+    base, ours = min(res["ffmpeg"]), min(res["nm-align"])
+    print(f"input: {mkv.name} ({mkv.stat().st_size / 1e6:.0f} MB, {args.minutes:g} min 1080p60 H.264)")
+    print(f"baseline ffmpeg -c copy -f segment -segment_time 20: {base:.2f} s")
+    print(f"nm-align --dataset (chunk 20 s):                     {ours:.2f} s")
+    print(f"ratio nm-align / ffmpeg-segment: {ours / base:.2f}x  (goal <= 1.5x, stretch 1.2x)")
+    print(f"nm-align peak RSS: {rss / 1e6:.0f} MB  (goal < 500 MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
