@@ -293,7 +293,8 @@ def read_events_jsonl(path: str | os.PathLike, progress: Any = None) -> RawEvent
         raise BadInput(f"{spath}: cannot read events file ({e.strerror or e})") from None
 
     head = data[:65536]
-    if b"\x00" in head:
+    first = head.split(b"\n", 1)[0]
+    if b"\x00" in first or (b"\n" not in head and b"\x00" in head[:4096]):
         raise BadInput(f"{spath}: not an events JSONL file (binary data)")
     stripped = head.lstrip()
     if stripped and not stripped.startswith(b"{"):
