@@ -76,13 +76,13 @@ def wait_phase(state_dir: Path, phase: str, proc: subprocess.Popen, timeout=40.0
         if proc.poll() is not None:
             out, err = proc.communicate()
             pytest.fail(f"companion exited early ({proc.returncode}): {err}")
-        for p in state_dir.glob("*.json"):
-            try:
-                d = json.loads(p.read_text())
-            except ValueError:
-                continue
-            if d.get("phase") == phase:
-                return d
+        p = state_dir / f"{proc.pid}.json"
+        try:
+            d = json.loads(p.read_text())
+        except (OSError, ValueError):
+            d = {}
+        if d.get("phase") == phase:
+            return d
         time.sleep(0.1)
     pytest.fail(f"companion never reached phase {phase!r}")
 
@@ -220,15 +220,22 @@ def test_unwritable_output_folder_fails_before_recording(obs, env, tmp_path):
         assert c.get_record_status()["outputActive"] is False
 
 
-def test_stop_command_ends_session_cleanly(obs, env, tmp_path):
+def test_stop_command_pause_resume_and_filters(obs, env, tmp_path):
     out = tmp_path / "sessions"
     env["NM_OBS_PASSWORD"] = PASSWORD
     p = companion(["start", "--consent", "--port", str(obs.port), "--out", str(out),
-                   "--session-id", "s2", "--no-keyboard"], env)
+                   "--session-id", "s2", "--no-keyboard", "--deny-window", "zz-no-such-window"], env)
     wait_phase(tmp_path / "state", "recording", p)
-    time.sleep(1.0)
+    with obs_client(obs) as c:  # the user pauses and resumes in OBS
+        time.sleep(0.7)
+        c.request("PauseRecord")
+        c.wait_record_state(("OBS_WEBSOCKET_OUTPUT_PAUSED",), 10)
+        time.sleep(0.7)
+        c.request("ResumeRecord")
+        c.wait_record_state(("OBS_WEBSOCKET_OUTPUT_RESUMED",), 10)
     xdo(obs.capture_display, "key", "b")  # not logged: --no-keyboard
     xdo(obs.capture_display, "mousemove", "10", "20")
+    time.sleep(0.3)
     s = run(["stop"], env)
     assert s.returncode == 0, s.stderr
     assert f"stopped nm-companion pid {p.pid}" in s.stdout
@@ -236,14 +243,23 @@ def test_stop_command_ends_session_cleanly(obs, env, tmp_path):
     assert p.returncode == 0, stderr
     d = out / "s2"
     md = json.loads((d / "metadata.json").read_text())
-    assert md["status"] == "complete" and "SIGTERM" in md["end_reason"]
+    assert md["status"] == "complete" and "stop requested" in md["end_reason"]
     assert md["input_device"] == "mouse" and md["privacy"]["keyboard"] is False
+    assert md["privacy"]["deny_window"] == ["zz-no-such-window"]
     recs, _ = read_jsonl(d / "s2.jsonl")
     ctrl = [json.loads(r["event_data"]) for r in recs if r["event_src"] == ev.SRC_CONTROL]
     assert ["mouse.move", 10, 20] in ctrl
     assert not any(e[0].startswith("keyboard") for e in ctrl)
-    assert (d / "s2.mkv").exists() and (d / "s2.anchors.jsonl").exists()
+    kinds = [e["event"] for e in recorder_events(recs)]
+    i_start = kinds.index(ev.REC_RECORDING_STARTED)
+    i_pause = kinds.index(ev.REC_RECORDING_PAUSED)
+    i_resume = kinds.index(ev.REC_RECORDING_RESUMED)
+    assert i_start < i_pause < i_resume < kinds.index(ev.REC_RECORDING_STOPPED)
+    sc = read_sidecar(d / "s2.anchors.jsonl")
+    assert len(sc.segments) == 2  # the OBS script anchored the resumed segment too
+    assert (d / "s2.mkv").exists()
     assert run(["status"], env).returncode == 1
+    assert not list((tmp_path / "state").iterdir())  # state and stop-request files removed
 
 
 def test_sigkill_leaves_jsonl_intact(obs, env, tmp_path):
@@ -266,7 +282,74 @@ def test_sigkill_leaves_jsonl_intact(obs, env, tmp_path):
     with obs_client(obs) as c:
         assert c.get_record_status()["outputActive"] is True
         assert c.get_profile_parameter("AdvOut", "RecFilePath") == str(obs.record_dir)
+    orphan = out / "s3" / "s3.mkv"
+    deadline = time.monotonic() + 10  # OBS's muxer process creates the file (slow on a busy box)
+    while not orphan.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert orphan.exists()
+
+    # a new companion attaches to the running recording; Ctrl-C (SIGINT) ends it cleanly
+    # and leaves the recording (which it did not start) running
+    p = companion(["start", "--consent", "--port", str(obs.port), "--out", str(out),
+                   "--session-id", "s3b"], env)
+    wait_phase(tmp_path / "state", "recording", p)
+    xdo(obs.capture_display, "mousemove", "77", "78")
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=30)
+    assert p.returncode == 0, stderr
+    assert "already recording" in stderr and "Traceback" not in stderr
+    md = json.loads((out / "s3b" / "metadata.json").read_text())
+    assert md["status"] == "complete" and md["recording"]["attached_to_running_recording"] is True
+    assert md["end_reason"] == "interrupted"
+    # obs-websocket 5.1 tells the recording's path only at its start/stop events, which
+    # this companion did not see: the metadata says where it was not moved from
+    assert md["recording"]["obs_output_path"] in (None, str(orphan))
+    assert "s3b.mkv" not in md["files"].values()
+    recs, _ = read_jsonl(out / "s3b" / "s3b.jsonl")
+    assert ["mouse.move", 77, 78] in [json.loads(r["event_data"]) for r in recs
+                                      if r["event_src"] == ev.SRC_CONTROL]
+    with obs_client(obs) as c:
+        assert c.get_record_status()["outputActive"] is True
         c.stop_record()
+
+
+def test_setup_check_and_configure_obs(obs, env, tmp_path):
+    env["NM_OBS_PASSWORD"] = PASSWORD
+    profile = obs.home / ".config" / "obs-studio" / "basic" / "profiles" / "nm"
+    with obs_client(obs) as c:
+        c.set_profile_parameter("AdvOut", "RecFormat", "mp4")
+        c.set_profile_parameter("AdvOut", "RecType", "FFmpeg")
+    try:
+        r = run(["check-obs", "--port", str(obs.port)], env)
+        assert r.returncode == 3
+        assert "error: OBS records mp4, not MKV" in r.stdout
+        assert "warning: Recording Type 'Custom Output (FFmpeg)'" in r.stdout
+        line = [ln for ln in run(["start", "--consent", "--port", str(obs.port), "--out",
+                                  str(tmp_path / "o")], env).stderr.splitlines()
+                if "error:" in ln]
+        assert len(line) == 1 and "not MKV" in line[0] and "--configure-obs" in line[0]
+        with obs_client(obs) as c:
+            assert c.get_record_status()["outputActive"] is False
+        rec_enc = profile / "recordEncoder.json"
+        json_before = json.loads(rec_enc.read_text())
+        json_before["keyint_sec"] = 0
+        rec_enc.write_text(json.dumps(json_before))
+        r = run(["check-obs", "--port", str(obs.port), "--configure-obs",
+                 "--obs-config", str(obs.home / ".config" / "obs-studio")], env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "changed: AdvOut/RecFormat: mp4 -> mkv" in r.stdout
+        assert "changed: AdvOut/RecType: FFmpeg -> Standard" in r.stdout
+        assert "changed: recordEncoder.json: keyint_sec -> 2" in r.stdout
+        assert json.loads(rec_enc.read_text())["keyint_sec"] == 2
+        assert list(profile.glob("recordEncoder.json.*.bak"))
+        with obs_client(obs) as c:
+            assert c.get_profile_parameter("AdvOut", "RecFormat") == "mkv"
+            assert c.get_profile_parameter("AdvOut", "RecType") == "Standard"
+    finally:
+        with obs_client(obs) as c:
+            c.set_profile_parameter("AdvOut", "RecFormat", "mkv")
+            c.set_profile_parameter("AdvOut", "RecType", "Standard")
 
 
 def test_watch_mode_sessions_survive_obs_restart(obs, env, tmp_path):

@@ -324,7 +324,11 @@ class ObsClient:
         (``output_path`` is the file OBS writes)."""
         self.drain_record_events()
         self.request("StartRecord")
-        return self.wait_record_state((REC_STARTED,), timeout)
+        ev = self.wait_record_state((REC_STARTED, REC_STOPPED), timeout)
+        if ev.state != REC_STARTED:
+            raise OBSProblem("OBS could not start the recording (check the recording path and "
+                             "encoder in OBS's Settings > Output; OBS's log says why)")
+        return ev
 
     def stop_record(self, timeout: float = 30.0) -> RecordEvent:
         """StopRecord and wait for RecordStateChanged STOPPED (file finalized)."""

@@ -119,11 +119,20 @@ class StateFile:
         except OSError:
             pass  # status is a convenience; never fail a recording over it
 
+    @property
+    def stop_path(self) -> Path:
+        """``nm-companion stop`` creates this file (works on every OS; SIGTERM too on POSIX)."""
+        return self.dir / f"{os.getpid()}.stop"
+
+    def stop_requested(self) -> bool:
+        return self.stop_path.exists()
+
     def remove(self) -> None:
-        try:
-            self.path.unlink()
-        except OSError:
-            pass
+        for p in (self.path, self.stop_path):
+            try:
+                p.unlink()
+            except OSError:
+                pass
 
 
 def list_running(directory: Path | None = None) -> list[dict]:
@@ -344,6 +353,8 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
     # ---- recording setup
     status = client.get_record_status()
     attached = bool(status.get("outputActive"))
+    if not attached:
+        restore_leftover_obs_settings(client, say)
     if opts.configure_obs and not attached:
         profile_dir = None
         if opts.obs_config_dir:
@@ -496,6 +507,11 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
                     break
             if ext_stop is not None and ext_stop.is_set():
                 stopper.set("stop requested")
+                break
+            if state.stop_requested():
+                stopper.set("stop requested (nm-companion stop)")
+                if ext_stop is not None:
+                    ext_stop.set()  # in watch mode: end watching too
                 break
             if deadline is not None and now >= deadline:
                 stopper.set(f"duration {opts.duration_s:g} s reached")

@@ -71,6 +71,8 @@ def run_watch(opts: SessionOptions, say=_stderr, stop: threading.Event | None = 
     backoff = retry_initial_s
     try:
         while not stop.is_set():
+            if state.stop_requested():
+                break
             try:
                 client = connect(opts.host, opts.port, opts.password, opts.timeout_s)
             except OBSProblem as e:
@@ -81,6 +83,8 @@ def run_watch(opts: SessionOptions, say=_stderr, stop: threading.Event | None = 
                     say(f"waiting for OBS at {opts.host}:{opts.port} ({text})")
                     waiting_said = True
                 stop.wait(backoff)
+                if state.stop_requested():
+                    break
                 backoff = min(max_backoff_s, backoff * 2)
                 continue
             backoff = retry_initial_s
@@ -124,7 +128,8 @@ def _watch_connected(opts: SessionOptions, client: ObsClient, privacy, out: Path
             if not active:
                 started.clear()
                 while not stop.is_set() and client.alive() and not started.wait(0.25):
-                    pass
+                    if state.stop_requested():
+                        stop.set()
                 if stop.is_set() or not client.alive():
                     return
             sid = _free_session_id(out, default_session_id())

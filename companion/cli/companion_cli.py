@@ -257,9 +257,16 @@ def cmd_stop(args) -> int:
     if not running:
         print("no nm-companion is running")
         return 1
+    from companion.capture.session import state_dir
     pids = [int(r["pid"]) for r in running]
     for pid in pids:
-        try:
+        try:  # a stop-request file (every OS) ...
+            (state_dir() / f"{pid}.stop").write_text("stop\n")
+        except OSError:
+            pass
+        if sys.platform == "win32":
+            continue  # os.kill(SIGTERM) would terminate without finalizing on Windows
+        try:  # ... and SIGTERM for a prompt stop
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             continue
