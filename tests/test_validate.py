@@ -491,3 +491,88 @@ def test_console_script_runs(session):
     assert r.returncode == 0 and r.stdout.startswith("OK: session")
     with pytest.raises(BadInput):
         validate_path(session / "nope")
+
+
+# --------------------------------------------------------------------------- real pipeline
+
+@pytest.fixture(scope="module")
+def real_outputs(tmp_path_factory):
+    """The app's zip export -> nm-align (session + dataset), with the real aligner and
+    dataset writer."""
+    from companion.align.session import align_session
+    from tests.test_zip_export import good_members, make_webm, make_zip
+    d = tmp_path_factory.mktemp("real")
+    webm = make_webm(d / "v.webm", n_frames=75).read_bytes()
+    z = make_zip(d / "exp1.zip", good_members("exp1", webm))
+    summary = align_session(z, out=d / "work", dataset=d / "ds", chunk_seconds=1.0, progress=False)
+    return d, summary
+
+
+def test_real_zip_export_to_session_and_dataset_validates(real_outputs):
+    d, summary = real_outputs
+    assert summary["frames"] == 75
+    assert msgs(validate_path(d / "work" / "exp1")) == []
+    assert msgs(validate_path(d / "ds")) == []
+    assert validate_main([str(d / "ds")]) == 0
+
+
+def test_real_session_tampering_is_named(real_outputs, tmp_path):
+    d, _ = real_outputs
+    src = d / "work" / "exp1"
+    for name in sorted(p.name for p in src.iterdir() if p.name != "integrity.sha256"):
+        dst = tmp_path / name.replace(".", "_")
+        shutil.copytree(src, dst)
+        p = dst / name
+        data = bytearray(p.read_bytes())
+        data[len(data) // 3] ^= 0x80
+        p.write_bytes(bytes(data))
+        problems = validate_path(dst)
+        assert any(pr.path == str(p) and "does not match integrity.sha256" in pr.message
+                   for pr in problems), (name, msgs(problems))
+
+
+def test_real_dataset_damage_is_named(real_outputs, tmp_path):
+    d, _ = real_outputs
+    ds = tmp_path / "ds"
+    shutil.copytree(d / "ds", ds)
+    idx = pq.read_table(ds / "index.parquet").to_pylist()
+    last = idx[-1]
+    # a chunk video with one frame too few, re-made with ffmpeg
+    encode_chunk(ds / last["video_path"], last["end_frame"] - last["start_frame"] - 1)
+    # an actions row moved to another chunk's frame
+    rel = f"{idx[0]['actions_dir']}/actions_raw.parquet"
+    rewrite_parquet(ds / rel, lambda t: set_col(t, "frame_ref", [idx[1]["start_frame"]] +
+                                                t.column("frame_ref").to_pylist()[1:]))
+    # a stray file nobody indexed
+    (ds / "video" / last["shard"] / last["video_id"] / "stray.mp4").write_bytes(b"x")
+    out = "\n".join(msgs(validate_path(ds)))
+    assert f"{last['video_path']}: has {last['end_frame'] - last['start_frame'] - 1} frames" in out
+    assert f"{rel}: frame_ref out of range [{idx[0]['start_frame']}, {idx[0]['end_frame']})" in out
+    assert "stray.mp4: not listed in index.parquet" in out
+    # the per-video index part must agree with index.parquet
+    rewrite_parquet(ds / "index.parquet", lambda t: t.slice(0, t.num_rows - 1))
+    out = "\n".join(msgs(validate_path(ds)))
+    assert f"index/{last['video_id']}.parquet: differs from the rows of video" in out
+
+
+def test_real_session_out_as_owa_mkv_and_back_gives_same_frame_times(real_outputs, tmp_path):
+    """Our aligned session -> OWA-style MKV -> nm-align on that MKV (anchors from the
+    subtitle track): identical frame times, and the result validates."""
+    from companion.align.session import align_session
+    from companion.interop.owa import export_owa
+    d, _ = real_outputs
+    src = d / "work" / "exp1"
+    frames = pq.read_table(src / "frames.parquet")
+    owa = tmp_path / "owa"
+    owa.mkdir()
+    export_owa(src / "exp1.webm", frames, owa / "exp1.mkv")
+    shutil.copy(src / "exp1.jsonl", owa / "exp1.jsonl")
+    res = align_session(owa / "exp1.mkv", progress=False)
+    assert res["anchor_source"] == "owa_subtitles"
+    back = pq.read_table(owa / "frames.parquet")
+    assert back.num_rows == frames.num_rows
+    assert np.array_equal(back.column("t_ns").to_numpy(), frames.column("t_ns").to_numpy())
+    ev_a = pq.read_table(src / "events.parquet", columns=["t_ns", "frame_ref"])
+    ev_b = pq.read_table(owa / "events.parquet", columns=["t_ns", "frame_ref"])
+    assert ev_a.equals(ev_b)
+    assert msgs(validate_path(owa)) == []

@@ -11,9 +11,11 @@ since the chunk's first frame, frame_idx/frame_ref in range and consistent).
 """
 from __future__ import annotations
 
+import zlib
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from ..contract.schemas import ACTIONS_PROCESSED_SCHEMA, ACTIONS_RAW_SCHEMA, CHUNK_INDEX_SCHEMA
 from . import checks
@@ -96,8 +98,78 @@ def validate_dataset(root: Path, check_videos: bool = True) -> list:
         for k, r in enumerate(rs_sorted):
             _check_chunk(rep, r, first=(k == 0), last=(k == n - 1), check_videos=check_videos)
 
+    _check_shard_rule(rep, meta, rows)
+    _check_index_parts(rep, rows)
     _check_orphans(rep, rows)
+    _check_integrity_files(rep)
     return rep.problems
+
+
+CRC32_RULE = "crc32(utf8(video_id)) % num_shards"
+
+
+def _check_shard_rule(rep: Report, meta, rows: list[dict]) -> None:
+    """If dataset.json declares the crc32 shard rule, every video is in its shard."""
+    if not isinstance(meta, dict) or meta.get("shard_rule") != CRC32_RULE:
+        return
+    n = meta.get("num_shards")
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        return
+    for vid in sorted({r.get("video_id") for r in rows if isinstance(r.get("video_id"), str)}):
+        want = f"SHARD_{zlib.crc32(vid.encode('utf-8')) % n:04d}"
+        got = {r.get("shard") for r in rows if r.get("video_id") == vid}
+        if got != {want}:
+            rep.add("index.parquet", f"video {vid} is in {sorted(map(str, got))}, the shard rule "
+                                     f"({CRC32_RULE}, num_shards {n}) says {want}")
+
+
+def _check_index_parts(rep: Report, rows: list[dict]) -> None:
+    """``index/<video_id>.parquet`` (per-video parts that index.parquet is built from),
+    when present, hold exactly the index rows of their video."""
+    d = rep.root / "index"
+    if not d.is_dir():
+        return
+    vids = {r.get("video_id") for r in rows}
+    parts = {p.stem: p for p in d.glob("*.parquet") if not p.name.startswith(".")}
+    key = lambda r: (r.get("chunk_id") or 0)  # noqa: E731
+    for vid, p in sorted(parts.items()):
+        rel = f"index/{p.name}"
+        try:
+            part = pq.read_table(p).to_pylist()
+        except Exception as e:  # pyarrow raises several types for a bad file
+            rep.add(rel, f"not a readable Parquet file ({' '.join(str(e).split())[:200]})")
+            continue
+        mine = sorted((r for r in rows if r.get("video_id") == vid), key=key)
+        if sorted(part, key=key) != mine:
+            rep.add(rel, f"differs from the rows of video {vid} in index.parquet "
+                         f"({len(part)} rows here, {len(mine)} there)")
+    for vid in sorted(v for v in vids if isinstance(v, str) and v not in parts):
+        rep.add(f"index/{vid}.parquet", "missing: index.parquet lists this video")
+
+
+def _check_integrity_files(rep: Report) -> None:
+    """Optional checksums: ``integrity.sha256`` at the root and ``index/<video_id>.sha256``,
+    ``sha256sum`` lines with paths relative to the root, are verified when present."""
+    from .common import sha256_file
+    from .session import parse_integrity
+    files = [rep.root / "integrity.sha256"] + sorted((rep.root / "index").glob("*.sha256")) \
+        if (rep.root / "index").is_dir() else [rep.root / "integrity.sha256"]
+    for f in files:
+        if not f.is_file():
+            continue
+        rel = f.relative_to(rep.root).as_posix()
+        try:
+            entries, probs = parse_integrity(f.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            rep.add(rel, f"cannot read ({e})")
+            continue
+        rep.extend(rel, probs)
+        for name, digest in sorted(entries.items()):
+            p = rep.root / name
+            if not p.is_file():
+                rep.add(name, f"listed in {rel} but missing")
+            elif sha256_file(p) != digest:
+                rep.add(name, f"sha256 does not match {rel}: the file changed after it was written")
 
 
 def _check_layout(rep: Report, r: dict, field: str, top: str) -> bool:
