@@ -274,18 +274,21 @@ def test_mismatched_session_id_and_no_start_time(tmp_path, webm_bytes):
 
 
 def test_unwritable_workdir_is_one_line(tmp_path, webm_bytes):
-    import os
-    if os.geteuid() == 0:
-        pytest.skip("root ignores directory permissions")
     z = make_zip(tmp_path / "s.zip", good_members("s", webm_bytes))
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        with pytest.raises(NMError):
-            import_zip(z, ro / "w")
-    finally:
-        ro.chmod(0o700)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the work folder should be")
+    with pytest.raises(NMError) as ei:
+        import_zip(z, blocker / "w")
+    assert ei.value.exit_code == 4 and "\n" not in str(ei.value)
+    assert str(ei.value).startswith(f"cannot write to {blocker / 'w'}")
+
+
+def test_macos_finder_zip_with_resource_forks(tmp_path, webm_bytes):
+    members = good_members("s", webm_bytes)
+    members.update({"__MACOSX/._s_input.json": b"\x00\x05\x16\x07junk",
+                    "__MACOSX/._s.webm": b"\x00\x05\x16\x07junk", "._s_metadata.json": b"junk"})
+    out = import_zip(make_zip(tmp_path / "mac.zip", members), tmp_path / "w")
+    assert (out / "s.webm").read_bytes() == webm_bytes
 
 
 def test_stored_zip_with_unicode_and_large_event_list(tmp_path, webm_bytes):

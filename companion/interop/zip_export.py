@@ -126,9 +126,15 @@ def _check_archive(zf: zipfile.ZipFile, limits: ZipLimits, zname: str) -> list[z
     return infos
 
 
+def _is_junk(name: str) -> bool:
+    """macOS Finder's resource forks (``__MACOSX/``, ``._name``): never members."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    return any(p == "__MACOSX" for p in parts) or (bool(parts) and parts[-1].startswith("._"))
+
+
 def _find_members(infos: list[zipfile.ZipInfo], zname: str) -> tuple[str, dict[str, zipfile.ZipInfo]]:
     """Find the session id and the three members (top level or in one folder)."""
-    files = [i for i in infos if not i.is_dir()]
+    files = [i for i in infos if not i.is_dir() and not _is_junk(i.filename)]
     by_base: dict[str, list[zipfile.ZipInfo]] = {}
     for i in files:
         by_base.setdefault(PurePosixPath(i.filename.replace("\\", "/")).name, []).append(i)
