@@ -428,3 +428,34 @@ def test_obs_not_running(env, tmp_path):
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert_no_password(r.stdout, r.stderr)
     assert not any((tmp_path / "o").iterdir())
+
+
+def test_simple_output_mode_session(tmp_path):
+    """Simple output mode (OBS's default): the recording path is SimpleOutput/FilePath.
+    A second OBS start, with the harness config switched to Simple mode."""
+
+    class SimpleModeObs(harness.ObsInstance):
+        def _seed_config(self):
+            super()._seed_config()
+            ini = self.home / ".config" / "obs-studio" / "basic" / "profiles" / "nm" / "basic.ini"
+            ini.write_text(ini.read_text().replace("Mode=Advanced", "Mode=Simple"))
+
+    e = dict(os.environ)
+    with SimpleModeObs(tmp_path / "obs", scene="color", password=PASSWORD) as obs:
+        e.update({"NM_COMPANION_STATE_DIR": str(tmp_path / "state"), "DISPLAY": obs.display,
+                  "NM_COMPANION_CONFIG": str(tmp_path / "none.json"), "NM_OBS_PASSWORD": PASSWORD})
+        r = run(["check-obs", "--port", str(obs.port)], e)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "Simple output" in r.stdout and "info: Simple output mode does not expose the keyframe" in r.stdout
+        r = run(["start", "--consent", "--port", str(obs.port), "--out", str(tmp_path / "out"),
+                 "--session-id", "simple1", "--duration", "2"], e)
+        assert r.returncode == 0, r.stderr
+        d = tmp_path / "out" / "simple1"
+        assert sorted(p.name for p in d.iterdir()) == [
+            "metadata.json", "simple1.anchors.jsonl", "simple1.jsonl", "simple1.mkv"]
+        md = json.loads((d / "metadata.json").read_text())
+        assert md["env"]["obs_output_mode"] == "Simple" and md["codec"] == "h264"
+        assert md["bitrate_kbps"] == 2500  # Simple mode, recording quality "same as stream"
+        with obs_client(obs) as c:
+            assert c.get_profile_parameter("SimpleOutput", "FilePath") == str(obs.record_dir)
+        assert not list(obs.record_dir.iterdir())

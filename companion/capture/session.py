@@ -253,8 +253,11 @@ def prepare_session_dir(out: Path, sid: str) -> Path:
 
 def _wait_sidecar(path: Path, timeout_s: float, obs_alive: Callable[[], bool]) -> dict | None:
     """Wait until the OBS script's sidecar has its ``stop`` record; return it (or None)."""
-    deadline = time.monotonic() + timeout_s
+    t0 = time.monotonic()
+    deadline = t0 + timeout_s
     while True:
+        if not path.exists() and time.monotonic() - t0 > min(3.0, timeout_s):
+            return None  # no sidecar at all: the OBS script is not loaded (or sidecar off)
         if path.exists():
             try:
                 sc = read_sidecar(path)
@@ -283,6 +286,60 @@ def _encoder_info(client: ObsClient) -> dict:
         return {}
     return {"codec": s.codec, "encoder": s.encoder, "bitrate_kbps": s.bitrate_kbps,
             "format": s.rec_format, "output_mode": s.mode}
+
+
+def display_refresh_hz() -> float | None:
+    """The main display's refresh rate in Hz, best effort (None if unknown, e.g. Xvfb).
+    X11: RandR; Windows: EnumDisplaySettingsW; macOS: Quartz."""
+    try:
+        if sys.platform == "win32":  # pragma: no cover - Windows only
+            import ctypes
+            from ctypes import wintypes
+
+            class DEVMODEW(ctypes.Structure):
+                _fields_ = [("dmDeviceName", wintypes.WCHAR * 32), ("dmSpecVersion", wintypes.WORD),
+                            ("dmDriverVersion", wintypes.WORD), ("dmSize", wintypes.WORD),
+                            ("dmDriverExtra", wintypes.WORD), ("dmFields", wintypes.DWORD),
+                            ("dmPosition", ctypes.c_long * 2), ("dmDisplayOrientation", wintypes.DWORD),
+                            ("dmDisplayFixedOutput", wintypes.DWORD), ("dmColor", ctypes.c_short),
+                            ("dmDuplex", ctypes.c_short), ("dmYResolution", ctypes.c_short),
+                            ("dmTTOption", ctypes.c_short), ("dmCollate", ctypes.c_short),
+                            ("dmFormName", wintypes.WCHAR * 32), ("dmLogPixels", wintypes.WORD),
+                            ("dmBitsPerPel", wintypes.DWORD), ("dmPelsWidth", wintypes.DWORD),
+                            ("dmPelsHeight", wintypes.DWORD), ("dmDisplayFlags", wintypes.DWORD),
+                            ("dmDisplayFrequency", wintypes.DWORD)]
+            dm = DEVMODEW()
+            dm.dmSize = ctypes.sizeof(DEVMODEW)
+            if ctypes.windll.user32.EnumDisplaySettingsW(None, -1, ctypes.byref(dm)):
+                return float(dm.dmDisplayFrequency) if dm.dmDisplayFrequency > 1 else None
+            return None
+        if sys.platform == "darwin":  # pragma: no cover - macOS only
+            import Quartz
+            mode = Quartz.CGDisplayCopyDisplayMode(Quartz.CGMainDisplayID())
+            hz = Quartz.CGDisplayModeGetRefreshRate(mode)
+            return float(hz) if hz and hz > 0 else None
+        if not os.environ.get("DISPLAY"):
+            return None
+        from Xlib import display as xdisplay
+        d = xdisplay.Display()
+        try:
+            if not d.has_extension("RANDR"):
+                return None
+            root = d.screen().root
+            res = root.xrandr_get_screen_resources()
+            for crtc in res.crtcs:
+                info = d.xrandr_get_crtc_info(crtc, res.config_timestamp)
+                if not info.mode:
+                    continue
+                for m in res.modes:
+                    if m.id == info.mode and m.h_total and m.v_total and m.dot_clock:
+                        return round(m.dot_clock / (m.h_total * m.v_total), 3)
+            rate = root.xrandr_get_screen_info().rate
+            return float(rate) if rate and rate > 0 else None
+        finally:
+            d.close()
+    except Exception:
+        return None
 
 
 def _record_audio(client: ObsClient) -> bool | None:
@@ -383,6 +440,7 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
         pass
     enc = _encoder_info(client)
     record_audio = _record_audio(client)
+    refresh_hz = display_refresh_hz()
 
     # ---- state + stop plumbing
     stopper = _Stop()
@@ -655,6 +713,7 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
         consent=privacy.consent, consent_source=opts.consent_source,
         record_audio=record_audio, privacy=privacy.describe(), keyboard=opts.keyboard,
         mouse=opts.mouse, window_id=getattr(last_window, "window_id", None),
+        refresh_hz=refresh_hz,
         events={"written": wstats.get("written"), "dropped": wstats.get("dropped"),
                 "input_seen": in_stats.get("seen"), "input_filtered": in_stats.get("filtered"),
                 "input_errors": in_stats.get("errors")},
