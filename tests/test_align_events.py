@@ -465,3 +465,20 @@ def test_many_random_events_match_a_per_line_reference(tmp_path):
             else:
                 assert x["mouse_x"] == pytest.approx((d[1] - rect[0]) / (rect[2] - rect[0]),
                                                      rel=1e-6)
+
+
+@pytest.mark.parametrize("text", [b"a\nbb\nccc\n\ndddd\r\ne\nff", b"x\ny\nz\nw\nv\nu\nt"])
+def test_line_hashes_across_chunk_boundaries(text):
+    from companion.align.events import _hash_lines
+    lines, starts, ends, pos = [], [], [], 0
+    for piece in text.split(b"\n"):
+        ln = piece[:-1] if piece.endswith(b"\r") else piece
+        if ln:
+            lines.append(ln)
+            starts.append(pos)
+            ends.append(pos + len(ln))
+        pos += len(piece) + 1
+    want = [hashlib.sha256(ln).hexdigest() for ln in lines]
+    for chunk in (1, 2, 3, 100):
+        got = _hash_lines(text, np.array(starts), np.array(ends), chunk=chunk).to_pylist()
+        assert got == want

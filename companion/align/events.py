@@ -19,6 +19,7 @@ Column meanings: docs/contracts/events-parquet.md. Measured: bench/bench_events.
 """
 from __future__ import annotations
 
+import binascii
 import hashlib
 import json
 import math
@@ -231,21 +232,32 @@ def _to_f64(a: pa.Array) -> np.ndarray:
 _HASH_DIGEST = type(hashlib.sha256()).digest
 
 
-def _hash_lines(lines: list[bytes], sel: np.ndarray, strip_cr: bool) -> pa.Array:
-    """sha256 hex of ``lines[i]`` for i in ``sel`` (a trailing "\r" removed if ``strip_cr``).
+def _hash_lines(data: bytes, starts: np.ndarray, ends: np.ndarray,
+                chunk: int = 65536) -> pa.Array:
+    """sha256 hex of each line ``data[starts[i]:ends[i]]`` (ends exclude the newline).
 
-    The loop runs in C (map over hashlib), ~0.8 us per line; it holds the GIL, so the
-    reader runs it in a thread while pyarrow (which releases the GIL) parses.
+    The loop runs in C (map over hashlib, ~0.8 us a line) on chunks of lines so memory
+    stays small; it holds the GIL, so the reader runs it in a thread while pyarrow
+    (which releases the GIL) parses. Lines are contiguous in the common case (no blank
+    lines); otherwise each line is sliced on its own.
     """
-    n = int(sel.size)
-    if n and int(sel[0]) == 0 and int(sel[-1]) == n - 1:
-        it: Any = lines[:n]
+    n = int(starts.size)
+    parts: list[bytes] = []
+    contiguous = n > 0 and bool(np.all(starts[1:] == ends[:-1] + 1))   # no "\r", no blanks
+    if contiguous:
+        st = starts.tolist()
+        for i0 in range(0, n, chunk):
+            i1 = min(n, i0 + chunk)
+            stop = st[i1] - 1 if i1 < n else int(ends[-1])
+            lines = data[st[i0]:stop].split(b"\n")
+            parts.append(b"".join(map(_HASH_DIGEST, map(hashlib.sha256, lines))))
     else:
-        it = map(lines.__getitem__, sel.tolist())
-    if strip_cr:
-        it = [ln[:-1] if ln.endswith(b"\r") else ln for ln in it]
-    digests = b"".join(map(_HASH_DIGEST, map(hashlib.sha256, it)))
-    hexb = digests.hex().encode("ascii")
+        mv = memoryview(data)
+        st, en = starts.tolist(), ends.tolist()
+        for i0 in range(0, n, chunk):
+            lines = [mv[s:e] for s, e in zip(st[i0:i0 + chunk], en[i0:i0 + chunk])]
+            parts.append(b"".join(map(_HASH_DIGEST, map(hashlib.sha256, lines))))
+    hexb = binascii.hexlify(b"".join(parts))
     offsets = np.arange(0, 64 * (n + 1), 64, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexb))
 
@@ -342,9 +354,7 @@ def read_events_jsonl(path: str | os.PathLike, progress: Any = None) -> RawEvent
 
     # Hashes of the exact line bytes: a C loop holding the GIL, run in a thread while
     # pyarrow (GIL released) parses below.
-    all_lines = data.split(b"\n")
-    strip_cr = b"\r" in data
-    hasher = _Background(_hash_lines, all_lines, lineno - 1, strip_cr)
+    hasher = _Background(_hash_lines, data, starts, ends)
 
     # Outer objects: pyarrow's JSON reader over the bytes up to the end of the last good line.
     cut = int(ends[-1])
@@ -382,7 +392,7 @@ def read_events_jsonl(path: str | os.PathLike, progress: Any = None) -> RawEvent
             hasher.result()
             starts, ends, lineno = starts[~blank], ends[~blank], lineno[~blank]
             n = int(starts.size)
-            hasher = _Background(_hash_lines, all_lines, lineno - 1, strip_cr)
+            hasher = _Background(_hash_lines, data, starts, ends)
         ts = np.asarray(tsl, dtype=np.int64)
         src, edata = pa.array(srcl, pa.string()), pa.array(datal, pa.string())
     if progress is not None:
@@ -402,7 +412,6 @@ def read_events_jsonl(path: str | os.PathLike, progress: Any = None) -> RawEvent
         hasher.result()
         raise
     hashes = hasher.result()
-    del all_lines
 
     # Window and recorder lines: few; parse one by one.
     windows: list[WindowEvent] = []
