@@ -55,41 +55,85 @@ class AudioSplitter:
         self._first_open = 0                # chunks before this one are written
         self._tol = int(round(self.CONTIGUITY_S * rate))
         self._resampler = None
+        self._pending: list = []
+        self._pend_pos = 0
         self.on_written = on_written
         self.samples_total = 0
 
     # -- feeding -------------------------------------------------------------------
     def add_frame(self, frame) -> None:
-        """Place one decoded ``av.AudioFrame`` (any sample format) on the timeline."""
-        if frame.pts is None or frame.time_base is None:
+        """Place one decoded ``av.AudioFrame`` (any sample format) on the timeline.
+
+        Contiguous frames are batched (up to one second) and converted together."""
+        pts, tb = frame.pts, frame.time_base
+        if pts is None or tb is None:
             pos = self._next_pos if self._next_pos is not None else 0
         else:
-            pos = int(round(Fraction(frame.pts) * Fraction(frame.time_base) * self.rate))
+            num = pts * tb.numerator * self.rate
+            den = tb.denominator
+            pos = (2 * num + den) // (2 * den)          # round half up, exact integers
             if self._next_pos is not None and abs(pos - self._next_pos) <= self._tol:
                 pos = self._next_pos
-        data = self._to_s16(frame)
-        self.add_samples(pos, data)
+        if self._pending and pos != self._next_pos:
+            self._flush()
+        if not self._pending:
+            self._pend_pos = pos
+        self._pending.append(frame)
+        self._next_pos = pos + frame.samples
+        if self._next_pos - self._pend_pos >= self.rate:
+            self._flush()
 
-    def _to_s16(self, frame) -> np.ndarray:
-        """Interleaved int16 array of shape (samples, channels)."""
+    def _flush(self) -> None:
+        frames, self._pending = self._pending, []
+        if frames:
+            self.add_samples(self._pend_pos, self._to_s16(frames))
+
+    def _to_s16(self, frames: list) -> np.ndarray:
+        """Interleaved int16 array (samples, channels) of consecutive frames.
+
+        Common decoder outputs are converted with numpy straight from the frames' planes
+        (float -> s16 as FFmpeg's swresample does it: ``clip(lrint(x * 32768))``); other
+        formats go through an ``av.AudioResampler``."""
         import av  # local: keep module import light for pure users
-        if frame.format.name != "s16" or frame.layout.nb_channels != self.channels:
+        ch = self.channels
+        fmt = frames[0].format.name
+        same = all(f.format.name == fmt and f.layout.nb_channels == ch for f in frames)
+        if same and fmt in ("s16", "fltp", "s16p", "flt"):
+            total = sum(f.samples for f in frames)
+            if fmt in ("s16", "flt"):
+                dt = np.int16 if fmt == "s16" else np.float32
+                inter = np.concatenate([np.frombuffer(f.planes[0], dt, count=f.samples * ch)
+                                        for f in frames]).reshape(total, ch)
+                if fmt == "s16":
+                    return inter
+                buf = inter.copy()
+            else:
+                dt = np.float32 if fmt == "fltp" else np.int16
+                buf = np.empty((total, ch), dt)
+                for c in range(ch):
+                    buf[:, c] = np.concatenate([np.frombuffer(f.planes[c], dt, count=f.samples)
+                                                for f in frames])
+                if fmt == "s16p":
+                    return buf
+            buf *= 32768.0
+            np.rint(buf, out=buf)
+            np.clip(buf, -32768, 32767, out=buf)
+            return buf.astype(np.int16)
+        out = []
+        for frame in frames:
             if self._resampler is None:
-                layout = frame.layout.name if frame.layout.nb_channels == self.channels else None
-                self._resampler = av.AudioResampler(format="s16", layout=layout or self.channels,
+                layout = frame.layout.name if frame.layout.nb_channels == ch else None
+                self._resampler = av.AudioResampler(format="s16", layout=layout or ch,
                                                     rate=frame.sample_rate)
-            out = []
             for f in self._resampler.resample(frame):
-                out.append(f.to_ndarray().reshape(-1, self.channels))
-            if not out:
-                return np.zeros((0, self.channels), np.int16)
-            return np.concatenate(out) if len(out) > 1 else out[0]
-        return frame.to_ndarray().reshape(-1, self.channels)
+                out.append(f.to_ndarray().reshape(-1, ch))
+        if not out:
+            return np.zeros((0, ch), np.int16)
+        return np.concatenate(out)
 
     def add_samples(self, pos: int, data: np.ndarray) -> None:
         """Place int16 samples ``data`` (samples x channels) starting at sample ``pos``."""
         n = data.shape[0]
-        self._next_pos = pos + n
         self.samples_total += n
         end = pos + n
         i = self._first_open
@@ -128,6 +172,7 @@ class AudioSplitter:
     def finish(self) -> list[dict]:
         """Write every remaining chunk (silence where no audio came) and return per-chunk
         stats: ``{"samples": n, "filled": n_real}`` (filled < samples means silence padding)."""
+        self._flush()
         for i in range(len(self.s0)):
             self._write(i)
         return [{"samples": self.s1[i] - self.s0[i], "filled": self._filled[i]}

@@ -210,12 +210,14 @@ def split_video(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
         vs = container.streams.video[0]
         streams = [vs]
         splitter = None
+        audio_worker = None
         a_stream = None
         if audio_paths is not None and scan.has_audio and container.streams.audio:
             a_stream = container.streams.audio[0]
             streams.append(a_stream)
             splitter = AudioSplitter(chunk_time_ranges(scan, plans), audio_paths,
                                      int(scan.audio_rate), int(scan.audio_channels))
+            audio_worker = _AudioWorker(a_stream, splitter)
         copies: dict[int, _CopyChunk] = {}
         for p in plans:
             if p.copy:
@@ -253,19 +255,12 @@ def split_video(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
                                 if on_chunk:
                                     on_chunk(lowest_open, "copy")
                         lowest_open += 1
-                elif splitter is not None:
-                    try:
-                        frames = pkt.decode()
-                    except av.FFmpegError:
-                        continue          # a corrupt audio packet: its samples stay silent
-                    for f in frames:
-                        splitter.add_frame(f)
+                elif audio_worker is not None:
+                    audio_worker.put(pkt)
         except av.FFmpegError:
             pass   # truncated/corrupt tail: chunks that did not get all packets are demoted
-        if splitter is not None:
-            with contextlib.suppress(av.FFmpegError):
-                for f in a_stream.codec_context.decode(None):
-                    splitter.add_frame(f)
+        if audio_worker is not None:
+            audio_worker.finish()
         for cid in range(lowest_open, len(plans)):
             cc = copies.get(cid)
             if cc is not None:
@@ -289,7 +284,71 @@ def split_video(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
                     on_chunk(p.chunk_id, "reencode")
         return result
     finally:
+        if audio_worker is not None:
+            audio_worker.stop()
         container.close()
+
+
+class _AudioWorker:
+    """Decodes audio packets and feeds the splitter on a second thread, so audio decoding
+    (FFmpeg releases the GIL) overlaps the video demux/remux of the main thread. Packets
+    are handed over in batches to keep queue traffic low."""
+
+    _BATCH = 64
+
+    def __init__(self, stream, splitter: AudioSplitter):
+        import queue
+        import threading
+        self.stream = stream
+        self.splitter = splitter
+        self.q: queue.Queue = queue.Queue(maxsize=64)   # bounded: at most 64 batches queued
+        self.batch: list = []
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="nm-audio", daemon=True)
+        self.thread.start()
+
+    def put(self, pkt) -> None:
+        self.batch.append(pkt)
+        if len(self.batch) >= self._BATCH:
+            self.q.put(self.batch)
+            self.batch = []
+
+    def _run(self) -> None:
+        import av
+        try:
+            while True:
+                batch = self.q.get()
+                if batch is None:
+                    break
+                for pkt in batch:
+                    try:
+                        frames = pkt.decode()
+                    except av.FFmpegError:
+                        continue          # a corrupt audio packet: its samples stay silent
+                    for f in frames:
+                        self.splitter.add_frame(f)
+            with contextlib.suppress(av.FFmpegError):
+                for f in self.stream.codec_context.decode(None):
+                    self.splitter.add_frame(f)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
+            self.error = e
+            while self.q.get() is not None:   # drain so the producer never blocks
+                pass
+
+    def finish(self) -> None:
+        """Hand over the last packets, wait for the thread, re-raise its error."""
+        if self.batch:
+            self.q.put(self.batch)
+            self.batch = []
+        self.q.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.q.put(None)
+            self.thread.join()
 
 
 def _reencode(container, vs, scan, pts: np.ndarray, plan: ChunkPlan, path: Path,

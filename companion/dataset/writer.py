@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
@@ -204,10 +205,33 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
             if progress is not None:
                 progress.update(1)
 
-        res = split_video(src, scan, plans, vpaths, apaths, on_chunk=on_chunk)
+        def build_actions() -> list[dict]:
+            """actions_*.parquet of every chunk; returns per-chunk stats."""
+            prep = prepare_actions(events, frame_t, int(scan.width), int(scan.height),
+                                   end_t_ns)
+            out = []
+            for p in plans:
+                adir = staging / "actions" / lay.chunk_actions(p.chunk_id).name
+                adir.mkdir(parents=True)
+                raw, proc, stats = chunk_actions(prep, p.start_frame, p.end_frame,
+                                                 is_last=(p.end_frame == n))
+                _write_parquet(raw, adir / "actions_raw.parquet")
+                _write_parquet(proc, adir / "actions_processed.parquet")
+                out.append(stats)
+            return out
+
+        # actions (pyarrow/numpy, mostly GIL-free) overlap the video pass
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nm-actions") as pool:
+            fut = pool.submit(build_actions)
+            try:
+                res = split_video(src, scan, plans, vpaths, apaths, on_chunk=on_chunk)
+            finally:
+                act_err = fut.exception()
+            if act_err is not None:
+                raise act_err
+            act_stats = fut.result()
         has_audio_files = res.audio is not None
 
-        prep = prepare_actions(events, frame_t, int(scan.width), int(scan.height), end_t_ns)
         sources = set()
         if events is not None and events.num_rows:
             sources = set(events.column("source").unique().to_pylist())
@@ -216,11 +240,7 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
         total_events = 0
         for p in plans:
             adir = staging / "actions" / lay.chunk_actions(p.chunk_id).name
-            adir.mkdir(parents=True)
-            raw, proc, stats = chunk_actions(prep, p.start_frame, p.end_frame,
-                                             is_last=(p.end_frame == n))
-            _write_parquet(raw, adir / "actions_raw.parquet")
-            _write_parquet(proc, adir / "actions_processed.parquet")
+            stats = act_stats[p.chunk_id]
             meta = _chunk_metadata(video_id, p, lay, scan, pts_ns, frame_t, end_t_ns,
                                    res.modes[p.chunk_id], res.demoted.get(p.chunk_id),
                                    has_audio_files,
