@@ -130,8 +130,35 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_integrity(folder: Path, names: list[str]) -> None:
-    lines = [f"{_sha256(folder / n)}  {n}\n" for n in sorted(set(names)) if (folder / n).is_file()]
+class _BackgroundHash:
+    """sha256 of a large file computed on another core while the aligner works
+    (hashlib releases the GIL for large updates)."""
+
+    def __init__(self, path: Path):
+        import threading
+        self.path = path
+        self.digest = None
+        self.error = None
+        self._t = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self._t.start()
+
+    def _run(self):
+        try:
+            self.digest = _sha256(self.path)
+        except OSError as e:
+            self.error = e
+
+    def result(self) -> str:
+        self._t.join()
+        if self.error is not None:
+            raise self.error
+        return self.digest
+
+
+def write_integrity(folder: Path, names: list[str], known: dict | None = None) -> None:
+    known = known or {}
+    lines = [f"{known.get(n) or _sha256(folder / n)}  {n}\n" for n in sorted(set(names))
+             if (folder / n).is_file()]
     write_text_atomic(folder / "integrity.sha256", "".join(lines))
 
 
@@ -174,6 +201,7 @@ def align_session(video, events=None, out=None, dataset=None, chunk_seconds: flo
         out_dir = imported
     sid = session_id or video.stem
 
+    video_hash = _BackgroundHash(video)
     p = Progress(f"scan {video.name}", enabled=progress)
     scan = scan_video(video, progress=p)
     p.close()
@@ -214,27 +242,28 @@ def align_session(video, events=None, out=None, dataset=None, chunk_seconds: flo
     artifacts = [video.name, events_path.name, "frames.parquet", "events.parquet", "metadata.json"]
     if sc_path.exists():
         artifacts.append(sc_path.name)
-    if events_path.parent == out_dir and video.parent == out_dir:
-        write_integrity(out_dir, artifacts)
-    else:
-        write_integrity(out_dir, [a for a in artifacts if (out_dir / a).exists()])
 
     summary = {"session_id": sid, "video": str(video), "out": str(out_dir),
                "frames": frames.num_rows, "events": events_tbl.num_rows,
                "anchor_source": anchors.source, "confidence": anchors.confidence,
                "clock_drift_ppm": facts.get("clock_drift_ppm"), "warnings": anchors.warnings}
-    if owa_out:
-        from ..interop.owa import export_owa
-        export_owa(video, frames, Path(owa_out))
-        summary["owa_out"] = str(owa_out)
-    if dataset:
-        from ..dataset.writer import write_dataset
-        vid = video_id or sid
-        dp = Progress(f"dataset {vid}", enabled=progress)
-        ds = write_dataset(Path(dataset), vid, scan, frames, events_tbl, meta,
-                           chunk_seconds=chunk_seconds, progress=dp)
-        dp.close()
-        summary["dataset"] = ds
+    try:
+        # the dataset (and OWA export) run while the video is still being hashed
+        if owa_out:
+            from ..interop.owa import export_owa
+            export_owa(video, frames, Path(owa_out))
+            summary["owa_out"] = str(owa_out)
+        if dataset:
+            from ..dataset.writer import write_dataset
+            vid = video_id or sid
+            dp = Progress(f"dataset {vid}", enabled=progress)
+            ds = write_dataset(Path(dataset), vid, scan, frames, events_tbl, meta,
+                               chunk_seconds=chunk_seconds, progress=dp)
+            dp.close()
+            summary["dataset"] = ds
+    finally:
+        known = {video.name: video_hash.result()} if video.parent == out_dir else {}
+        write_integrity(out_dir, [a for a in artifacts if (out_dir / a).exists()], known)
     return summary
 
 
