@@ -143,6 +143,8 @@ def test_spot_checks(written):
     assert a(30).keys_pressed_multi_hot.sum() == 0
     assert a(41).keys_vk == {65} and a(34).buttons == frozenset()
     assert a(21).wheel == 3.0 and a(71).wheel == -1.0
-    assert a(51).buttons == frozenset()             # right tap inside frame 50
+    assert a(51).buttons == frozenset()             # right tap inside frame 50 ...
+    assert a(51).buttons_pressed_multi_hot.tolist() == [0, 0, 1, 0, 0]   # ... still seen
+    assert a(13).buttons_pressed_multi_hot[0] == 1 and a(30).buttons_pressed_multi_hot.sum() == 0
     assert a(46).focus_title == "Game" and a(46).focus_window_id == "0x2"
     assert a(62).mouse_delta_px == (24.0, 2.0)

@@ -280,6 +280,8 @@ class ActionState:
     ``keys_pressed_multi_hot``: uint8 (256,), 1 at each VK with a key-down since the previous
     frame (catches taps shorter than a frame, which ``keys_multi_hot`` cannot show).
     ``buttons``: DOM indices of mouse buttons held; ``buttons_multi_hot``: uint8 (5,).
+    ``buttons_pressed_multi_hot``: uint8 (5,), buttons pressed since the previous frame
+    (a click is usually shorter than a frame).
     ``focus_title`` / ``focus_window_id``: the focused window (None before the first focus
     event).
     """
@@ -294,6 +296,7 @@ class ActionState:
     wheel: float
     buttons: frozenset
     buttons_multi_hot: np.ndarray
+    buttons_pressed_multi_hot: np.ndarray
     focus_title: str | None
     focus_window_id: str | None
 
@@ -307,6 +310,7 @@ class ActionState:
             "mouse_delta_px": np.asarray(self.mouse_delta_px, np.float32),
             "wheel": np.float32(self.wheel),
             "buttons": self.buttons_multi_hot,
+            "buttons_pressed": self.buttons_pressed_multi_hot,
         }
 
 
@@ -316,7 +320,8 @@ class ActionTrack:
 
     ``keys_bits``: uint8 (n, 32), the 256-key multi-hot packed with ``np.packbits``.
     ``pressed_bits``: the same packing for key-downs since the previous frame.
-    ``buttons``: uint8 (n, 5). ``mouse_px``/``mouse_norm``/``mouse_delta_px``: float32 (n, 2).
+    ``buttons``: uint8 (n, 5); ``buttons_pressed``: uint8 (n, 5) presses since the previous
+    frame. ``mouse_px``/``mouse_norm``/``mouse_delta_px``: float32 (n, 2).
     ``wheel``: float32 (n,). ``focus``: int32 (n,) index into ``focus_windows`` or -1.
     ``key_labels``: VK -> display name seen in the events.
     """
@@ -325,6 +330,7 @@ class ActionTrack:
     keys_bits: np.ndarray
     pressed_bits: np.ndarray
     buttons: np.ndarray
+    buttons_pressed: np.ndarray
     mouse_px: np.ndarray
     mouse_norm: np.ndarray
     mouse_delta_px: np.ndarray
@@ -356,6 +362,7 @@ class ActionTrack:
             wheel=float(self.wheel[f]),
             buttons=frozenset(int(b) for b in np.flatnonzero(btn)),
             buttons_multi_hot=btn,
+            buttons_pressed_multi_hot=self.buttons_pressed[f].copy(),
             focus_title=title, focus_window_id=wid)
 
 
@@ -412,6 +419,12 @@ def build_track(ev: EventColumns, n_frames: int) -> ActionTrack:
     buttons = _intervals(n_frames, BUTTON_VOCAB_SIZE, ev.button[btn],
                          ev.kind[btn] != K_BTN_UP, b[btn])
 
+    bpressed = np.zeros((n_frames, BUTTON_VOCAB_SIZE), np.uint8)
+    bd = (ev.kind == K_BTN_DOWN) & (ev.button >= 0) & (ev.button < BUTTON_VOCAB_SIZE)
+    tgt = b[bd] + 1
+    ok = (tgt >= 0) & (tgt < n_frames)
+    bpressed[tgt[ok], ev.button[bd][ok]] = 1
+
     def pos(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         has = ~np.isnan(xs) & ~np.isnan(ys)
         return np.stack([_last_before(b[has], xs[has], n_frames),
@@ -449,5 +462,6 @@ def build_track(ev: EventColumns, n_frames: int) -> ActionTrack:
     for v, lab in zip(ev.vk[key].tolist(), ev.label[key].tolist()):
         if v >= 0 and lab:
             labels.setdefault(v, lab)
-    return ActionTrack(n_frames, np.packbits(keys, axis=1), np.packbits(pressed, axis=1), buttons, mouse_px, mouse_norm,
+    return ActionTrack(n_frames, np.packbits(keys, axis=1), np.packbits(pressed, axis=1),
+                       buttons, bpressed, mouse_px, mouse_norm,
                        delta, wheel, focus, windows, labels)

@@ -495,8 +495,8 @@ _TEMPLATE = r"""<!doctype html>
 <style>
  body{margin:0;background:#15171a;color:#ddd;font:13px/1.4 system-ui,sans-serif}
  #wrap{max-width:1280px;margin:0 auto;padding:10px}
- #stage{position:relative;line-height:0;background:#000}
- #video{display:block;width:100%;height:auto}
+ #stage{position:relative;display:inline-block;line-height:0;background:#000}
+ #video{display:block}
  #overlay{position:absolute;left:0;top:0;pointer-events:none}
  #timeline{display:block;width:100%;height:150px;margin-top:8px;cursor:pointer;background:#202328}
  #bar{display:flex;gap:10px;align-items:center;margin-top:6px;flex-wrap:wrap}
@@ -640,6 +640,15 @@ function drawOverlay(f, st, t) {
     g.fillStyle = isNew ? "#000" : "#fff"; g.fillText(k, x + 4 * s, y - 1 * s); x += tw + 4 * s; }
 }
 
+// fit the video into the page width and ~60% of the window height, keeping its aspect
+// ratio, so the timeline stays on screen; small videos are scaled up
+function layout() {
+  const maxW = document.getElementById("wrap").clientWidth - 2, maxH = Math.max(120, innerHeight * 0.6);
+  const ar = (V.videoWidth || D.width) / (V.videoHeight || D.height);
+  let w = maxW, h = w / ar;
+  if (h > maxH) { h = maxH; w = h * ar; }
+  V.style.width = Math.floor(w) + "px"; V.style.height = Math.floor(h) + "px";
+}
 let lastKey = "";
 function render() {
   const t = V.currentTime, f = frameAt(t), st = stateAt(f);
@@ -684,8 +693,9 @@ window.addEventListener("keydown", e => {
 V.addEventListener("play", () => document.getElementById("play").textContent = "pause");
 V.addEventListener("pause", () => document.getElementById("play").textContent = "play");
 V.addEventListener("seeked", render); V.addEventListener("timeupdate", render);
-V.addEventListener("loadedmetadata", () => { drawBackground(); render(); });
-window.addEventListener("resize", () => { drawBackground(); render(); });
+V.addEventListener("loadedmetadata", () => { layout(); drawBackground(); render(); });
+window.addEventListener("resize", () => { layout(); drawBackground(); render(); });
+layout();
 drawBackground();
 if (new URLSearchParams(location.search).has("autoplay")) V.play();
 requestAnimationFrame(loop);

@@ -19,6 +19,7 @@ key                   dtype / shape               meaning
 ``keys``              uint8 (256,)                held keys, multi-hot over Windows VK
 ``keys_pressed``      uint8 (256,)                key-downs since the previous frame
 ``buttons``           uint8 (5,)                  held mouse buttons (DOM numbering)
+``buttons_pressed``   uint8 (5,)                  button presses since previous frame
 ``mouse_px``          float32 (2,)                cursor x, y in pixels (NaN unknown)
 ``mouse_norm``        float32 (2,)                cursor x, y as 0-1 of the frame
 ``mouse_delta_px``    float32 (2,)                cursor movement since previous frame

@@ -1,0 +1,241 @@
+"""Benchmark: the dataset loader vs plain PyAV vs LeRobot-style decode-at-timestamp.
+
+Generates (once, cached under bench/out/loader/) an OBS-like recording -- H.264 with a
+keyframe every 2 s and 2 B-frames (ffmpeg testsrc2), default 1280x720 at 30 fps, 60 s --
+and turns it into a dataset with companion.align.demux.scan_video +
+companion.dataset.write_dataset (20 s chunks, 1000 Hz mouse events plus key presses).
+Then, in one run, each method in a fresh child process (alternating, best of --repeat):
+
+  sequential, every frame of every chunk to an RGB numpy array:
+    loader      companion.load: Dataset.iter_frames() (decode + pts check + action state)
+    pyav        plain PyAV: av.open(chunk); for frame in decode(): frame.to_ndarray("rgb24")
+  random access, --samples uniformly random (video, frame) pairs, same seed for all:
+    loader      Dataset.get(video_id, frame) (decoder LRU, seek to keyframe, decode forward)
+    lerobot     decode-at-timestamp as LeRobot does it, re-implemented: per sample open
+                the chunk file, seek to the timestamp (keyframe at or before), decode until
+                pts >= timestamp - 1e-4 s, take that frame, close. Lenient: only the target
+                frame is converted to RGB (LeRobot's torchvision reader converts every
+                decoded frame), so the real LeRobot path is slower than this baseline.
+  and, when torch is installed, a DataLoader with 2 workers over FrameDataset (random
+  sampler): frames/s and each worker's peak RSS.
+
+Prints frames/s, the ratios loader/baseline, and peak RSS per process ("memory per
+worker": a process doing only that work). Run from the repo root:
+
+    .venv/bin/python bench/bench_loader.py [--width 1280 --height 720 --fps 30
+        --seconds 60 --samples 150 --repeat 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out" / "loader"
+REPO = HERE.parent
+
+
+def generate(w: int, h: int, fps: int, seconds: float) -> Path:
+    path = OUT / f"rec_{w}x{h}p{fps}_{seconds:g}s.mkv"
+    if path.exists():
+        return path
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part.mkv")
+    print(f"generating {path.name} (cached afterwards)...", flush=True)
+    subprocess.run([
+        "ffmpeg", "-v", "error", "-y", "-f", "lavfi",
+        "-i", f"testsrc2=size={w}x{h}:rate={fps}", "-t", str(seconds),
+        "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", str(2 * fps),
+        "-keyint_min", str(2 * fps), "-sc_threshold", "0", "-b:v", "4M",
+        "-pix_fmt", "yuv420p", str(tmp)], check=True)
+    tmp.rename(path)
+    return path
+
+
+_BUILD = r"""
+import sys
+sys.path.insert(0, REPO)
+import numpy as np, pyarrow as pa
+from companion.contract.schemas import EVENTS_SCHEMA, FRAMES_SCHEMA
+from companion.align.demux import scan_video
+from companion.dataset.writer import write_dataset
+sc = scan_video(SRC)
+n = len(sc.pts)
+T0 = 1_700_000_000_000_000_000
+iv = round(1e9 / float(sc.fps))
+idx = np.arange(n, dtype=np.int64)
+tb = sc.time_base
+pts_ns = sc.pts * tb.numerator * 1_000_000_000 // tb.denominator
+cols = {"frame_idx": idx, "slot": idx, "pts": sc.pts, "pts_ns": pts_ns, "mono_ns": idx * iv,
+        "t_ns": T0 + idx * iv, "segment": np.zeros(n, np.int32), "keyframe": sc.keyframe}
+frames = pa.table({f.name: pa.array(cols[f.name], f.type) for f in FRAMES_SCHEMA
+                   if f.name in cols}).cast(pa.schema([f for f in FRAMES_SCHEMA if f.name in cols]))
+m = int(n / float(sc.fps) * 1000)
+t = T0 + np.arange(m, dtype=np.int64) * 1_000_000
+x = (np.arange(m) % 1200).astype(np.float32)
+et = np.array(["mouse_move"] * m, dtype=object)
+kc = np.full(m, None, dtype=object)
+st = np.full(m, None, dtype=object)
+src = np.array(["mouse"] * m, dtype=object)
+for k in range(0, m - 200, 700):          # a key tap about every 0.7 s
+    et[k], et[k + 150] = "key_down", "key_up"
+    kc[k] = kc[k + 150] = 65 + (k // 700) % 26
+    st[k], st[k + 150] = "pressed", "released"
+    src[k] = src[k + 150] = "keyboard"
+ev = {"t_ns": t, "event_type": pa.array(et.tolist()), "session_id": pa.array(["s"] * m),
+      "source": pa.array(src.tolist()), "hash": pa.array(np.arange(m).astype(str)),
+      "key_code": pa.array(kc.tolist(), pa.int32()), "state": pa.array(st.tolist()),
+      "mouse_x_px": x, "mouse_y_px": x % 700, "window_id": pa.array(["0x1"] * m)}
+events = pa.table({f.name: (pa.array(ev[f.name], f.type) if f.name in ev else pa.nulls(m, f.type))
+                   for f in EVENTS_SCHEMA})
+write_dataset(ROOT, "bench", sc, frames, events, {"input_device": "keyboard+mouse"},
+              chunk_seconds=20.0)
+"""
+
+_COMMON = r"""
+import json, random, resource, sys, time
+sys.path.insert(0, REPO)
+import av, numpy as np
+from fractions import Fraction
+from companion.load import open_dataset
+ds = open_dataset(ROOT)
+chunks = ds.chunks()
+rnd = random.Random(1234)
+pairs = ds.frame_list()
+samples = [pairs[rnd.randrange(len(pairs))] for _ in range(SAMPLES)]
+rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def done(n, t):
+    print(json.dumps({"frames": n, "seconds": t, "fps": n / t,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "rss_after_import_mb": rss0}))
+"""
+
+_METHODS = {
+    "seq_loader": r"""
+t0 = time.perf_counter(); n = 0
+for s in ds.iter_frames():
+    n += 1
+done(n, time.perf_counter() - t0)
+""",
+    "seq_pyav": r"""
+t0 = time.perf_counter(); n = 0
+for c in chunks:
+    with av.open(ds._join(c.video_path)) as cont:
+        for fr in cont.decode(video=0):
+            fr.to_ndarray(format="rgb24"); n += 1
+done(n, time.perf_counter() - t0)
+""",
+    "rand_loader": r"""
+t0 = time.perf_counter()
+for vid, f in samples:
+    ds.get(vid, f)
+done(len(samples), time.perf_counter() - t0)
+""",
+    "rand_lerobot": r"""
+def decode_at(path, ts, tol=1e-4):
+    # LeRobot-style: open, seek to the keyframe at/before ts, decode until pts >= ts
+    with av.open(path) as cont:
+        vs = cont.streams.video[0]
+        start = vs.start_time or 0
+        cont.seek(start + int(ts / vs.time_base), stream=vs, backward=True, any_frame=False)
+        for fr in cont.decode(vs):
+            if float((fr.pts - start) * vs.time_base) >= ts - tol:
+                return fr.to_ndarray(format="rgb24")
+    raise RuntimeError("not found")
+by = {(c.video_id, c.chunk_id): c for c in chunks}
+t0 = time.perf_counter()
+for vid, f in samples:
+    c = ds.chunk_of(vid, f)
+    decode_at(ds._join(c.video_path), (f - c.start_frame) / c.fps)
+done(len(samples), time.perf_counter() - t0)
+""",
+    "torch_2workers": r"""
+try:
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+except ImportError:
+    print(json.dumps({"skipped": "torch not installed"})); sys.exit(0)
+import os
+from companion.load.torch import FrameDataset
+def tag(item):
+    item["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    item["pid"] = os.getpid()
+    return item
+fd = FrameDataset(ROOT, transform=tag)
+sampler = RandomSampler(fd, replacement=True, num_samples=SAMPLES,
+                        generator=torch.Generator().manual_seed(0))
+dl = DataLoader(fd, batch_size=None, sampler=sampler, num_workers=2)
+t0 = time.perf_counter(); n = 0; workers = {}
+for item in dl:
+    n += 1; workers[item["pid"]] = max(workers.get(item["pid"], 0), item["rss_mb"])
+t = time.perf_counter() - t0
+print(json.dumps({"frames": n, "seconds": t, "fps": n / t,
+                  "worker_peak_rss_mb": sorted(workers.values())}))
+""",
+}
+
+
+def run_child(name: str, root: Path, samples: int) -> dict:
+    code = (f"REPO={str(REPO)!r}\nROOT={str(root)!r}\nSAMPLES={samples}\n" + _COMMON
+            + _METHODS[name])
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"{name} failed:\n{r.stderr}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--width", type=int, default=1280)
+    ap.add_argument("--height", type=int, default=720)
+    ap.add_argument("--fps", type=int, default=30)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--samples", type=int, default=150, help="random-access samples")
+    ap.add_argument("--repeat", type=int, default=2)
+    a = ap.parse_args()
+    src = generate(a.width, a.height, a.fps, a.seconds)
+    root = OUT / f"dataset_{src.stem}"
+    if not (root / "index.parquet").exists():
+        print("building the dataset (cached afterwards)...", flush=True)
+        code = f"REPO={str(REPO)!r}\nSRC={str(src)!r}\nROOT={str(root)!r}\n" + _BUILD
+        subprocess.run([sys.executable, "-c", code], check=True)
+    print(f"dataset: {root} ({src.stem}, 20 s chunks, keyframe every 2 s, 2 B-frames)")
+    best: dict[str, dict] = {}
+    for i in range(a.repeat):
+        for name in _METHODS:
+            r = run_child(name, root, a.samples)
+            if "skipped" in r:
+                best[name] = r
+                continue
+            if name not in best or r["fps"] > best[name]["fps"]:
+                best[name] = r
+            extra = (f", peak RSS {r['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in r else
+                     f", worker peak RSS {r['worker_peak_rss_mb']} MB")
+            print(f"run {i + 1} {name:15s} {r['fps']:8.1f} frames/s ({r['frames']} frames in "
+                  f"{r['seconds']:.2f} s{extra})", flush=True)
+    b = best
+    print(f"\nbest of {a.repeat}, {a.width}x{a.height}@{a.fps}:")
+    print(f"sequential  loader {b['seq_loader']['fps']:.1f} fps vs plain PyAV "
+          f"{b['seq_pyav']['fps']:.1f} fps: ratio loader/pyav "
+          f"{b['seq_loader']['fps'] / b['seq_pyav']['fps']:.2f}x")
+    print(f"random      loader {b['rand_loader']['fps']:.1f} fps vs LeRobot-style decode-at-"
+          f"timestamp {b['rand_lerobot']['fps']:.1f} fps: ratio loader/lerobot "
+          f"{b['rand_loader']['fps'] / b['rand_lerobot']['fps']:.2f}x")
+    print(f"random vs sequential (loader): {b['rand_loader']['fps'] / b['seq_loader']['fps']:.3f}x")
+    for name in ("seq_loader", "seq_pyav", "rand_loader", "rand_lerobot"):
+        print(f"memory {name:13s} peak RSS {b[name]['peak_rss_mb']:.0f} MB "
+              f"(after imports {b[name]['rss_after_import_mb']:.0f} MB)")
+    t = b.get("torch_2workers", {})
+    if "skipped" in t:
+        print(f"torch DataLoader: skipped ({t['skipped']})")
+    elif t:
+        print(f"torch DataLoader, 2 workers, random sampler: {t['fps']:.1f} fps, worker peak RSS "
+              f"{t['worker_peak_rss_mb']} MB")
+
+
+if __name__ == "__main__":
+    main()
