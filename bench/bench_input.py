@@ -136,7 +136,7 @@ def _companion(records: list, tmp: Path):
     pf = PrivacyFilter(consent=True)
     tracker = WindowTracker(writer.put, interval_s=0.1, privacy=pf)
     tracker.start()
-    cap = InputCapture(writer.put, privacy=pf, window=tracker.current)
+    cap = InputCapture(writer.put, privacy=pf, window=tracker.current, window_at=tracker.window_at)
     cap.start()
 
     def finish() -> dict:
@@ -155,13 +155,37 @@ def _companion(records: list, tmp: Path):
     return finish, read_back
 
 
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds (user+sys) per live thread of this process, by thread name (Linux)."""
+    import threading
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(tid), f"tid-{tid}")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def measure(kind: str, display: str, n: int, rate: float, tmp: Path) -> dict:
     """Run one listener kind while injecting; returns the result row."""
     records: list[tuple[int, int, int]] = []
     finish, read_back = _bare_listener(records) if kind == "bare-pynput" else _companion(records, tmp)
+    threads0 = thread_cpu_s()
     wall0, cpu0 = time.monotonic(), time.process_time()
     stamps, inj_elapsed = run_injector(display, n, rate, tmp)
     time.sleep(0.3)  # let the last events arrive
+    threads1 = thread_cpu_s()
+    wall_threads = time.monotonic() - wall0
     writer_counts = finish()
     cpu1, wall1 = time.process_time(), time.monotonic()
     read_back()
@@ -178,7 +202,9 @@ def measure(kind: str, display: str, n: int, rate: float, tmp: Path) -> dict:
             "logged": len(seen), "lost": n - len(seen),
             "cpu_pct": 100 * (cpu1 - cpu0) / (wall1 - wall0),
             "p50_ms": percentile(lat, 50) / 1e6, "p99_ms": percentile(lat, 99) / 1e6,
-            "max_ms": (lat[-1] / 1e6) if lat else float("nan"), "writer": writer_counts}
+            "max_ms": (lat[-1] / 1e6) if lat else float("nan"), "writer": writer_counts,
+            "threads_pct": {k: round(100 * (v - threads0.get(k, 0.0)) / wall_threads, 2)
+                            for k, v in threads1.items() if v - threads0.get(k, 0.0) > 0}}
 
 
 def main(argv=None) -> int:
@@ -221,6 +247,10 @@ def main(argv=None) -> int:
         w = comp["writer"]
         print(f"companion: clock {w['clock']}, max X delivery delay {w['max_delivery_ms']:.1f} ms; "
               f"writer: written {w['written']}, dropped {w['dropped']}, max queue {w['max_queue']}")
+    for r in rows:
+        if r["threads_pct"]:
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["threads_pct"].items(), key=lambda kv: -kv[1]))
+            print(f"{r['kind']} CPU % by thread (before stop): {parts}")
     if args.json:
         print(json.dumps(rows))
     return 0

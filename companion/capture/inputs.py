@@ -17,7 +17,7 @@ server's CLOCK_MONOTONIC, checked against ours at start) converted to epoch ns w
 the callback's (time_ns, monotonic_ns) pair: accurate to +-0.5 ms however late the
 callback runs (``clock == "x11-server"``). If the server's clock is not ours (remote
 X), the callback time is used (``clock == "callback"``). A flusher thread makes the
-server flush every ``flush_interval_s`` (one cheap round trip), bounding the delivery
+server flush every ``flush_interval_s`` (0.1 s; one cheap round trip), bounding the delivery
 delay; ``stop()`` disables the RECORD contexts *before* stopping pynput, which makes
 the server deliver what it still buffers, so the last events are not lost.
 Other OSes: pynput's hooks run promptly; the callback's ``time.time_ns()`` is used.
@@ -216,7 +216,7 @@ class InputCapture:
     def __init__(self, sink: Sink, keyboard: bool = True, mouse: bool = True,
                  privacy: "PrivacyFilter | None" = None,
                  window: "Callable[[], WindowInfo | None] | None" = None,
-                 flush_interval_s: float = 0.05,
+                 flush_interval_s: float = 0.1,
                  window_at: "Callable[[int], WindowInfo | None] | None" = None):
         self._sink = sink
         self.keyboard = bool(keyboard)

@@ -327,10 +327,12 @@ class WindowTracker:
     ``heartbeat_s`` s (as open-world-agents does), so readers always know the window
     within one heartbeat. ``timestamp_ns`` = ``time.time_ns()`` right after the query.
 
-    The window is re-read every ``interval_s`` s; on X11 (default source) the tracker
-    also wakes at once on X events (``_NET_ACTIVE_WINDOW`` on the root, the active
-    window's title, ConfigureNotify), so focus changes are seen within milliseconds
-    and their X server time is known exactly.
+    The window is re-read every ``interval_s`` s. On X11 (default source) the tracker
+    instead wakes at once on X events (``_NET_ACTIVE_WINDOW`` on the root, the active
+    window's title, its ConfigureNotify), so focus changes are seen within
+    milliseconds and their X server time is known exactly; it then re-reads only every
+    ``x11_rescan_s`` s (and for heartbeats) to catch what sends no event (e.g. a frame
+    moved by a WM that sends no synthetic ConfigureNotify).
 
     With ``privacy`` the event is redacted (:meth:`PrivacyFilter.window_event`) and
     ``recorder`` markers ``input.suppressed`` / ``input.resumed`` are emitted when the
@@ -347,9 +349,11 @@ class WindowTracker:
     HISTORY = 64  # window changes kept for window_at()
 
     def __init__(self, sink: Sink, interval_s: float = 0.1, heartbeat_s: float = 1.0,
-                 privacy=None, source: Callable[[], WindowInfo | None] | None = None):
-        if interval_s <= 0 or heartbeat_s <= 0:
-            raise ValueError("interval_s and heartbeat_s must be > 0")
+                 privacy=None, source: Callable[[], WindowInfo | None] | None = None,
+                 x11_rescan_s: float = 0.5):
+        if interval_s <= 0 or heartbeat_s <= 0 or x11_rescan_s <= 0:
+            raise ValueError("interval_s, heartbeat_s and x11_rescan_s must be > 0")
+        self.x11_rescan_s = max(float(x11_rescan_s), float(interval_s))
         self._sink = sink
         self.interval_s = float(interval_s)
         self.heartbeat_s = float(heartbeat_s)
@@ -441,7 +445,11 @@ class WindowTracker:
                 try:
                     if self._x11_events:
                         conn = _x11()
-                        x_ms = conn.wait_change(self.interval_s, self._wake_r)
+                        wait_s = self.x11_rescan_s
+                        if self._last_key is not None:  # a window is shown: heartbeat due?
+                            to_beat = (self._last_emit + self.heartbeat_s * 1e9 - time.time_ns()) / 1e9
+                            wait_s = max(0.0, min(wait_s, to_beat))
+                        x_ms = conn.wait_change(wait_s, self._wake_r)
                         if self._stop.is_set():
                             break
                         if x_ms is not None and x_ms >= 0:
