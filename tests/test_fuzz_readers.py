@@ -187,6 +187,11 @@ def test_convert_export_event_shapes(events, start):
     else:
         ts = [json.loads(ln)["timestamp_ns"] for ln in conv.lines]
         assert ts == sorted(ts) and all(0 <= t < 2**63 for t in ts)
+        for ln in conv.lines:   # hand-formatted lines are exactly what json.dumps writes
+            obj = json.loads(ln)
+            assert json.dumps(obj, separators=(",", ":"), ensure_ascii=False) == ln
+            data = json.loads(obj["event_data"])
+            assert json.dumps(data, separators=(",", ":"), ensure_ascii=False) == obj["event_data"]
         assert conv.n_events + sum(conv.skipped.values()) == len(events)
 
 

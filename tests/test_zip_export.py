@@ -283,6 +283,25 @@ def test_unwritable_workdir_is_one_line(tmp_path, webm_bytes):
     assert str(ei.value).startswith(f"cannot write to {blocker / 'w'}")
 
 
+def test_lone_surrogates_and_deep_metadata(tmp_path, webm_bytes):
+    members = good_members("s", webm_bytes)
+    inp = sample_input("s")
+    inp["inputEvents"][1]["data"]["key"] = "\ud800"
+    members["s_input.json"] = json.dumps(inp)                 # "\ud800" escape: valid JSON text
+    meta = sample_metadata("s")
+    meta["system"]["platform"] = "Linux \udcff"
+    members["s_metadata.json"] = json.dumps(meta)
+    out = import_zip(make_zip(tmp_path / "u.zip", members), tmp_path / "w")
+    rows = [json.loads(r["event_data"]) for r in read_jsonl(out / "s.jsonl")]
+    assert [ev.KEY_PRESS, 65, "\ufffd"] in rows
+    assert json.loads((out / "metadata.json").read_text())["env"]["os"] == "Linux \ufffd"
+    members["s_metadata.json"] = '{"a":' * 900 + "1" + "}" * 900
+    try:
+        import_zip(make_zip(tmp_path / "deep.zip", members), tmp_path / "w2")
+    except NMError as e:
+        assert "nested too deeply" in str(e)
+
+
 def test_macos_finder_zip_with_resource_forks(tmp_path, webm_bytes):
     members = good_members("s", webm_bytes)
     members.update({"__MACOSX/._s_input.json": b"\x00\x05\x16\x07junk",

@@ -203,6 +203,8 @@ def _one_line(e: BaseException) -> str:
 def _num(v: Any) -> float | int | None:
     """A finite JSON number (not a bool), else None. Decimals (how the input JSON's
     fractional numbers are parsed, to keep timestamps exact) become int or float."""
+    if type(v) is int:           # the common case, first
+        return v
     if isinstance(v, Decimal):
         if not v.is_finite():
             return None
@@ -220,6 +222,8 @@ def _num(v: Any) -> float | int | None:
 def _ms_to_ns(ms: Any) -> int | None:
     """Epoch ms (int, float or exact Decimal) -> ns, rounded half-even; None if not a
     finite number in [0, int64 ns range]."""
+    if type(ms) is int:
+        return ms * 1_000_000 if 0 <= ms <= _MAX_MS else None
     if isinstance(ms, Decimal):
         if not ms.is_finite() or ms < 0 or ms > _MAX_MS:
             return None
@@ -254,10 +258,38 @@ def _parse_iso_ms(text: Any) -> int | None:
         return None
 
 
+_enc_str = json.encoder.encode_basestring          # C-accelerated, keeps non-ASCII
+_enc_obj = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def _clean(v: Any) -> Any:
+    """Replace lone UTF-16 surrogates (legal as JSON escapes, not encodable as UTF-8) by
+    U+FFFD, recursively, so every string can be written as UTF-8."""
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+            return v
+        except UnicodeEncodeError:
+            return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in v)
+    if isinstance(v, list):
+        return [_clean(x) for x in v]
+    if isinstance(v, dict):
+        return {_clean(k): _clean(x) for k, x in v.items()}
+    return v
+
+
+def _jnum(v: int | float) -> str:
+    """JSON text of a finite number, as json.dumps writes it."""
+    return str(v) if type(v) is int else float.__repr__(float(v))
+
+
+def _line_text(t_ns: int, src: str, data_text: str) -> str:
+    """One JSONL line (no newline); ``data_text`` is the compact JSON of event_data."""
+    return f'{{"timestamp_ns":{t_ns},"event_src":"{src}","event_data":{_enc_str(data_text)}}}'
+
+
 def _line(t_ns: int, src: str, data: Any) -> str:
-    return json.dumps({"timestamp_ns": t_ns, "event_src": src,
-                       "event_data": json.dumps(data, separators=(",", ":"), ensure_ascii=False)},
-                      separators=(",", ":"), ensure_ascii=False)
+    return _line_text(t_ns, src, _enc_obj(data))
 
 
 @dataclass
@@ -320,9 +352,10 @@ def convert_export(input_doc: Any, metadata_doc: Any, source: str = "export") ->
             vk = dom_code_to_vk(code) if isinstance(code, str) else None
             if vk is None and key is not None and len(key) == 1:
                 vk = char_to_vk(key)
-            name = key if key is not None else code
+            name = _clean(key if key is not None else code)
             action = ev.KEY_PRESS if kind == "keydown" else ev.KEY_RELEASE
-            out.append((t_ns, i, _line(t_ns, ev.SRC_CONTROL, [action, vk, name])))
+            out.append((t_ns, i, _line_text(t_ns, ev.SRC_CONTROL, (
+                f'["{action}",{"null" if vk is None else int(vk)},{_enc_str(name)}]'))))
         elif kind in ("mousemove", "mousedown", "mouseup", "wheel"):
             cx, cy = _num(data.get("x")), _num(data.get("y"))
             sx, sy = _num(data.get("screenX")), _num(data.get("screenY"))
@@ -336,7 +369,8 @@ def convert_export(input_doc: Any, metadata_doc: Any, source: str = "export") ->
                 skip(f"{kind} without coordinates")
                 continue
             if kind == "mousemove":
-                out.append((t_ns, i, _line(t_ns, ev.SRC_CONTROL, [ev.MOUSE_MOVE, x, y])))
+                out.append((t_ns, i, _line_text(t_ns, ev.SRC_CONTROL,
+                                                f'["{ev.MOUSE_MOVE}",{_jnum(x)},{_jnum(y)}]')))
             elif kind == "wheel":
                 dx, dy = _num(data.get("deltaX", 0)), _num(data.get("deltaY", 0))
                 if dx is None or dy is None:
@@ -385,6 +419,7 @@ def build_session_metadata(session_id: str, metadata_doc: Any, conv: ConvertedEx
     ``video`` holds what probing the WebM found: ``width``, ``height``, ``codec``,
     ``fps`` (float or None), ``bitrate_kbps`` (float or None), ``has_audio``.
     """
+    metadata_doc = _clean(metadata_doc)
     rec = _get(metadata_doc, "recording") or {}
     system = _get(metadata_doc, "system") or {}
     fps = _num(_get(metadata_doc, "ai", "frameRate"))
@@ -493,6 +528,8 @@ def import_zip(zip_path: str | Path, workdir: str | Path, limits: ZipLimits = Zi
                 write_text_atomic(tmp / f"{sid}.jsonl", "".join(ln + "\n" for ln in conv.lines))
                 write_json_atomic(tmp / "metadata.json",
                                   build_session_metadata(sid, meta_doc, conv, info, zname))
+        except RecursionError:
+            raise BadInput(f"{zname}: {members['metadata'].filename} is nested too deeply") from None
         except OSError as e:
             raise EnvProblem(f"cannot write to {Path(workdir)}: {e.strerror or _one_line(e)}") from None
     return final
