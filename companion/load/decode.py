@@ -111,6 +111,8 @@ class _Entry:
         self.stream.thread_count = threads
         self.frames = None    # decode generator
         self.next_i = None    # index of the frame the generator yields next (if known)
+        self.target_pts = None   # packets before this pts may skip non-reference frames
+        self.skip_nonref = True
         self.seeks = 0
 
     def close(self) -> None:
@@ -124,8 +126,23 @@ class _Entry:
         self.container.seek(int(self.index.pts[k]), stream=self.stream, backward=True,
                             any_frame=False)
         self.seeks += 1
-        self.frames = self.container.decode(self.stream)
+        self.frames = self._decode()
         self.next_i = None
+
+    def _decode(self):
+        """Decode the stream from the current position. Frames presented before the
+        target are only needed as references: packets with pts < ``target_pts`` are
+        decoded with ``skip_frame = NONREF``, so the decoder drops non-reference frames
+        (typically the B-frames) of the pre-roll instead of reconstructing them."""
+        cc = self.stream.codec_context
+        mode = cc.skip_frame
+        for pkt in self.container.demux(self.stream):
+            if self.skip_nonref:
+                want = "NONREF" if (self.target_pts is not None and pkt.pts is not None
+                                    and pkt.pts < self.target_pts) else "DEFAULT"
+                if want != mode:
+                    cc.skip_frame = mode = want
+            yield from cc.decode(pkt)
 
     def frame(self, i: int) -> av.VideoFrame:
         """The decoded frame ``i`` (presentation order), checked against the index pts."""
@@ -146,6 +163,7 @@ class _Entry:
 
     def _decode_until(self, i: int):
         target = int(self.index.pts[i])
+        self.target_pts = target
         pts = self.index.pts
         try:
             for fr in self.frames:
