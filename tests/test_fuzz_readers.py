@@ -325,3 +325,54 @@ def test_read_events_jsonl_bytes(tmp_path_factory, data):
         events_jsonl.read_events_jsonl(p)
     except Exception as e:  # noqa: BLE001
         one_line(e)
+
+
+# --------------------------------------------------------------------------- damaged real files
+
+@pytest.fixture(scope="module")
+def real_trees(tmp_path_factory):
+    from tests.test_validate import build_dataset, build_session
+    d = tmp_path_factory.mktemp("trees")
+    return build_session(d / "sess1"), build_dataset(d / "ds", bounds=((0, 10), (10, 16)))
+
+
+def _mutate(path: Path, data, allow_truncate: bool = True) -> None:
+    raw = bytearray(path.read_bytes())
+    for _ in range(data.draw(st.integers(1, 6), label="n_flips")):
+        i = data.draw(st.integers(0, len(raw) - 1), label="offset")
+        raw[i] = data.draw(st.integers(0, 255), label="byte")
+    if allow_truncate and data.draw(st.booleans(), label="truncate"):
+        raw = raw[: data.draw(st.integers(0, len(raw)), label="cut")]
+    path.write_bytes(bytes(raw))
+
+
+@FUZZ_IO
+@given(st.data())
+def test_validate_damaged_session_never_raises(tmp_path_factory, real_trees, data):
+    import shutil
+    src, _ = real_trees
+    dst = tmp_path_factory.mktemp("dmg") / "sess1"
+    shutil.copytree(src, dst)
+    name = data.draw(st.sampled_from(sorted(p.name for p in src.iterdir())), label="file")
+    before = (dst / name).read_bytes()
+    _mutate(dst / name, data)
+    problems = validate_path(dst)
+    if (dst / name).read_bytes() != before:
+        assert problems, name
+    assert all("\n" not in p.message for p in problems)
+
+
+@FUZZ_IO
+@given(st.data())
+def test_validate_damaged_dataset_never_raises(tmp_path_factory, real_trees, data):
+    import shutil
+    _, src = real_trees
+    dst = tmp_path_factory.mktemp("dmgd") / "ds"
+    shutil.copytree(src, dst)
+    files = sorted(p.relative_to(src).as_posix() for p in src.rglob("*")
+                   if p.is_file() and p.suffix in (".parquet", ".json"))
+    for rel in data.draw(st.lists(st.sampled_from(files), min_size=1, max_size=3, unique=True),
+                         label="files"):
+        _mutate(dst / rel, data)
+    problems = validate_path(dst)
+    assert all(isinstance(p.message, str) and "\n" not in p.message for p in problems)

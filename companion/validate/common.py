@@ -103,18 +103,20 @@ def read_parquet(rep: Report, rel: str, columns: list[str]) -> pa.Table | None:
 
 
 def column(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(values as int64/float numpy with nulls filled by 0, validity mask) or None."""
+    """(values as int64/float64 numpy with nulls filled by 0, validity mask), or None if
+    the column is absent or not numeric (a schema problem reported elsewhere)."""
     if name not in table.column_names:
+        return None
+    if not (pa.types.is_integer(table.schema.field(name).type)
+            or pa.types.is_floating(table.schema.field(name).type)):
         return None
     col = table.column(name).combine_chunks()
     valid = np.ones(len(col), dtype=bool) if col.null_count == 0 else \
         np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
     if pa.types.is_integer(col.type):
         vals = col.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    elif pa.types.is_floating(col.type):
-        vals = col.fill_null(0).to_numpy(zero_copy_only=False).astype(np.float64)
     else:
-        vals = np.asarray(col.to_pylist(), dtype=object)
+        vals = col.fill_null(0).to_numpy(zero_copy_only=False).astype(np.float64)
     return vals, valid
 
 

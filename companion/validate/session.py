@@ -13,6 +13,7 @@ import re
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import pyarrow as pa
 
 from ..contract.schemas import EVENTS_SCHEMA, FRAMES_SCHEMA
 from . import checks
@@ -186,12 +187,14 @@ def _check_events(rep: Report, sid: str | None, frame_t, end_t) -> int | None:
     et = column(t, "t_ns")
     if et is not None:
         rep.extend(rel, checks.check_non_decreasing(et[0], "t_ns"))
-    if sid is not None and "session_id" in t.column_names and t.num_rows:
+    strings = {n for n in ("session_id", "hash") if n in t.column_names
+               and pa.types.is_string(t.schema.field(n).type)}
+    if sid is not None and "session_id" in strings and t.num_rows:
         uniq = t.column("session_id").unique().to_pylist()
         others = [u for u in uniq if u != sid]
         if others:
             rep.add(rel, f"session_id {others[0]!r} in events, metadata.json says {sid!r}")
-    if "hash" in t.column_names and t.num_rows:
+    if "hash" in strings and t.num_rows:
         import pyarrow.compute as pc
         ok = pc.match_substring_regex(t.column("hash"), r"^[0-9a-f]{64}$")
         bad = int(pc.sum(pc.invert(pc.fill_null(ok, False))).as_py() or 0)
