@@ -198,6 +198,16 @@ def test_start_without_display_is_a_clear_error(monkeypatch):
         InputCapture(lambda *a: None).start()
 
 
+def test_unreachable_display_is_a_clear_error(monkeypatch, display_env):
+    monkeypatch.setenv("DISPLAY", ":69")  # nothing listens there
+    with pytest.raises(EnvProblem) as e:
+        InputCapture(lambda *a: None).start()
+    # pynput already imported (earlier tests): the clock probe fails to connect; fresh
+    # process: pynput's import probe fails. Both give one line naming the display.
+    assert str(e.value) == ("cannot connect to X display ':69' for keyboard/mouse capture: "
+                            "Connection refused")
+
+
 def test_stop_means_no_more_events(tmp_path, display_env):
     got = []
     cap = InputCapture(lambda *a: got.append(a), keyboard=False)

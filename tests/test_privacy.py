@@ -88,6 +88,9 @@ def test_keys_in_denied_window_dropped_but_held_key_release_kept():
     assert not p.allows(ev.SRC_CONTROL, release(72, "h"), chat)
     assert not p.allows(ev.SRC_CONTROL, release(164, "alt_l"), chat)  # already released
     assert p.allows(ev.SRC_CONTROL, release(72, "h"), game)           # allowed window: kept
+    # a key is its vk: pressed as "A" (Shift held), released as "a"
+    assert p.allows(ev.SRC_CONTROL, press(65, "A"), game)
+    assert p.allows(ev.SRC_CONTROL, release(65, "a"), chat)
     # mouse: moves/scrolls follow the window, a button release follows its press
     assert p.allows(ev.SRC_CONTROL, [ev.MOUSE_CLICK, 1, 1, "left", True], game)
     assert not p.allows(ev.SRC_CONTROL, [ev.MOUSE_MOVE, 5, 5], chat)

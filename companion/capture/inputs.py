@@ -35,6 +35,7 @@ Events (event_src ``control_publisher``):
 from __future__ import annotations
 
 import os
+import re
 import select
 import sys
 import threading
@@ -179,6 +180,14 @@ class _X11Flusher(threading.Thread):
         self.join(5)
 
 
+def _no_x_display(msg: str) -> EnvProblem:
+    """One-line error for an X server that cannot be reached (from an Xlib message)."""
+    m = re.search(r"\[Errno \d+\] ([^'\")]+)", msg)
+    reason = m.group(1).strip() if m else (msg.splitlines()[0] if msg else "unknown error")
+    return EnvProblem(f"cannot connect to X display {os.environ.get('DISPLAY')!r} for "
+                      f"keyboard/mouse capture: {reason}")
+
+
 def _wait_ready(listener, timeout_s: float) -> None:
     """Like pynput's ``Listener.wait()`` but returns if the thread dies or times out.
 
@@ -256,7 +265,10 @@ class InputCapture:
             from companion.contract.keys import from_pynput
             from pynput import keyboard as pk, mouse as pm
         except ImportError as e:
-            raise EnvProblem(f"cannot load the input backend (pynput): {str(e).splitlines()[0]}") from None
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if "X connection" in msg:  # pynput probes the X server when imported
+                raise _no_x_display(msg) from None
+            raise EnvProblem(f"cannot load the input backend (pynput): {msg}") from None
         except Exception as e:  # pynput's Xlib probe raises Xlib errors on a bad DISPLAY
             raise EnvProblem(f"cannot connect to the input system: {type(e).__name__}: "
                              f"{str(e).splitlines()[0] if str(e) else ''}") from None
@@ -266,7 +278,10 @@ class InputCapture:
         try:
             if self._x11:
                 self._display_name = os.environ.get("DISPLAY")
-                off = _x11_server_clock_offset_ms(self._display_name)
+                try:
+                    off = _x11_server_clock_offset_ms(self._display_name)
+                except Exception as e:  # noqa: BLE001 - Xlib connection errors
+                    raise _no_x_display(str(e)) from None
                 if off is not None and abs(off) <= 50:
                     self.clock = "x11-server"
                     kb_cls, ms_cls = _timed_listener(kb_cls), _timed_listener(ms_cls)
@@ -289,6 +304,9 @@ class InputCapture:
                 if self.flush_interval_s > 0 and self._listeners:
                     self._flusher = _X11Flusher(self._display_name, self.flush_interval_s)
                     self._flusher.start()
+        except EnvProblem:
+            self.stop()
+            raise
         except Exception as e:
             self.stop()
             raise EnvProblem(f"cannot start input listeners: {type(e).__name__}: {e}".splitlines()[0]) from None

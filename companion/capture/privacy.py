@@ -106,7 +106,7 @@ class PrivacyFilter:
         self.mouse = bool(mouse)
         self.redact_titles = bool(redact_titles)
         self._cache: tuple = (object(), False)  # (window key, verdict), swapped atomically
-        self._held_keys: set = set()      # vk/name of key presses that were logged
+        self._held_keys: set = set()      # vk (or name if no vk) of logged key presses
         self._held_buttons: set = set()   # mouse buttons whose press was logged
         self._lock = threading.Lock()
 
@@ -166,7 +166,8 @@ class PrivacyFilter:
         if action == ev.KEY_PRESS or action == ev.KEY_RELEASE:
             if not self.keyboard:
                 return False
-            k = (event_data[1], event_data[2])
+            # a key is its vk (press "A" with Shift, release "a" without: same key)
+            k = event_data[1] if event_data[1] is not None else event_data[2]
             if action == ev.KEY_PRESS:
                 if self.window_allowed(window):
                     with self._lock:
