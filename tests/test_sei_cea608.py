@@ -213,10 +213,14 @@ def test_doubled_control_codes_and_third_copy():
     dec = Cea608Decoder()
     base = raw([(0x14, 0x20), (0x14, 0x70), (0x41, 0x42)])
     assert feed_pairs(dec, base + raw([(0x14, 0x2F)])) == ["AB"]
-    # repeat of EOC: ignored; a third EOC is a new command: swaps back (empty) -> None
+    # repeat of EOC: ignored by the pair filter; a third EOC with nothing loaded since
+    # the last one is a no-op too (it would re-show the previous screen)
     assert dec.feed(P(0x14), P(0x2F)) is None
     assert dec.displayed.text() == "AB"
     assert dec.feed(P(0x14), P(0x2F)) is None
+    assert dec.displayed.text() == "AB"
+    # ENM then EOC is a real command: it pops on the empty memory, clearing the screen
+    assert feed_pairs(dec, raw([(0x14, 0x2E), (0x14, 0x2F)])) == []
     assert dec.displayed.text() == ""
     # padding between a control code and its repeat does not break the pair
     dec = Cea608Decoder()
@@ -338,3 +342,33 @@ def test_decoder_agrees_with_ffmpeg_ccaption_dec(text):
     assert len(ours) == 1 and len(theirs) == 1
     norm = lambda s: [ln.strip() for ln in s.replace("\\N", "\n").split("\n") if ln.strip()]
     assert norm(ours[0]) == norm(theirs[0])
+
+
+def test_eoc_repeat_split_by_libcaption_message_boundary_does_not_reshow_old_caption():
+    # libcaption (sei_encode_eia608) starts each new cc_data() with RCL RCL, so when
+    # the first EOC fills a message the stream reads ... EOC | RCL RCL EOC.
+    dec = Cea608Decoder()
+    first = raw([(0x14, 0x2E), (0x14, 0x20), (0x14, 0x70), (0x41, 0x41), (0x14, 0x2F), (0x14, 0x2F)])
+    assert feed_pairs(dec, first) == ["AA"]
+    second = raw([(0x14, 0x2E), (0x14, 0x20), (0x14, 0x70), (0x42, 0x42), (0x14, 0x2F),
+                  (0x14, 0x20), (0x14, 0x20), (0x14, 0x2F)])
+    assert feed_pairs(dec, second) == ["BB"]
+    assert dec.displayed.text() == "BB"
+
+
+def test_long_sequence_of_captions_decodes_exactly_once_each():
+    # Captions of every length 1..128 put each EOC at every position relative to the
+    # 31-pair cc_data() boundaries; each must come out exactly once, in order.
+    rng = __import__("random").Random(7)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 =."
+    texts = []
+    for n in range(1, 129):
+        t = "".join(rng.choice(alphabet) for _ in range(n)).strip() or "X"
+        texts.append(" ".join(t.split()))
+    dec = Cea608Decoder()
+    shown = []
+    for t in texts:
+        for m in split_messages(encode_pop_on(t)):
+            shown += dec.feed_triplets(m)
+    assert len(shown) == len(texts)
+    assert shown == ["\n".join(cea608.wrap_rows(t)) for t in texts]

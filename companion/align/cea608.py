@@ -102,6 +102,7 @@ class Cea608Decoder:
         self.rollup_rows = 2
         self._channel = 1          # data channel selected by the last control code
         self._last_ctrl: tuple[int, int] | None = None
+        self._loaded = False       # non-displayed memory changed since the last EOC
         self.captions_shown = 0
         self.parity_errors = 0
 
@@ -153,13 +154,19 @@ class Cea608Decoder:
     def _target(self) -> _Memory:
         return self.nondisplayed if self.mode == POP_ON else self.displayed
 
+    def _touch(self) -> None:
+        if self.mode == POP_ON:
+            self._loaded = True
+
     def _put(self, ch: str) -> None:
         # ``col`` may be COLS ("past the last column"): characters then overwrite column 31
+        self._touch()
         mem = self._target()
         mem.rows[self.row][min(self.col, COLS - 1)] = ch
         self.col = min(self.col + 1, COLS)
 
     def _backspace(self) -> None:
+        self._touch()
         if self.col > 0:
             self.col -= 1
         self._target().rows[self.row][self.col] = None
@@ -219,6 +226,7 @@ class Cea608Decoder:
                 self._backspace()
         elif b2 == 0x24:  # DER delete to end of row
             if self.mode not in (None, TEXT):
+                self._touch()
                 row = self._target().rows[self.row]
                 c = min(self.col, COLS)
                 row[c:] = [None] * (COLS - c)
@@ -247,7 +255,15 @@ class Cea608Decoder:
                 self.col = 0
         elif b2 == 0x2E:  # ENM erase non-displayed memory
             self.nondisplayed.clear()
+            self._loaded = True
         elif b2 == 0x2F:  # EOC end of caption: swap memories
+            if not self._loaded:
+                # A repeated EOC that the pair filter could not see: libcaption starts
+                # every continuation cc_data() with RCL RCL, so its "EOC EOC" can arrive
+                # as EOC RCL RCL EOC. Swapping again would re-show the previous caption
+                # (libcaption's own decoder copies instead of swapping: a no-op too).
+                return None
+            self._loaded = False
             self.displayed, self.nondisplayed = self.nondisplayed, self.displayed
             self.mode = POP_ON
             if self.displayed.empty():
