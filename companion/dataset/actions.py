@@ -69,6 +69,8 @@ _SEED_TYPES = {"keydown", "keyup", "mousemove", "mousedown", "mouseup", "wheel",
 
 # drop reasons (index into DROP_REASONS; 0 = kept)
 DROP_REASONS = ("kept", "duplicate", "repeated_move", "auto_repeat", "bounce")
+_KINDS = ("keydown", "keyup", "mousemove", "mousedown", "mouseup", "wheel", "focus")
+KINDS = _KINDS
 
 _RAW_NAMES = [f.name for f in ACTIONS_RAW_SCHEMA]
 
@@ -87,14 +89,16 @@ class Hold:
 class PreparedActions:
     """Session-wide, time-sorted event columns and the processing decisions.
 
-    ``cols``: ACTIONS_RAW columns except timestamp_ms/frame_idx, as a pa.Table;
+    ``events``: the EVENTS_SCHEMA table sorted by t_ns; ``tcode``: index into ``KINDS``
+    of each row's seed 000 event type (-1 unknown);
     ``t_ns`` (epoch ns) and ``frame_ref`` (global frame index, -1 before frame 0) as
     numpy; ``drop`` reason code per row; ``is_valid``/``confidence``/``flags`` (F_* bits,
     turned into notes) for kept rows; ``norm_x``/``norm_y`` clamped normalized coords; ``holds`` key/button hold spans; ``frame_t_ns`` capture time of each frame;
     ``end_t_ns`` end of the last frame's display interval.
     """
 
-    cols: pa.Table
+    events: pa.Table
+    tcode: np.ndarray
     t_ns: np.ndarray
     frame_ref: np.ndarray
     drop: np.ndarray
@@ -182,6 +186,42 @@ def _build_meta(ev: pa.Table) -> pa.Array:
     return out
 
 
+def _isnull(col) -> np.ndarray:
+    return np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _raw_cols(ev: pa.Table, tcode: np.ndarray) -> pa.Table:
+    """ACTIONS_RAW columns (except timestamp_ms, frame_idx, t_ns, frame_ref) of event rows
+    ``ev`` whose seed 000 kinds are ``tcode``."""
+    et = ev.column("event_type").combine_chunks()
+    enc = pc.dictionary_encode(et)
+    mapped = pa.array([_TYPE_MAP.get(v, v) for v in enc.dictionary.to_pylist()], pa.string())
+    etype = pc.take(mapped, enc.indices)
+    up = tcode == _KINDS.index("mouseup")
+    etype = pc.if_else(pa.array(up), pa.scalar("mouseup"), etype)
+    is_down = np.isin(tcode, [0, 3])
+    is_up = np.isin(tcode, [1, 4])
+    # state for presses/releases when the table left it empty
+    state = pc.if_else(pa.array(is_down), pa.scalar("pressed"),
+                       pc.if_else(pa.array(is_up), pa.scalar("released"),
+                                  ev.column("state").combine_chunks()))
+    wheel = pc.coalesce(ev.column("wheel_dy").combine_chunks(), ev.column("delta").combine_chunks())
+    return pa.table({
+        "source": ev.column("source").combine_chunks(),
+        "event_type": etype,
+        "state": state,
+        "key": ev.column("key").combine_chunks(),
+        "code": ev.column("code").combine_chunks(),
+        "mouse_x": ev.column("mouse_x_px").combine_chunks(),
+        "mouse_y": ev.column("mouse_y_px").combine_chunks(),
+        "mouse_x_norm": ev.column("mouse_x_norm").combine_chunks(),
+        "mouse_y_norm": ev.column("mouse_y_norm").combine_chunks(),
+        "mouse_wheel": pc.cast(wheel, pa.float32()),
+        "mouse_button": ev.column("button_index").combine_chunks(),
+        "meta": _build_meta(ev),
+    })
+
+
 def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int, height: int,
                     end_t_ns: int, debounce_ns: int = DEBOUNCE_NS) -> PreparedActions:
     """Session-wide preparation (see the module docstring).
@@ -210,45 +250,25 @@ def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int,
     n = events.num_rows
     frame_ref = (np.searchsorted(frame_t_ns, t, side="right") - 1).astype(np.int64)
 
-    # --- raw columns -------------------------------------------------------------
-    et = events.column("event_type").combine_chunks()
-    enc = pc.dictionary_encode(et)
-    mapped = pa.array([_TYPE_MAP.get(v, v) for v in enc.dictionary.to_pylist()], pa.string())
-    etype = pc.take(mapped, enc.indices)
-    state = events.column("state").combine_chunks()
-    released = pc.fill_null(pc.equal(state, "released"), False)
-    is_click = pc.fill_null(pc.equal(et, "mouse_click"), False)
-    etype = pc.if_else(pc.and_(is_click, released), pa.scalar("mouseup"), etype)
-    # state for presses/releases when the table left it empty
-    enc_t = pc.dictionary_encode(etype)
-    tcodes = enc_t.indices.to_numpy(zero_copy_only=False)
-    tnames = enc_t.dictionary.to_pylist()
+    # --- event kinds (int codes; the string columns are built per chunk) ---------------
+    raw_enc = pc.dictionary_encode(events.column("event_type").combine_chunks())
+    raw_idx = raw_enc.indices.to_numpy(zero_copy_only=False)
+    raw_names = raw_enc.dictionary.to_pylist()
+    lut = np.array([_KINDS.index(_TYPE_MAP[v]) if v in _TYPE_MAP else -1 for v in raw_names]
+                   + [-1], np.int8)
+    tcode = lut[raw_idx] if n else np.zeros(0, np.int8)
+    released = np.asarray(pc.fill_null(pc.equal(events.column("state"), "released"), False)
+                          .to_numpy(zero_copy_only=False), dtype=bool) if n else np.zeros(0, bool)
+    clicks = [i for i, v in enumerate(raw_names) if v == "mouse_click"]
+    if clicks:
+        tcode[np.isin(raw_idx, clicks) & released] = _KINDS.index("mouseup")
 
     def type_mask(*names: str) -> np.ndarray:
-        wanted = [i for i, v in enumerate(tnames) if v in names]
-        return np.isin(tcodes, wanted) if wanted else np.zeros(len(tcodes), bool)
+        return np.isin(tcode, [_KINDS.index(x) for x in names])
 
     is_down = type_mask("keydown", "mousedown")
     is_up = type_mask("keyup", "mouseup")
     is_keyev = type_mask("keydown", "keyup")
-    state = pc.if_else(pa.array(is_down), pa.scalar("pressed"),
-                       pc.if_else(pa.array(is_up), pa.scalar("released"), state))
-    wheel = pc.coalesce(events.column("wheel_dy").combine_chunks(),
-                        events.column("delta").combine_chunks())
-    cols = pa.table({
-        "source": events.column("source").combine_chunks(),
-        "event_type": etype,
-        "state": state,
-        "key": events.column("key").combine_chunks(),
-        "code": events.column("code").combine_chunks(),
-        "mouse_x": events.column("mouse_x_px").combine_chunks(),
-        "mouse_y": events.column("mouse_y_px").combine_chunks(),
-        "mouse_x_norm": events.column("mouse_x_norm").combine_chunks(),
-        "mouse_y_norm": events.column("mouse_y_norm").combine_chunks(),
-        "mouse_wheel": pc.cast(wheel, pa.float32()),
-        "mouse_button": events.column("button_index").combine_chunks(),
-        "meta": _build_meta(events),
-    })
 
     drop = np.zeros(n, np.int8)
     is_valid = np.ones(n, bool)
@@ -273,14 +293,13 @@ def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int,
                 seen[i] = None
 
     # --- normalized coordinates --------------------------------------------------------
-    px = _np(cols.column("mouse_x"), np.float64, np.nan)
-    py = _np(cols.column("mouse_y"), np.float64, np.nan)
-    nx = _np(cols.column("mouse_x_norm"), np.float64, np.nan)
-    ny = _np(cols.column("mouse_y_norm"), np.float64, np.nan)
+    px = _np(events.column("mouse_x_px"), np.float64, np.nan)
+    py = _np(events.column("mouse_y_px"), np.float64, np.nan)
+    nx = _np(events.column("mouse_x_norm"), np.float64, np.nan)
+    ny = _np(events.column("mouse_y_norm"), np.float64, np.nan)
     nx = np.where(np.isnan(nx), px / width, nx)
     ny = np.where(np.isnan(ny), py / height, ny)
-    has_pos = ~(np.asarray(cols.column("mouse_x").is_null().to_numpy(zero_copy_only=False))
-                & np.asarray(cols.column("mouse_x_norm").is_null().to_numpy(zero_copy_only=False)))
+    has_pos = ~(_isnull(events.column("mouse_x_px")) & _isnull(events.column("mouse_x_norm")))
     with np.errstate(invalid="ignore"):
         bad = has_pos & ~(np.isfinite(nx) & np.isfinite(ny))
         oof = has_pos & ~bad & ((nx < 0) | (nx > 1) | (ny < 0) | (ny > 1))
@@ -312,22 +331,22 @@ def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int,
     orphan = np.zeros(n, bool)
     kb = np.flatnonzero((is_down | is_up) & (drop == 0))
     if kb.size:
-        codes = events.column("code").combine_chunks().to_pylist()
-        keys = events.column("key").combine_chunks().to_pylist()
-        vks = events.column("key_code").combine_chunks().to_pylist()
-        btn = events.column("button_index").combine_chunks().to_pylist()
-        mbtn = events.column("mouse_button").combine_chunks().to_pylist()
+        take = pa.array(kb)
+        sub = {c: events.column(c).take(take).to_pylist()
+               for c in ("code", "key", "key_code", "button_index", "mouse_button")}
+        kev = is_keyev[kb].tolist()
 
-        def ident(i: int) -> tuple:
-            if is_keyev[i]:
-                if vks[i] is not None:
-                    return ("key", "vk", vks[i])
-                if codes[i] is not None:
-                    return ("key", "code", codes[i])
-                return ("key", "name", keys[i])
-            return ("button", btn[i] if btn[i] is not None else mbtn[i])
+        def ident(j: int) -> tuple:
+            if kev[j]:
+                if sub["key_code"][j] is not None:
+                    return ("key", "vk", sub["key_code"][j])
+                if sub["code"][j] is not None:
+                    return ("key", "code", sub["code"][j])
+                return ("key", "name", sub["key"][j])
+            b = sub["button_index"][j]
+            return ("button", b if b is not None else sub["mouse_button"][j])
 
-        ids = [ident(int(i)) for i in kb]
+        ids = [ident(j) for j in range(kb.size)]
         # next key event of the same ident, for bounce detection
         nxt = [-1] * kb.size
         last_seen: dict = {}
@@ -363,7 +382,7 @@ def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int,
             holds.append(Hold(k, i, -1))
         holds.sort(key=lambda h: h.press)
 
-    return PreparedActions(cols=cols, t_ns=t, frame_ref=frame_ref, drop=drop,
+    return PreparedActions(events=events, tcode=tcode, t_ns=t, frame_ref=frame_ref, drop=drop,
                            is_valid=is_valid, confidence=confidence,
                            norm_x=nx, norm_y=ny, flags=flags, holds=holds,
                            frame_t_ns=frame_t_ns, end_t_ns=int(end_t_ns),
@@ -390,7 +409,7 @@ def chunk_actions(prep: PreparedActions, start_frame: int, end_frame: int,
     releases go here). ``stats`` counts rows and drops per reason."""
     lo, hi = chunk_rows(prep, start_frame, end_frame)
     t0 = int(prep.frame_t_ns[start_frame])
-    sl = prep.cols.slice(lo, hi - lo)
+    sl = _raw_cols(prep.events.slice(lo, hi - lo), prep.tcode[lo:hi])
     t = prep.t_ns[lo:hi]
     fr = prep.frame_ref[lo:hi]
     ts_ms = (t - t0) // 1_000_000
@@ -408,10 +427,10 @@ def chunk_actions(prep: PreparedActions, start_frame: int, end_frame: int,
     body = raw.take(pa.array(kidx))
     body = body.set_column(body.schema.get_field_index("mouse_x_norm"), "mouse_x_norm",
                            _norm_col(prep.norm_x[lo:hi][kidx], raw.column("mouse_x_norm"), kidx,
-                                     prep.cols.column("mouse_x").slice(lo, hi - lo)))
+                                     sl.column("mouse_x")))
     body = body.set_column(body.schema.get_field_index("mouse_y_norm"), "mouse_y_norm",
                            _norm_col(prep.norm_y[lo:hi][kidx], raw.column("mouse_y_norm"), kidx,
-                                     prep.cols.column("mouse_y").slice(lo, hi - lo)))
+                                     sl.column("mouse_y")))
     body = body.append_column("is_valid", pa.array(prep.is_valid[lo:hi][kidx], pa.bool_()))
     body = body.append_column("confidence", pa.array(prep.confidence[lo:hi][kidx], pa.float32()))
     body = body.append_column("notes", pa.array(_NOTE_OF_FLAGS[prep.flags[lo:hi][kidx] & 15],
@@ -419,15 +438,18 @@ def chunk_actions(prep: PreparedActions, start_frame: int, end_frame: int,
 
     names = [f.name for f in ACTIONS_PROCESSED_SCHEMA]
     extra_head, extra_tail = [], []
-    rows_all = prep.cols
+    def press_row(i: int) -> dict:
+        return _raw_cols(prep.events.slice(i, 1), prep.tcode[i:i + 1]).to_pylist()[0]
+
     for h in prep.holds:
         if h.press >= hi:
             break
         released_before = h.release != -1 and h.release < lo
         if h.press < lo and not released_before:
             r = _null_row(names)
-            src = {c: rows_all.column(c)[h.press].as_py()
-                   for c in ("source", "event_type", "key", "code", "mouse_button", "meta")}
+            pr = press_row(h.press)
+            src = {c: pr[c] for c in ("source", "event_type", "key", "code", "mouse_button",
+                                      "meta")}
             r.update(src)
             r.update(timestamp_ms=0, frame_idx=0, state="held", t_ns=t0,
                      frame_ref=start_frame, is_valid=True, confidence=1.0,
@@ -439,8 +461,8 @@ def chunk_actions(prep: PreparedActions, start_frame: int, end_frame: int,
             ts = max(int(prep.frame_t_ns[last_frame]), int(prep.t_ns[h.press]))
             fref = int(np.searchsorted(prep.frame_t_ns, ts, side="right") - 1)
             r = _null_row(names)
-            src = {c: rows_all.column(c)[h.press].as_py()
-                   for c in ("source", "key", "code", "mouse_button", "meta")}
+            pr = press_row(h.press)
+            src = {c: pr[c] for c in ("source", "key", "code", "mouse_button", "meta")}
             r.update(src)
             up = "keyup" if h.ident[0] == "key" else "mouseup"
             r.update(timestamp_ms=(ts - t0) // 1_000_000, frame_idx=fref - start_frame,
