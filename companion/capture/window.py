@@ -4,14 +4,18 @@
   window manager; without one we fall back to the input focus), title from
   ``_NET_WM_NAME`` (UTF-8) or ``WM_NAME``, geometry translated to root coordinates,
   pid from ``_NET_WM_PID``, app from ``/proc/<pid>/comm`` or else ``WM_CLASS``.
+  Tested on Xvfb.
 - Windows: ctypes user32 ``GetForegroundWindow``, ``GetWindowTextW``,
-  ``GetWindowRect``, ``GetWindowThreadProcessId``; app = executable base name.
-- macOS: Quartz ``CGWindowListCopyWindowInfo`` (imported lazily, pyobjc), the
-  frontmost on-screen window of layer 0; title needs the Screen Recording permission
-  and is "" without it.
+  ``GetWindowRect``, ``GetWindowThreadProcessId``; app = executable base name
+  (``QueryFullProcessImageNameW``). The process is made per-monitor DPI aware so rects
+  are physical pixels like pynput's mouse coordinates. Not run here (no Windows).
+- macOS: Quartz ``CGWindowListCopyWindowInfo`` (pyobjc, imported lazily), the
+  frontmost on-screen layer-0 window (of the frontmost app if AppKit is installed);
+  the title needs the Screen Recording permission and is "" without it. Not run here.
 
-Coordinates are screen pixels of the virtual desktop (X11 root / Win32 virtual screen;
-macOS global display points, which are what pynput reports there too).
+Coordinates: screen pixels of the virtual desktop (X11 root window; Win32 virtual
+screen, origin may be negative left of/above the primary monitor); on macOS global
+display points, which is what pynput reports there too.
 """
 from __future__ import annotations
 
@@ -203,34 +207,70 @@ class _X11:
 
 
 # -------------------------------------------------------------------------- Win32
-def _win32_active_window() -> WindowInfo | None:  # pragma: no cover - Windows only
+_w32 = None  # (user32, kernel32) with prototypes, set up once
+
+
+def _win32():  # pragma: no cover - Windows only
+    """user32/kernel32 with argtypes/restypes (64-bit handles need them), and the process
+    made per-monitor DPI aware so GetWindowRect and screen metrics are physical pixels,
+    like pynput's low-level mouse hook coordinates and the captured video."""
+    global _w32
+    if _w32 is not None:
+        return _w32
     import ctypes
-    from ctypes import wintypes
+    from ctypes import wintypes as wt
 
     user32 = ctypes.WinDLL("user32", use_last_error=True)
     kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-    user32.GetForegroundWindow.restype = wintypes.HWND
+    user32.GetForegroundWindow.argtypes, user32.GetForegroundWindow.restype = [], wt.HWND
+    user32.GetWindowTextLengthW.argtypes, user32.GetWindowTextLengthW.restype = [wt.HWND], ctypes.c_int
+    user32.GetWindowTextW.argtypes = [wt.HWND, wt.LPWSTR, ctypes.c_int]
+    user32.GetWindowTextW.restype = ctypes.c_int
+    user32.GetWindowRect.argtypes, user32.GetWindowRect.restype = [wt.HWND, ctypes.POINTER(wt.RECT)], wt.BOOL
+    user32.GetWindowThreadProcessId.argtypes = [wt.HWND, ctypes.POINTER(wt.DWORD)]
+    user32.GetWindowThreadProcessId.restype = wt.DWORD
+    user32.GetSystemMetrics.argtypes, user32.GetSystemMetrics.restype = [ctypes.c_int], ctypes.c_int
+    kernel32.OpenProcess.argtypes, kernel32.OpenProcess.restype = [wt.DWORD, wt.BOOL, wt.DWORD], wt.HANDLE
+    kernel32.QueryFullProcessImageNameW.argtypes = [wt.HANDLE, wt.DWORD, wt.LPWSTR, ctypes.POINTER(wt.DWORD)]
+    kernel32.QueryFullProcessImageNameW.restype = wt.BOOL
+    kernel32.CloseHandle.argtypes, kernel32.CloseHandle.restype = [wt.HANDLE], wt.BOOL
+    try:  # Windows 10 1703+: per-monitor v2; else 8.1: per-monitor; else Vista: system
+        user32.SetProcessDpiAwarenessContext.argtypes = [ctypes.c_void_p]
+        if not user32.SetProcessDpiAwarenessContext(ctypes.c_void_p(-4)):
+            raise OSError
+    except (AttributeError, OSError):
+        try:
+            ctypes.WinDLL("shcore").SetProcessDpiAwareness(2)
+        except (AttributeError, OSError):
+            user32.SetProcessDPIAware()
+    _w32 = (user32, kernel32)
+    return _w32
+
+
+def _win32_active_window() -> WindowInfo | None:  # pragma: no cover - Windows only
+    import ctypes
+    from ctypes import wintypes as wt
+
+    user32, kernel32 = _win32()
     hwnd = user32.GetForegroundWindow()
     if not hwnd:
         return None
-    n = user32.GetWindowTextLengthW(hwnd)
-    buf = ctypes.create_unicode_buffer(n + 1)
-    user32.GetWindowTextW(hwnd, buf, n + 1)
-    r = wintypes.RECT()
+    n = max(0, user32.GetWindowTextLengthW(hwnd))
+    buf = ctypes.create_unicode_buffer(n + 2)
+    user32.GetWindowTextW(hwnd, buf, n + 2)
+    r = wt.RECT()
     if not user32.GetWindowRect(hwnd, ctypes.byref(r)):
-        return None
-    pid = wintypes.DWORD()
+        return None  # the window went away
+    pid = wt.DWORD()
     user32.GetWindowThreadProcessId(hwnd, ctypes.byref(pid))
     app = None
-    PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
-    kernel32.OpenProcess.restype = wintypes.HANDLE
-    h = kernel32.OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, False, pid.value)
+    h = kernel32.OpenProcess(0x1000, False, pid.value)  # PROCESS_QUERY_LIMITED_INFORMATION
     if h:
         try:
-            size = wintypes.DWORD(1024)
+            size = wt.DWORD(32768)
             path = ctypes.create_unicode_buffer(size.value)
             if kernel32.QueryFullProcessImageNameW(h, 0, path, ctypes.byref(size)):
-                app = path.value.replace("/", "\\").rsplit("\\", 1)[-1]
+                app = path.value.rsplit("\\", 1)[-1]
         finally:
             kernel32.CloseHandle(h)
     return WindowInfo(buf.value, (r.left, r.top, r.right, r.bottom), int(hwnd),
@@ -238,35 +278,58 @@ def _win32_active_window() -> WindowInfo | None:  # pragma: no cover - Windows o
 
 
 def _win32_screen_size() -> tuple[int, int]:  # pragma: no cover - Windows only
-    import ctypes
-    user32 = ctypes.WinDLL("user32")
+    user32, _ = _win32()
     SM_CXVIRTUALSCREEN, SM_CYVIRTUALSCREEN = 78, 79
     return int(user32.GetSystemMetrics(SM_CXVIRTUALSCREEN)), int(user32.GetSystemMetrics(SM_CYVIRTUALSCREEN))
 
 
 # -------------------------------------------------------------------------- macOS
+def _mac_frontmost_pid() -> int | None:  # pragma: no cover - macOS only
+    try:
+        from AppKit import NSWorkspace  # pyobjc-framework-Cocoa, optional
+    except ImportError:
+        return None
+    app = NSWorkspace.sharedWorkspace().frontmostApplication()
+    return int(app.processIdentifier()) if app is not None else None
+
+
 def _mac_active_window() -> WindowInfo | None:  # pragma: no cover - macOS only
+    """Frontmost layer-0 on-screen window, of the frontmost application if AppKit is
+    available. Rect in global display points (origin top-left of the main display)."""
     try:
         import Quartz
     except ImportError as e:
         raise EnvProblem(f"pyobjc-framework-Quartz is needed for window tracking on macOS: {e}") from None
+    front = _mac_frontmost_pid()
     opts = Quartz.kCGWindowListOptionOnScreenOnly | Quartz.kCGWindowListExcludeDesktopElements
     for w in Quartz.CGWindowListCopyWindowInfo(opts, Quartz.kCGNullWindowID) or ():
         if w.get("kCGWindowLayer", 1) != 0:
             continue  # menu bar, dock, overlays
+        pid = w.get("kCGWindowOwnerPID")
+        if front is not None and pid != front:
+            continue
         b = w.get("kCGWindowBounds") or {}
         x, y = int(b.get("X", 0)), int(b.get("Y", 0))
         rect = (x, y, x + int(b.get("Width", 0)), y + int(b.get("Height", 0)))
-        pid = w.get("kCGWindowOwnerPID")
         return WindowInfo(str(w.get("kCGWindowName") or ""), rect, int(w.get("kCGWindowNumber", 0)),
-                          int(pid) if pid is not None else None, w.get("kCGWindowOwnerName"))
+                          int(pid) if pid is not None else None,
+                          str(w.get("kCGWindowOwnerName")) if w.get("kCGWindowOwnerName") else None)
     return None
 
 
 def _mac_screen_size() -> tuple[int, int]:  # pragma: no cover - macOS only
+    """Size of the union of active displays, in points (pynput's mouse unit there)."""
     import Quartz
-    d = Quartz.CGMainDisplayID()
-    return int(Quartz.CGDisplayPixelsWide(d)), int(Quartz.CGDisplayPixelsHigh(d))
+    err, ids, count = Quartz.CGGetActiveDisplayList(32, None, None)
+    if err or not count:
+        d = Quartz.CGMainDisplayID()
+        return int(Quartz.CGDisplayPixelsWide(d)), int(Quartz.CGDisplayPixelsHigh(d))
+    rects = [Quartz.CGDisplayBounds(i) for i in ids[:count]]
+    left = min(r.origin.x for r in rects)
+    top = min(r.origin.y for r in rects)
+    right = max(r.origin.x + r.size.width for r in rects)
+    bottom = max(r.origin.y + r.size.height for r in rects)
+    return int(right - left), int(bottom - top)
 
 
 # ----------------------------------------------------------------------- dispatch
