@@ -482,3 +482,34 @@ def test_line_hashes_across_chunk_boundaries(text):
     for chunk in (1, 2, 3, 100):
         got = _hash_lines(text, np.array(starts), np.array(ends), chunk=chunk).to_pylist()
         assert got == want
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7])
+def test_chunked_parsing_gives_the_same_result(tmp_path, monkeypatch, chunk):
+    """The reader parses a chunk of lines per pyarrow call; chunk edges change nothing,
+    also with a whitespace-only line, an unknown action and an unknown source inside."""
+    import companion.align.events as mod
+    lines = [format_line(t, s, d) for t, s, d in ALL_FORMS]
+    lines.insert(9, "  \n")
+    lines.insert(4, format_line(T0 + 4 * MS, CTRL, ["gamepad.stick", 0.5]))
+    lines.insert(2, format_line(T0 + 2 * MS, "other_publisher", {"a": 1}))
+    p = tmp_path / "s.jsonl"
+    p.write_text("".join(lines), encoding="utf-8")
+    ref = read_events_jsonl(p)
+    monkeypatch.setattr(mod, "_CHUNK_LINES", chunk)
+    got = read_events_jsonl(p)
+    assert got.skipped == ref.skipped == 2 and len(got) == len(ref) == 16
+    for f in ("t_ns", "line", "kind", "vk", "pressed", "clock_pairs"):
+        assert np.array_equal(getattr(got, f), getattr(ref, f)), f
+    for f in ("x", "y", "dx", "dy"):
+        assert np.array_equal(getattr(got, f), getattr(ref, f), equal_nan=True), f
+    for f in ("hash", "key_name", "button"):
+        assert getattr(got, f).equals(getattr(ref, f)), f
+    assert [(w.t_ns, w.line, w.hash) for w in got.windows] == \
+        [(w.t_ns, w.line, w.hash) for w in ref.windows]
+    assert got.markers == ref.markers
+    assert build(got, [T0]).equals(build(ref, [T0]))
+    lines_b = [ln.rstrip("\n").encode() for ln in lines if ln.strip()]
+    want = [hashlib.sha256(b).hexdigest() for b in lines_b if b'"control_publisher"' in b
+            and b"gamepad" not in b]
+    assert got.hash.to_pylist() == want

@@ -355,109 +355,140 @@ def read_events_jsonl(path: str | os.PathLike, progress: Any = None) -> RawEvent
     # Hashes of the exact line bytes: a C loop holding the GIL, run in a thread while
     # pyarrow (GIL released) parses below.
     hasher = _Background(_hash_lines, data, starts, ends)
-
-    # Outer objects: pyarrow's JSON reader over the bytes up to the end of the last good line.
-    cut = int(ends[-1])
-    ts = src = edata = None
     try:
-        tbl = pj.read_json(
-            pa.BufferReader(pa.py_buffer(data)[:cut]),
-            read_options=pj.ReadOptions(block_size=1 << 22),
-            parse_options=pj.ParseOptions(explicit_schema=_OUTER_SCHEMA,
-                                          unexpected_field_behavior="ignore"))
-        if tbl.num_rows == n and all(tbl.column(i).null_count == 0 for i in range(3)):
-            ts = np.asarray(tbl.column(0).to_numpy(), dtype=np.int64)
-            src = tbl.column(1).combine_chunks()
-            edata = tbl.column(2).combine_chunks()
-        del tbl
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    if ts is None:                                     # find and name the bad line
-        tsl, srcl, datal = [], [], []
-        blank = np.zeros(n, bool)
-        for i, (s, e, ln) in enumerate(zip(starts.tolist(), ends.tolist(), lineno.tolist())):
-            raw_line = data[s:e]
-            if not raw_line.strip():                   # whitespace-only line: ignored
-                blank[i] = True
-                continue
-            try:
-                t, sr, d = _parse_outer(raw_line)
-            except _LineError as err:
-                hasher.result()
-                raise BadInput(f"{spath}:{ln}: {err}") from None
-            tsl.append(t)
-            srcl.append(sr)
-            datal.append(d)
-        if blank.any():
-            hasher.result()
-            starts, ends, lineno = starts[~blank], ends[~blank], lineno[~blank]
-            n = int(starts.size)
-            hasher = _Background(_hash_lines, data, starts, ends)
-        ts = np.asarray(tsl, dtype=np.int64)
-        src, edata = pa.array(srcl, pa.string()), pa.array(datal, pa.string())
-    if progress is not None:
-        progress.update(n // 2)
-
-    is_ctrl_a = pc.equal(src, ev.SRC_CONTROL)
-    is_ctrl = np.asarray(is_ctrl_a.to_numpy(zero_copy_only=False), bool)
-    is_win = np.asarray(pc.equal(src, ev.SRC_WINDOW).to_numpy(zero_copy_only=False), bool)
-    is_rec = np.asarray(pc.equal(src, ev.SRC_RECORDER).to_numpy(zero_copy_only=False), bool)
-    skipped = int(n - is_ctrl.sum() - is_win.sum() - is_rec.sum())
-
-    # Control lines: vectorized fast paths, json.loads for the rest.
-    cidx = np.flatnonzero(is_ctrl)
-    try:
-        c = _parse_controls(edata.filter(is_ctrl_a), lineno[cidx], spath)
+        parsed = _parse_all(data, starts, ends, lineno, spath, progress)
     except BaseException:
-        hasher.result()
+        try:
+            hasher.result()
+        except Exception:  # noqa: BLE001 - the parse error is the one to report
+            pass
         raise
-    hashes = hasher.result()
+    if parsed["keep"] is not None:                   # whitespace-only lines were dropped
+        hasher.result()
+        keep = parsed["keep"]
+        starts, ends, lineno = starts[keep], ends[keep], lineno[keep]
+        n = int(starts.size)
+        hashes = _hash_lines(data, starts, ends)
+    else:
+        hashes = hasher.result()
+    del data
 
-    # Window and recorder lines: few; parse one by one.
-    windows: list[WindowEvent] = []
-    for i in np.flatnonzero(is_win).tolist():
-        try:
-            obj = _parse_json_object(edata[i].as_py(), "window")
-        except _LineError as err:
-            raise BadInput(f"{spath}:{int(lineno[i])}: {err}") from None
-        windows.append(_window_event(int(ts[i]), int(lineno[i]), hashes[i].as_py(), obj))
-    markers: list[tuple[int, dict]] = []
+    windows = [_window_event(t, ln, hashes[i].as_py(), obj) for i, t, ln, obj in parsed["win"]]
+    markers: list[tuple[int, dict]] = [(t, obj) for _, t, _, obj in parsed["rec"]]
     clock: list[tuple[int, int]] = []
-    for i in np.flatnonzero(is_rec).tolist():
-        try:
-            obj = _parse_json_object(edata[i].as_py(), "recorder")
-        except _LineError as err:
-            raise BadInput(f"{spath}:{int(lineno[i])}: {err}") from None
-        markers.append((int(ts[i]), obj))
+    for _, _, ln, obj in parsed["rec"]:
         if obj.get("event") == ev.REC_CLOCK:
             e_ns, m_ns = obj.get("epoch_ns"), obj.get("mono_ns")
             if (isinstance(e_ns, int) and isinstance(m_ns, int)
                     and not isinstance(e_ns, bool) and not isinstance(m_ns, bool)):
                 clock.append((e_ns, m_ns))
             else:
-                raise BadInput(f"{spath}:{int(lineno[i])}: clock marker needs integer "
-                               "epoch_ns and mono_ns")
-    c_hash = hashes.filter(is_ctrl_a)
-    keep_c = c["kind"] >= 0                            # unknown actions are skipped
-    skipped += int((~keep_c).sum())
-    if not keep_c.all():
-        cidx = cidx[keep_c]
-        for k in ("kind", "vk", "x", "y", "pressed", "dx", "dy"):
-            c[k] = c[k][keep_c]
-        kc = pa.array(keep_c)
-        c["key_name"] = c["key_name"].filter(kc)
-        c["button"] = c["button"].filter(kc)
-        c_hash = c_hash.filter(kc)
-    if progress is not None:
-        progress.update(n - n // 2)
-
+                raise BadInput(f"{spath}:{ln}: clock marker needs integer epoch_ns and mono_ns")
+    c = parsed["ctrl"]
+    pa.default_memory_pool().release_unused()
     return RawEvents(
         path=spath, n_lines=n, torn_tail=torn_tail, torn_line=torn_line,
-        t_ns=ts[cidx], line=lineno[cidx], hash=c_hash,
+        t_ns=c["t_ns"], line=c["line"], hash=hashes.filter(pa.array(parsed["ctrl_mask"])),
         kind=c["kind"].astype(np.int8), vk=c["vk"], key_name=c["key_name"],
         x=c["x"], y=c["y"], button=c["button"], pressed=c["pressed"],
         dx=c["dx"], dy=c["dy"], windows=windows, markers=markers,
-        clock_pairs=np.asarray(clock, dtype=np.int64).reshape(-1, 2), skipped=skipped)
+        clock_pairs=np.asarray(clock, dtype=np.int64).reshape(-1, 2),
+        skipped=parsed["skipped"])
+
+
+_CHUNK_LINES = 1 << 18     # lines parsed per pyarrow call: bounds the parser's memory
+
+
+def _outer_chunk(data: bytes, starts: np.ndarray, ends: np.ndarray, lineno: np.ndarray,
+                 spath: str) -> tuple[np.ndarray, pa.Array, pa.Array, np.ndarray | None]:
+    """timestamp_ns, event_src, event_data of a run of lines, and the mask of lines kept
+    (None = all; whitespace-only lines are dropped). pyarrow first; if it disagrees with
+    the line count or fails, json.loads line by line to name the bad line."""
+    n = int(starts.size)
+    try:
+        tbl = pj.read_json(
+            pa.BufferReader(pa.py_buffer(data)[int(starts[0]):int(ends[-1])]),
+            read_options=pj.ReadOptions(block_size=1 << 22),
+            parse_options=pj.ParseOptions(explicit_schema=_OUTER_SCHEMA,
+                                          unexpected_field_behavior="ignore"))
+        if tbl.num_rows == n and all(tbl.column(i).null_count == 0 for i in range(3)):
+            return (np.asarray(tbl.column(0).to_numpy(), dtype=np.int64),
+                    tbl.column(1).combine_chunks(), tbl.column(2).combine_chunks(), None)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    tsl, srcl, datal = [], [], []
+    keep = np.ones(n, bool)
+    for i, (s, e, ln) in enumerate(zip(starts.tolist(), ends.tolist(), lineno.tolist())):
+        raw_line = data[s:e]
+        if not raw_line.strip():
+            keep[i] = False
+            continue
+        try:
+            t, sr, d = _parse_outer(raw_line)
+        except _LineError as err:
+            raise BadInput(f"{spath}:{ln}: {err}") from None
+        tsl.append(t)
+        srcl.append(sr)
+        datal.append(d)
+    return (np.asarray(tsl, dtype=np.int64), pa.array(srcl, pa.string()),
+            pa.array(datal, pa.string()), None if keep.all() else keep)
+
+
+def _parse_all(data: bytes, starts: np.ndarray, ends: np.ndarray, lineno: np.ndarray,
+               spath: str, progress: Any) -> dict[str, Any]:
+    """Parse every line, a chunk of lines at a time. Returns the control columns, the
+    window and recorder lines as (index among kept lines, t_ns, line, object), the mask
+    of control rows among kept lines, the kept-lines mask (None = all) and the number
+    of skipped lines."""
+    n = int(starts.size)
+    ctrl_parts: list[dict[str, Any]] = []
+    ctrl_mask_parts: list[np.ndarray] = []
+    keep_parts: list[np.ndarray] = []
+    any_dropped = False
+    win: list[tuple[int, int, int, dict]] = []
+    rec: list[tuple[int, int, int, dict]] = []
+    skipped = 0
+    base = 0                                          # index among kept lines
+    for c0 in range(0, n, _CHUNK_LINES):
+        c1 = min(n, c0 + _CHUNK_LINES)
+        ts, src, edata, keep = _outer_chunk(data, starts[c0:c1], ends[c0:c1],
+                                            lineno[c0:c1], spath)
+        ln = lineno[c0:c1]
+        if keep is not None:
+            ln = ln[keep]
+            any_dropped = True
+        keep_parts.append(np.ones(c1 - c0, bool) if keep is None else keep)
+        is_ctrl_a = pc.equal(src, ev.SRC_CONTROL)
+        is_ctrl = np.asarray(is_ctrl_a.to_numpy(zero_copy_only=False), bool)
+        is_win = np.asarray(pc.equal(src, ev.SRC_WINDOW).to_numpy(zero_copy_only=False), bool)
+        is_rec = np.asarray(pc.equal(src, ev.SRC_RECORDER).to_numpy(zero_copy_only=False),
+                            bool)
+        skipped += int(ts.size - is_ctrl.sum() - is_win.sum() - is_rec.sum())
+        for i in np.flatnonzero(is_win | is_rec).tolist():
+            try:
+                obj = _parse_json_object(edata[i].as_py(), "window" if is_win[i] else "recorder")
+            except _LineError as err:
+                raise BadInput(f"{spath}:{int(ln[i])}: {err}") from None
+            (win if is_win[i] else rec).append((base + i, int(ts[i]), int(ln[i]), obj))
+        cidx = np.flatnonzero(is_ctrl)
+        c = _parse_controls(edata.filter(is_ctrl_a), ln[cidx], spath)
+        known = c["kind"] >= 0                        # unknown actions are skipped
+        skipped += int((~known).sum())
+        c["t_ns"], c["line"] = ts[cidx], ln[cidx]
+        if not known.all():
+            ka = pa.array(known)
+            c = {k: (v.filter(ka) if isinstance(v, pa.Array) else v[known]) for k, v in c.items()}
+            is_ctrl = is_ctrl.copy()
+            is_ctrl[cidx[~known]] = False
+        ctrl_parts.append(c)
+        ctrl_mask_parts.append(is_ctrl)
+        base += int(ts.size)
+        if progress is not None:
+            progress.update(c1 - c0)
+    ctrl = {k: (pa.concat_arrays([p[k] for p in ctrl_parts]) if isinstance(ctrl_parts[0][k], pa.Array)
+                else np.concatenate([p[k] for p in ctrl_parts])) for k in ctrl_parts[0]}
+    return {"ctrl": ctrl, "ctrl_mask": np.concatenate(ctrl_mask_parts), "win": win, "rec": rec,
+            "keep": np.concatenate(keep_parts) if any_dropped else None, "skipped": skipped}
 
 
 def _empty(spath: str, torn_tail: bool, torn_line: int | None) -> RawEvents:
