@@ -115,6 +115,7 @@ def test_layout_files_content_and_metadata(tmp_path):
         assert m["bbox_game_area"] == {"xtl": 0.0, "ytl": 0.0, "xbr": 1.0, "ybr": 1.0}
         assert m["sync"]["clock_drift_ppm"] == 1.5 and m["video"]["cut"] == "copy"
         assert m["t_ns"]["start"] == r["start_t_ns"] and m["t_ns"]["end"] == r["end_t_ns"]
+        assert m["timing"] == {"segments": [0], "frame_slots_missing": 0}
     # the key held from chunk 0 into chunk 1 is a 'held' row at the start of chunk 1
     p1 = pq.read_table(root / rows[1]["actions_dir"] / "actions_processed.parquet").to_pylist()
     assert (p1[0]["state"], p1[0]["code"], p1[0]["timestamp_ms"]) == ("held", "KeyW", 0)

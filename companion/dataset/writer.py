@@ -89,7 +89,7 @@ def _modality_config(session_meta: dict, scan, events_present: set[str]) -> dict
 def _chunk_metadata(video_id: str, plan: ChunkPlan, lay: VideoLayout, scan, pts_ns: np.ndarray,
                     frame_t: np.ndarray, end_t_ns: int, mode: str, demoted: str | None,
                     has_audio_files: bool, audio_stat: dict | None, act_stats: dict,
-                    session_meta: dict, modality: dict) -> dict:
+                    session_meta: dict, modality: dict, timing: dict) -> dict:
     fps = Fraction(scan.fps)
     n = len(pts_ns)
     interval = Fraction(1_000_000_000) / fps
@@ -135,6 +135,7 @@ def _chunk_metadata(video_id: str, plan: ChunkPlan, lay: VideoLayout, scan, pts_
             "alignment_confidence": align.get("confidence"),
         },
         "t_ns": {"start": int(frame_t[plan.start_frame]), "end": t1},
+        "timing": timing,
         "video": {"path": str(lay.chunk_video(plan.chunk_id)), "cut": mode,
                   **({"reencode_reason": demoted} if demoted else {})},
         "audio": ({"path": str(lay.chunk_audio(plan.chunk_id)),
@@ -144,6 +145,18 @@ def _chunk_metadata(video_id: str, plan: ChunkPlan, lay: VideoLayout, scan, pts_
         "actions": act_stats,
     }
     return meta
+
+
+def _chunk_timing(frames: pa.Table, plan: ChunkPlan) -> dict:
+    """Recording segments (pauses) and OBS frame-grid gaps inside the chunk."""
+    out: dict = {}
+    sl = frames.slice(plan.start_frame, plan.n_frames)
+    if "segment" in frames.column_names:
+        out["segments"] = sorted(set(sl.column("segment").unique().to_pylist()))
+    if "slot" in frames.column_names:
+        slots = sl.column("slot").to_numpy()
+        out["frame_slots_missing"] = int(slots[-1] - slots[0] + 1 - len(slots))
+    return out
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
@@ -245,7 +258,8 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
                                    res.modes[p.chunk_id], res.demoted.get(p.chunk_id),
                                    has_audio_files,
                                    res.audio[p.chunk_id] if res.audio else None, stats,
-                                   session_meta, modality)
+                                   session_meta, modality,
+                                   _chunk_timing(frames, p))
             (adir / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n",
                                                 encoding="utf-8")
             total_events += stats["events"]
