@@ -565,8 +565,9 @@ def test_real_session_out_as_owa_mkv_and_back_gives_same_frame_times(real_output
     frames = pq.read_table(src / "frames.parquet")
     owa = tmp_path / "owa"
     owa.mkdir()
-    export_owa(src / "exp1.webm", frames, owa / "exp1.mkv")
-    shutil.copy(src / "exp1.jsonl", owa / "exp1.jsonl")
+    res = export_owa(src / "exp1.webm", frames, owa / "exp1.mkv", jsonl=src / "exp1.jsonl")
+    assert res["jsonl"] == str(owa / "exp1.jsonl")
+    assert (owa / "exp1.jsonl").read_bytes() == (src / "exp1.jsonl").read_bytes()
     res = align_session(owa / "exp1.mkv", progress=False)
     assert res["anchor_source"] == "owa_subtitles"
     back = pq.read_table(owa / "frames.parquet")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
@@ -123,13 +124,16 @@ def _frames_columns(frames_table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 
 
 def export_owa(video_path: str | os.PathLike, frames_table: pa.Table, out_mkv: str | os.PathLike,
-               per: str = "frame") -> dict:
+               per: str = "frame", jsonl: str | os.PathLike | None = None) -> dict:
     """Write ``out_mkv``: the video and every audio stream of ``video_path`` stream-copied
     (no re-encoding) plus a subtitle track (SubRip, title ``epoch_ns``) of epoch-ns cues
     from ``frames_table`` (``frames.parquet``: ``pts`` in the video's stream time base,
     ``t_ns`` epoch ns), one per frame or per second.
 
-    The file appears atomically. Returns ``{"out", "n_cues", "n_frames", "per"}``.
+    ``jsonl``: the session's event log (seed 002 shape); if given it is copied beside the
+    MKV as ``<out stem>.jsonl``, the pair OWA tools expect.
+
+    Files appear atomically. Returns ``{"out", "n_cues", "n_frames", "per", "jsonl"}``.
     Raises BadInput if the video is unreadable or the table does not describe it.
     """
     import av
@@ -140,6 +144,14 @@ def export_owa(video_path: str | os.PathLike, frames_table: pa.Table, out_mkv: s
     pts_col, t_col = _frames_columns(frames_table)
     if not video_path.is_file():
         raise BadInput(f"{video_path}: no such file")
+    jsonl_out = None
+    if jsonl is not None:
+        jsonl = Path(jsonl)
+        if not jsonl.is_file():
+            raise BadInput(f"{jsonl}: no such events file")
+        jsonl_out = out_mkv.with_suffix(".jsonl")
+        if jsonl_out.resolve() == jsonl.resolve():
+            jsonl_out = None          # already in place
     try:
         src = av.open(str(video_path))
     except (av.FFmpegError, OSError, ValueError) as e:
@@ -161,11 +173,15 @@ def export_owa(video_path: str | os.PathLike, frames_table: pa.Table, out_mkv: s
                     if n_video != len(pts_col):
                         raise BadInput(f"{video_path}: has {n_video} video frames, frames table "
                                        f"has {len(pts_col)}")
+                if jsonl_out is not None:
+                    with atomic_path(jsonl_out) as tmpj:
+                        shutil.copyfile(jsonl, tmpj)
             except OSError as e:
                 raise EnvProblem(f"cannot write {out_mkv}: {e.strerror or _msg(e)}") from None
     finally:
         src.close()
-    return {"out": str(out_mkv), "n_cues": len(cues), "n_frames": n_video, "per": per}
+    return {"out": str(out_mkv), "n_cues": len(cues), "n_frames": n_video, "per": per,
+            "jsonl": str(jsonl_out or jsonl) if jsonl is not None else None}
 
 
 def _remux(src, vs, audio, srt: Path, tmp: Path, known_pts: set[int]) -> int:
