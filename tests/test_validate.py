@@ -577,3 +577,53 @@ def test_real_session_out_as_owa_mkv_and_back_gives_same_frame_times(real_output
     ev_b = pq.read_table(owa / "events.parquet", columns=["t_ns", "frame_ref"])
     assert ev_a.equals(ev_b)
     assert msgs(validate_path(owa)) == []
+
+
+# --------------------------------------------------------------------------- JSON Schemas
+
+def test_schema_validator_semantics():
+    from companion.contract.metadata import check_format_version, validate_json
+    base = {"format_version": "1.4.2", "session_id": "a.b-c_1", "captured_at": "2025-01-01T00:00:00.5+02:00"}
+    assert validate_json(base, "session_metadata") == []
+    assert validate_json(base | {"dropped_frames": 3.0}, "session_metadata") == []      # 3.0 is an integer
+    assert validate_json(base | {"dropped_frames": True}, "session_metadata") == [
+        "dropped_frames: expected integer or null, got boolean"]
+    assert validate_json(base | {"dropped_frames": 2.5}, "session_metadata") == [
+        "dropped_frames: expected integer or null, got number"]
+    assert validate_json(base | {"session_id": "../x"}, "session_metadata") == [
+        "session_id: '../x' does not match ^[A-Za-z0-9][A-Za-z0-9._-]*$"]
+    assert validate_json(base | {"resolution": [1920, 0]}, "session_metadata") == [
+        "resolution[1]: 0 is below the minimum 1"]
+    assert validate_json(base | {"alignment": {"warnings": ["ok", 3]}}, "session_metadata") == [
+        "alignment.warnings[1]: expected string, got number"]
+    assert validate_json(base | {"future_key": {"anything": 1}}, "session_metadata") == []   # minor versions add keys
+    assert validate_json([], "dataset") == ["(root): expected object, got array"]
+    assert check_format_version("1.99.0-rc.1+build") is None
+    assert "major version 0" in check_format_version("0.9.0")
+    assert "not a semantic version" in check_format_version("1.0")
+    assert "not a semantic version" in check_format_version(1)
+
+
+def test_every_packaged_schema_uses_only_implemented_keywords():
+    from companion.contract.metadata import SCHEMA_NAMES, _check_keywords, load_schema
+    for name in SCHEMA_NAMES:
+        s = load_schema(name)
+        assert s["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    with pytest.raises(ValueError, match="'oneOf'"):
+        _check_keywords({"properties": {"a": {"oneOf": []}}}, "#")
+
+
+def test_capture_metadata_builder_output_is_valid():
+    """The companion's metadata.json (companion/capture/metadata.py) meets the schema."""
+    from companion.capture.metadata import build_session_metadata
+    from companion.contract.metadata import validate_json
+    md = build_session_metadata(
+        session_id="s1", started_epoch_ns=1_700_000_000_123_456_789, status="complete",
+        end_reason="stopped by user", obs_version="29.0.2", obs_websocket_version="5.1.0",
+        video={"fpsNumerator": 60000, "fpsDenominator": 1001, "outputWidth": 1280, "outputHeight": 720,
+               "baseWidth": 1920, "baseHeight": 1080},
+        encoder={"codec": "h264", "encoder": "obs_x264", "bitrate_kbps": 2500},
+        sidecar_stop={"total_frames": 100, "lagged_frames": 1, "skipped_frames": 0},
+        consent=True, consent_source="--consent", record_audio=False, privacy={}, keyboard=True,
+        mouse=True, window_id=0x3a00007)
+    assert validate_json(md, "session_metadata") == []
