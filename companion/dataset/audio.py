@@ -56,6 +56,7 @@ class AudioSplitter:
         self._tol = int(round(self.CONTIGUITY_S * rate))
         self._resampler = None
         self._pending: list = []
+        self._tb: tuple[int, int] | None = None
         self._pend_pos = 0
         self.on_written = on_written
         self.samples_total = 0
@@ -65,12 +66,16 @@ class AudioSplitter:
         """Place one decoded ``av.AudioFrame`` (any sample format) on the timeline.
 
         Contiguous frames are batched (up to one second) and converted together."""
-        pts, tb = frame.pts, frame.time_base
-        if pts is None or tb is None:
+        pts = frame.pts
+        if self._tb is None and pts is not None:
+            tb = frame.time_base                        # one stream: constant; read once
+            if tb is not None:
+                self._tb = (tb.numerator * self.rate, tb.denominator)
+        if pts is None or self._tb is None:
             pos = self._next_pos if self._next_pos is not None else 0
         else:
-            num = pts * tb.numerator * self.rate
-            den = tb.denominator
+            num, den = self._tb
+            num *= pts
             pos = (2 * num + den) // (2 * den)          # round half up, exact integers
             if self._next_pos is not None and abs(pos - self._next_pos) <= self._tol:
                 pos = self._next_pos
@@ -164,7 +169,8 @@ class AudioSplitter:
             w.setnchannels(self.channels)
             w.setsampwidth(2)
             w.setframerate(self.rate)
-            w.writeframes(buf.astype("<i2", copy=False).tobytes())
+            data = np.ascontiguousarray(buf.astype("<i2", copy=False))
+            w.writeframes(memoryview(data).cast("B"))
         self._done[i] = True
         if self.on_written is not None:
             self.on_written(i)

@@ -148,8 +148,9 @@ def ensure_dataset(root: Path, num_shards: int | None = None,
     path = root / DATASET_META
     if not path.exists():
         if root.exists():
-            foreign = [p.name for p in root.iterdir()
-                       if p.name not in (*TOP_DIRS, INDEX_PARTS, INDEX_FILE, STAGING, LOCKS)]
+            # dot-names are work files (another run may be creating this root right now)
+            foreign = [p.name for p in root.iterdir() if not p.name.startswith(".")
+                       and p.name not in (*TOP_DIRS, INDEX_PARTS, INDEX_FILE)]
             if foreign:
                 raise BadInput(f"{root} is not empty and has no {DATASET_META}: not a dataset "
                                f"root (found {sorted(foreign)[0]!r}); choose an empty or new folder")
