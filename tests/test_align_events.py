@@ -513,3 +513,13 @@ def test_chunked_parsing_gives_the_same_result(tmp_path, monkeypatch, chunk):
     want = [hashlib.sha256(b).hexdigest() for b in lines_b if b'"control_publisher"' in b
             and b"gamepad" not in b]
     assert got.hash.to_pylist() == want
+
+
+def test_numbers_beyond_float_range_are_refused(tmp_path):
+    p = tmp_path / "s.jsonl"
+    lines = [format_line(t, s, d) for t, s, d in ALL_FORMS[:6]]
+    lines.insert(3, '{"timestamp_ns":1740119250000000000,"event_src":"control_publisher",'
+                    '"event_data":"[\\"mouse.move\\",1e400,5]"}\n')
+    p.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(BadInput, match=r":4: x must be finite"):
+        read_events_jsonl(p)

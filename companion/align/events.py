@@ -556,6 +556,12 @@ def _parse_controls(data: pa.Array, lineno: np.ndarray, spath: str) -> dict[str,
             empty = np.asarray(pc.equal(nm, "").to_numpy(zero_copy_only=False), bool)
             name_idx[ok] = np.where(empty, -1, ni)
             done[ok] = True
+        # numbers JSON allows but float64 can't hold (1e400): let json.loads reject them
+        mousey = (kind >= KIND_MOVE) & (kind <= KIND_SCROLL)
+        wheel = kind == KIND_SCROLL
+        bad = done & ((mousey & ~(np.isfinite(x) & np.isfinite(y)))
+                      | (wheel & ~(np.isfinite(dx) & np.isfinite(dy))))
+        done &= ~bad
     rest = np.flatnonzero(~done)
     if rest.size:
         slow = data.take(pa.array(rest)).to_pylist()
