@@ -627,3 +627,28 @@ def test_capture_metadata_builder_output_is_valid():
         consent=True, consent_source="--consent", record_audio=False, privacy={}, keyboard=True,
         mouse=True, window_id=0x3a00007)
     assert validate_json(md, "session_metadata") == []
+
+
+def test_dataset_checksum_files_when_present(dataset):
+    """Datasets may carry sha256sum files (root integrity.sha256, index/<video_id>.sha256);
+    when present, a flipped byte in any listed file is caught and named."""
+    files = sorted(p.relative_to(dataset).as_posix() for p in dataset.rglob("*")
+                   if p.is_file() and p.name not in ("integrity.sha256",))
+    (dataset / "index").mkdir()
+    half = len(files) // 2
+    for target, names in ((dataset / "integrity.sha256", files[:half]),
+                          (dataset / "index" / "vid0.sha256", files[half:])):
+        target.write_text("".join(f"{hashlib.sha256((dataset / n).read_bytes()).hexdigest()}  {n}\n"
+                                  for n in names))
+    pq.write_table(pq.read_table(dataset / "index.parquet"), dataset / "index" / "vid0.parquet")
+    assert msgs(validate_path(dataset)) == []
+    for rel in (files[0], files[-1]):
+        p = dataset / rel
+        data = bytearray(p.read_bytes())
+        data[len(data) // 2] ^= 0x10
+        p.write_bytes(bytes(data))
+    out = msgs(validate_path(dataset))
+    assert f"{dataset}/{files[0]}: sha256 does not match integrity.sha256: the file changed after it " \
+           f"was written" in out
+    assert f"{dataset}/{files[-1]}: sha256 does not match index/vid0.sha256: the file changed after " \
+           f"it was written" in out
