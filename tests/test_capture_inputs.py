@@ -284,4 +284,4 @@ def test_flusher_bounds_delivery_delay(display_env):
     n = len(got)
     cap.stop()
     d.close()
-    assert n == 20 and cap.max_delivery_ns < 200e6
+    assert n == 20 and cap.max_delivery_ns < 500e6  # without the flusher: n < 20 until stop()

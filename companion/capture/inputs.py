@@ -371,10 +371,16 @@ class InputCapture:
     def _emit(self, t: int, data: list) -> None:
         self.seen += 1
         p = self._privacy
-        if p is not None and not p.allows(ev.SRC_CONTROL, data,
-                                          self._window_at(t) if self._window_at else self._window()):
-            self.filtered += 1
-            return
+        if p is not None:
+            if not p.uses_window:
+                win = None
+            elif self._window_at is not None:
+                win = self._window_at(t)
+            else:
+                win = self._window()
+            if not p.allows(ev.SRC_CONTROL, data, win):
+                self.filtered += 1
+                return
         self._sink(t, ev.SRC_CONTROL, data)
         self.passed += 1
 

@@ -110,6 +110,12 @@ class PrivacyFilter:
         self._held_buttons: set = set()   # mouse buttons whose press was logged
         self._lock = threading.Lock()
 
+    @property
+    def uses_window(self) -> bool:
+        """False if no window pattern is set: decisions then never depend on the window
+        (callers may pass None and skip looking it up)."""
+        return bool(self.only_window or self.deny_window)
+
     # -- consent ---------------------------------------------------------------
     def require_consent(self) -> None:
         """Raise NMError (exit code 2) unless consent was given."""

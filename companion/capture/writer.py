@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import json
+import operator
 import os
 import queue
 import threading
@@ -192,7 +193,10 @@ class JsonlWriter:
             self._write_batch(rest)
 
     def _write_batch(self, batch: list) -> None:
-        batch.sort(key=_ts_key)
+        try:
+            batch.sort(key=_first)  # stable; C-speed key
+        except TypeError:  # a non-int timestamp (refused by format_line below)
+            batch.sort(key=_ts_key)
         lines = []
         for ts, src, data in batch:
             try:
@@ -228,6 +232,9 @@ class JsonlWriter:
             self._note(f"writing {self.path} failed: {e.strerror or e}")
             return
         self.written += n_events
+
+
+_first = operator.itemgetter(0)
 
 
 def _ts_key(item) -> int:
