@@ -216,3 +216,19 @@ def test_many_events_are_processed_column_wise_fast():
     dt = time.perf_counter() - t0
     assert total == n
     assert dt < 5.0, dt
+
+
+def test_events_during_a_pause_belong_to_the_last_frame_before_it():
+    """Frames 0-29 then a 10 s pause (capture time jumps) then frames 30-89: an event in
+    the pause is on the screen of frame 29 (the design's frame_ref rule)."""
+    ft = FT.copy()
+    ft[30:] += 10_000_000_000
+    end = int(ft[-1]) + IV
+    t_pause = int(ft[29]) + 5_000_000_000
+    prep = prepare_actions(events_table([move(t_pause, 7, 7), move(int(ft[30]), 8, 8)], ft),
+                           ft, W, H, end)
+    raw0, _, _ = chunk_actions(prep, 0, 30, False)
+    raw1, _, _ = chunk_actions(prep, 30, 60, False)
+    assert raw0.column("frame_idx").to_pylist() == [29]
+    assert raw0.column("timestamp_ms").to_pylist() == [(t_pause - int(ft[0])) // MS]
+    assert raw1.column("frame_idx").to_pylist() == [0]

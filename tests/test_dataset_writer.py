@@ -159,7 +159,14 @@ def test_failure_midway_leaves_the_previous_state(tmp_path):
     leave the dataset exactly as it was, with no partial chunk anywhere."""
     sc, frames, events, meta = _session(tmp_path, gop=45)    # re-encoded chunks
     root = tmp_path / "ds"
-    write_dataset(root, "rec", sc, frames, events, meta, chunk_seconds=1.0)
+    s = write_dataset(root, "rec", sc, frames, events, meta, chunk_seconds=1.0)
+    assert (s["copied"], s["reencoded"]) == (1, 3)
+    m = json.loads((root / pq.read_table(root / "index.parquet").column("actions_dir")[0]
+                    .as_py() / "metadata.json").read_text())
+    assert m["video"] == {"path": m["original_video"]["url"], "cut": "reencode",
+                          "reencode_reason": "frame 30 (first of the next chunk) is not a "
+                                             "keyframe"}
+    assert decode_numbers(root / m["video"]["path"])[0] == list(range(30))
     before = _tree(root)
     src = Path(sc.path)
     src.write_bytes(src.read_bytes()[: src.stat().st_size * 2 // 3])

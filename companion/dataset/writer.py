@@ -147,6 +147,17 @@ def _chunk_metadata(video_id: str, plan: ChunkPlan, lay: VideoLayout, scan, pts_
     return meta
 
 
+def _reencode_reason(plan: ChunkPlan, scan, res) -> str | None:
+    """Why a chunk was re-encoded (None when it was stream-copied)."""
+    if res.modes[plan.chunk_id] == "copy":
+        return None
+    if plan.chunk_id in res.demoted:
+        return res.demoted[plan.chunk_id]
+    if not bool(scan.keyframe[plan.start_frame]):
+        return f"frame {plan.start_frame} (first of the chunk) is not a keyframe"
+    return f"frame {plan.end_frame} (first of the next chunk) is not a keyframe"
+
+
 def _chunk_timing(frames: pa.Table, plan: ChunkPlan) -> dict:
     """Recording segments (pauses) and OBS frame-grid gaps inside the chunk."""
     out: dict = {}
@@ -255,7 +266,7 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
             adir = staging / "actions" / lay.chunk_actions(p.chunk_id).name
             stats = act_stats[p.chunk_id]
             meta = _chunk_metadata(video_id, p, lay, scan, pts_ns, frame_t, end_t_ns,
-                                   res.modes[p.chunk_id], res.demoted.get(p.chunk_id),
+                                   res.modes[p.chunk_id], _reencode_reason(p, scan, res),
                                    has_audio_files,
                                    res.audio[p.chunk_id] if res.audio else None, stats,
                                    session_meta, modality,
