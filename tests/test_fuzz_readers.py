@@ -376,3 +376,47 @@ def test_validate_damaged_dataset_never_raises(tmp_path_factory, real_trees, dat
         _mutate(dst / rel, data)
     problems = validate_path(dst)
     assert all(isinstance(p.message, str) and "\n" not in p.message for p in problems)
+
+
+# --------------------------------------------------------------------------- other JSON metadata readers
+
+@FUZZ_IO
+@given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode())
+       | st.fixed_dictionaries({"format_version": json_values | st.just("1.0.0"),
+                                "num_shards": json_values | st.integers(-3, 20000)}).map(
+           lambda v: json.dumps(v).encode()))
+def test_dataset_meta_reader(tmp_path_factory, raw):
+    from companion.dataset.layout import read_dataset_meta
+    d = tmp_path_factory.mktemp("dm")
+    (d / "dataset.json").write_bytes(raw)
+    try:
+        read_dataset_meta(d)
+    except Exception as e:  # noqa: BLE001
+        one_line(e)
+
+
+@pytest.mark.xfail(strict=True, reason="companion/dataset/layout.py read_dataset_meta: json.loads "
+                   "RecursionError on deeply nested dataset.json is not caught (reported)")
+def test_dataset_meta_reader_deep_nesting(tmp_path):
+    from companion.dataset.layout import read_dataset_meta
+    (tmp_path / "dataset.json").write_bytes(b"[" * 100000 + b"]" * 100000)
+    try:
+        read_dataset_meta(tmp_path)
+    except Exception as e:  # noqa: BLE001
+        one_line(e)
+
+
+@pytest.mark.xfail(strict=True, reason="companion/load/dataset.py: dataset.json 'null' (or another "
+                   "non-object) -> AttributeError in Dataset.__init__ (reported)")
+@FUZZ_IO
+@given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()),
+       st.binary(max_size=200))
+def test_dataset_loader_open(tmp_path_factory, dj, index):
+    from companion.load.dataset import open_dataset
+    d = tmp_path_factory.mktemp("dl")
+    (d / "dataset.json").write_bytes(dj)
+    (d / "index.parquet").write_bytes(index)
+    try:
+        open_dataset(d)
+    except Exception as e:  # noqa: BLE001
+        one_line(e)
