@@ -4,9 +4,9 @@ The aligner's budget is 1.5x the time FFmpeg needs to stream-copy the same file 
 segments; scan_video is the part of it that touches the video, so it should use well
 under that. Prints both wall times and the ratio scan_video / ffmpeg.
 
-The input is built once and cached: a 10 s 1080p60 H.264 clip (libx264 ultrafast, with
-OBS-style caption SEI NALs appended to every 60th packet, as OBS 29 does) concatenated
-by stream copy to ``--seconds`` seconds, plus 48 kHz stereo AAC.
+The input is built once and cached: a 10 s 1080p60 H.264 clip (testsrc2, x264 veryfast,
+20 Mbit/s, 2 B-frames, 48 kHz stereo AAC) with OBS-style caption SEI NALs appended to
+every 60th video packet (as OBS 29 does), concatenated by stream copy to ``--seconds``.
 
     .venv/bin/python bench/bench_demux.py [--seconds 600] [--cache /tmp/nm-bench]
 """
@@ -18,11 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 
 from companion.align import sei
 from companion.align.cea608 import encode_pop_on, split_messages
@@ -31,55 +29,49 @@ from companion.contract.captions import ClockPair, encode_clock
 
 
 def _clip(path: Path, seconds: int = 10, fps: int = 60) -> None:
+    """A ``seconds`` long 1080p60 clip at about 20 Mbit/s (x264 veryfast, 2 B-frames, like
+    OBS defaults) with stereo AAC; then remuxed by PyAV appending an OBS-style caption
+    SEI NAL (length-prefixed, after the slice) to every 60th video packet."""
+    raw = path.with_suffix(".raw.mkv")
+    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+                    "-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate={fps}",
+                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+                    "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-b:v", "20M",
+                    "-bf", "2", "-g", "250", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2",
+                    str(raw)], check=True)
+    src = av.open(str(raw))
     out = av.open(str(path), "w")
-    st = out.add_stream("libx264", rate=fps)
-    st.width, st.height, st.pix_fmt = 1920, 1080, "yuv420p"
-    st.codec_context.options = {"preset": "ultrafast", "x264-params": "keyint=250:bframes=0",
-                                "crf": "18"}
-    ast = out.add_stream("aac", rate=48000)
-    ast.layout = "stereo"
-    rng = np.random.default_rng(0)
-    noise = rng.integers(0, 255, (1080, 1920 + 64 * seconds * fps // 60, 3), dtype=np.uint8)
-    n = seconds * fps
-
-    def mux(pkts):
-        for p in pkts:
-            if p.pts % 60 == 0:
-                text = encode_clock(ClockPair("bench", 1_700_000_000_000_000_000 + p.pts, p.pts))
+    vin, ain = src.streams.video[0], src.streams.audio[0]
+    vout = out.add_stream_from_template(vin)
+    aout = out.add_stream_from_template(ain)
+    n = 0
+    for p in src.demux(vin, ain):
+        if not p.size:
+            continue
+        if p.stream is vin:
+            if n % 60 == 0:
+                text = encode_clock(ClockPair("bench", 1_700_000_000_000_000_000 + n, n))
                 t35 = [sei.build_ga94_t35(m) for m in split_messages(encode_pop_on(text))]
-                q = av.Packet(bytes(p) + b"\x00\x00\x00\x01"
-                              + sei.build_h264_sei_nal([(4, t) for t in t35]))
+                nal = sei.build_h264_sei_nal([(4, t) for t in t35])
+                q = av.Packet(bytes(p) + len(nal).to_bytes(4, "big") + nal)
                 q.pts, q.dts, q.time_base, q.is_keyframe = p.pts, p.dts, p.time_base, p.is_keyframe
-                q.stream = st
-                out.mux(q)
-            else:
-                out.mux(p)
-
-    for i in range(n):
-        x = (i * 64) // 60
-        f = av.VideoFrame.from_ndarray(np.ascontiguousarray(noise[:, x:x + 1920]), format="rgb24")
-        f.pts = i
-        f.time_base = Fraction(1, fps)
-        mux(st.encode(f))
-    mux(st.encode(None))
-    spf = 1024
-    tone = (0.1 * np.sin(np.arange(spf * 2) / 20)).astype(np.float32).reshape(1, -1)
-    for k in range(seconds * 48000 // spf):
-        af = av.AudioFrame.from_ndarray(tone, format="flt", layout="stereo")
-        af.sample_rate, af.pts = 48000, k * spf
-        for p in ast.encode(af):
-            out.mux(p)
-    for p in ast.encode(None):
+                p = q
+            n += 1
+            p.stream = vout
+        else:
+            p.stream = aout
         out.mux(p)
     out.close()
+    src.close()
+    raw.unlink()
 
 
 def build_input(cache: Path, seconds: int) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
-    final = cache / f"bench_1080p60_{seconds}s.mkv"
+    final = cache / f"bench_1080p60_{seconds}s_v2.mkv"
     if final.exists():
         return final
-    clip = cache / "clip_1080p60_10s.mkv"
+    clip = cache / "clip_1080p60_10s_v2.mkv"
     if not clip.exists():
         print("encoding a 10 s 1080p60 clip (once)...", file=sys.stderr)
         _clip(clip)

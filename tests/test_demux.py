@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from companion.align import sei
-from companion.align.cea608 import encode_pop_on, split_messages
+from companion.align.cea608 import encode_pop_on, split_messages, wrap_rows
 from companion.align.demux import scan_video
 from companion.contract.captions import SegmentAnchor, decode_caption, encode_anchor
 from companion.util.errors import BadInput
@@ -169,6 +169,19 @@ def test_h264_mkv_pts_keyframes_fps_bframes_captions(tmp_path, fps, bframes):
     assert s.duplicate_pts == 0 and s.missing_frames == 0
 
 
+def test_many_consecutive_captions_each_found_once(tmp_path):
+    # one caption on every other packet, lengths 1..120 characters: every position of
+    # EOC relative to the 31-pair cc_data() boundaries occurs
+    f = tmp_path / "many.mkv"
+    words = "NM1 C R=abc E=1763712000123456789 M=98765432109876 K=DEADBEEF x y z " * 3
+    caps = {2 * k: words[: 1 + (k * 7) % 120].strip() or "X" for k in range(60)}
+    wrote = encode(f, n=120, bframes=0, gop=30, captions=caps)
+    s = scan_video(f)
+    assert [i for i, _ in s.captions] == [2 * k for k in range(60)]
+    assert [t for _, t in s.captions] == ["\n".join(wrap_rows(caps[2 * k])) for k in range(60)]
+    check_against(s, wrote, 120)
+
+
 def test_caption_on_b_frame_is_attributed_by_presentation_rank(tmp_path):
     f = tmp_path / "bcap.mkv"
     # with bframes=2 and gop 10, frames 1, 2 are B-frames decoded after frame 3
@@ -269,6 +282,9 @@ def test_truncated_mkv_is_detected(tmp_path):
     assert half.truncated and half.n_frames < full.n_frames
     assert half.warnings and "end at" in " ".join(half.warnings)
     assert flat(half.captions) == [(0, anchor(0, 0))]  # what survived is still usable
+    # losing the last few frames (a small fraction of the file) is caught too
+    near = scan_video(_cut(f, tmp_path / "near.mkv", 0.97))
+    assert near.truncated and full.n_frames - 10 < near.n_frames < full.n_frames
 
 
 def test_truncated_faststart_mp4_is_detected(tmp_path):
@@ -290,7 +306,8 @@ def test_mp4_without_index_is_bad_input(tmp_path):
     assert "cut.mp4" in str(ei.value) and "\n" not in str(ei.value)
 
 
-@pytest.mark.parametrize("kind", ["text", "empty", "missing", "dir", "audio_only", "garbage"])
+@pytest.mark.parametrize("kind", ["text", "empty", "missing", "dir", "audio_only", "garbage",
+                                  "png", "jpeg"])
 def test_not_a_video_is_one_line_bad_input(tmp_path, kind):
     p = tmp_path / f"in_{kind}.mkv"
     if kind == "text":
@@ -305,6 +322,10 @@ def test_not_a_video_is_one_line_bad_input(tmp_path, kind):
         p = tmp_path / "tone.wav"
         subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
                         "-i", "sine=d=0.5", str(p)], check=True)
+    elif kind in ("png", "jpeg"):
+        p = tmp_path / f"still.{'png' if kind == 'png' else 'jpg'}"
+        subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+                        "-i", "testsrc2=size=64x64", "-frames:v", "1", str(p)], check=True)
     with pytest.raises(BadInput) as ei:
         scan_video(p)
     msg = str(ei.value)

@@ -35,10 +35,11 @@ STANDARD_RATES = (Fraction(24000, 1001), Fraction(24), Fraction(25), Fraction(30
 
 TEXT_SUBTITLE_CODECS = ("subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text")
 
-# A declared duration longer than the last packet's end by more than this many seconds
-# (or this fraction of the declared duration, whichever is larger) means a cut file.
-TRUNCATION_SLACK_S = 1.0
-TRUNCATION_SLACK_FRAC = 0.02
+# A declared duration longer than the last video packet's end by more than this many
+# seconds means a cut file. The video track's own duration is exact; the container's
+# covers audio too, which may run a little longer than the video.
+TRUNCATION_SLACK_VIDEO_S = 0.1  # or 3 frame intervals, whichever is larger
+TRUNCATION_SLACK_CONTAINER_S = 1.5
 
 
 @dataclass(eq=False)
@@ -105,7 +106,10 @@ def _open(path: Path):
     try:
         return av.open(str(path), mode="r")
     except av.error.FFmpegError as e:
-        raise _bad(path, f"not a readable video file ({_ffmsg(e)})") from None
+        hint = ""
+        if path.suffix.lower() in (".mp4", ".mov", ".m4v"):
+            hint = "; an MP4/MOV whose recording was interrupted has no index (record to MKV)"
+        raise _bad(path, f"not a readable video file ({_ffmsg(e)}){hint}") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise _bad(path, f"cannot open ({e})") from None
 
@@ -212,9 +216,14 @@ def scan_video(path: str | os.PathLike, progress=None) -> VideoScan:
 
 
 def _scan(container, path: Path, progress) -> VideoScan:
-    if not container.streams.video:
+    fmt = (container.format.name or "") if container.format else ""
+    if fmt.startswith("image2") or fmt.endswith("_pipe"):
+        raise _bad(path, f"is a still image ({fmt}), not a video")
+    videos = [s for s in container.streams.video
+              if not (s.disposition & av.stream.Disposition.attached_pic)]
+    if not videos:
         raise _bad(path, "no video stream")
-    vs = container.streams.video[0]
+    vs = videos[0]
     cc = vs.codec_context
     try:  # the codec, not the decoder PyAV picked (libdav1d for AV1)
         codec = cc.codec.canonical_name or cc.name or "unknown"
@@ -361,9 +370,14 @@ def _scan(container, path: Path, progress) -> VideoScan:
     if demux_error:
         truncated = True
         warnings.append(f"demuxing stopped early: {demux_error}")
+    actual_end_s = float(end_ticks * tb)
     if declared_end_s is not None:
-        actual_end_s = float(end_ticks * tb)
-        slack = max(TRUNCATION_SLACK_S, TRUNCATION_SLACK_FRAC * declared_end_s)
+        if declared_src == "container duration":
+            slack = TRUNCATION_SLACK_CONTAINER_S
+        elif fps > 0:
+            slack = max(TRUNCATION_SLACK_VIDEO_S, 3 / float(fps))
+        else:
+            slack = 0.5
         if declared_end_s - actual_end_s > slack:
             truncated = True
             warnings.append(f"{declared_src} says {declared_end_s:.3f} s but video packets "
