@@ -199,8 +199,8 @@ def _raw_cols(ev: pa.Table, tcode: np.ndarray) -> pa.Table:
     etype = pc.take(mapped, enc.indices)
     up = tcode == _KINDS.index("mouseup")
     etype = pc.if_else(pa.array(up), pa.scalar("mouseup"), etype)
-    is_down = np.isin(tcode, [0, 3])
-    is_up = np.isin(tcode, [1, 4])
+    is_down = (tcode == 0) | (tcode == 3)
+    is_up = (tcode == 1) | (tcode == 4)
     # state for presses/releases when the table left it empty
     state = pc.if_else(pa.array(is_down), pa.scalar("pressed"),
                        pc.if_else(pa.array(is_up), pa.scalar("released"),
@@ -264,7 +264,10 @@ def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int,
         tcode[np.isin(raw_idx, clicks) & released] = _KINDS.index("mouseup")
 
     def type_mask(*names: str) -> np.ndarray:
-        return np.isin(tcode, [_KINDS.index(x) for x in names])
+        m = np.zeros(n, bool)
+        for x in names:
+            m |= tcode == _KINDS.index(x)
+        return m
 
     is_down = type_mask("keydown", "mousedown")
     is_up = type_mask("keyup", "mouseup")
@@ -424,7 +427,7 @@ def chunk_actions(prep: PreparedActions, start_frame: int, end_frame: int,
 
     keep = prep.drop[lo:hi] == 0
     kidx = np.flatnonzero(keep)
-    body = raw.take(pa.array(kidx))
+    body = raw if kidx.size == raw.num_rows else raw.take(pa.array(kidx))
     body = body.set_column(body.schema.get_field_index("mouse_x_norm"), "mouse_x_norm",
                            _norm_col(prep.norm_x[lo:hi][kidx], raw.column("mouse_x_norm"), kidx,
                                      sl.column("mouse_x")))
