@@ -23,7 +23,8 @@ import pytest
 from companion.align import sei
 from companion.align.cea608 import encode_pop_on, split_messages, wrap_rows
 from companion.align.demux import scan_video
-from companion.contract.captions import SegmentAnchor, decode_caption, encode_anchor
+from companion.contract.captions import ClockPair, SegmentAnchor, decode_caption, encode_anchor
+from companion.contract.sidecar import read_sidecar, sidecar_path_for
 from companion.util.errors import BadInput
 from companion.util.progress import Progress
 
@@ -361,3 +362,23 @@ def test_real_obs29_recording_has_decodable_nm1_captions(path):
     # and never on a packet with pts below the last captioned one)
     frames = [i for i, _ in s.captions]
     assert frames == sorted(frames) and len(set(frames)) == len(frames)
+    # every caption OBS carried is ours and intact (no CaptionError above), and the
+    # segment anchors equal what the script wrote to its sidecar beside the recording
+    assert all(d is not None for _, d in decoded)
+    sc = read_sidecar(sidecar_path_for(path))
+    assert [d for _, d in ours if isinstance(d, SegmentAnchor)] == sc.segments
+    clocks = [d for _, d in ours if isinstance(d, ClockPair)]
+    assert clocks and all(c in sc.clocks for c in clocks)
+
+
+def test_obs29_pause_fixture_facts():
+    """Facts about the fixture stated in tests/fixtures/README.md (measured by ffprobe
+    when it was recorded): 91 frames, last packet at 3033 ms, no frame at 3000 ms."""
+    path = Path(__file__).parent / "fixtures" / "obs29_h264_30fps_pause.mkv"
+    if not path.exists():
+        pytest.skip("fixture not recorded yet")
+    s = scan_video(path)
+    assert (s.width, s.height, s.fps, s.time_base) == (320, 240, 30, Fraction(1, 1000))
+    assert s.n_frames == 91 and int(s.pts[-1]) == 3033
+    assert s.has_bframes and s.has_audio and s.keyframe[0]
+    assert s.missing_frames == 1 and s.pts_gaps == [(90, 1)]
