@@ -523,3 +523,63 @@ def test_numbers_beyond_float_range_are_refused(tmp_path):
     p.write_text("".join(lines), encoding="utf-8")
     with pytest.raises(BadInput, match=r":4: x must be finite"):
         read_events_jsonl(p)
+
+
+def test_invalid_utf8_leading_zeros_and_lone_surrogates(tmp_path):
+    good = format_line(T0, CTRL, ["mouse.move", 1, 2]).encode()
+    p = tmp_path / "u.jsonl"
+    p.write_bytes(good + b'{"timestamp_ns":1740119250000000001,"event_src":"window_publisher",'
+                         b'"event_data":"{\\"title\\":\\"\xff\xfe\\"}"}\n' + good)
+    with pytest.raises(BadInput, match=r":2: not UTF-8 text"):
+        read_events_jsonl(p)
+    p.write_bytes(good + b'{"timestamp_ns":1740119250000000001,"event_src":"control_publisher",'
+                         b'"event_data":"[\\"keyboard.press\\",007,\\"a\\"]"}\n' + good)
+    with pytest.raises(BadInput, match=r":2: event_data is not valid JSON"):
+        read_events_jsonl(p)
+    # half of an emoji typed on Windows: kept, as U+FFFD
+    p.write_text("".join([format_line(T0, CTRL, ["keyboard.press", None, "\ud83d"]),
+                          format_line(T0 + 1, WIN, {"title": "a\udc00", "hWnd": 5}),
+                          format_line(T0 + 2, CTRL, ["mouse.click", 1, 2, "\udc00", True])]),
+                 encoding="utf-8")
+    r = rows(build(read_events_jsonl(p)))
+    assert dict(r[0]["metadata"]) == {"key_name": "\ufffd"}
+    assert dict(r[1]["metadata"]) == {"title": "a\ufffd"}
+    assert r[2]["mouse_button"] == "\ufffd" and r[2]["button_index"] is None
+
+
+hyp = pytest.importorskip("hypothesis")
+st = pytest.importorskip("hypothesis.strategies")
+
+_num = st.one_of(st.integers(-10**6, 10**6), st.floats(-1e6, 1e6, allow_nan=False))
+_event = st.one_of(
+    st.tuples(st.sampled_from(["keyboard.press", "keyboard.release"]),
+              st.one_of(st.none(), st.integers(0, 2**31 - 1)),
+              st.one_of(st.none(), st.text(max_size=4))).map(list),
+    st.tuples(st.sampled_from(["keyboard.press"]), st.integers(0, 300)).map(list),
+    st.tuples(st.just("mouse.move"), _num, _num).map(list),
+    st.tuples(st.just("mouse.click"), _num, _num,
+              st.sampled_from(["left", "right", "middle", "x1", "x2", "button9"]),
+              st.booleans()).map(list),
+    st.tuples(st.just("mouse.scroll"), _num, _num, _num, _num).map(list),
+)
+
+
+@hyp.settings(max_examples=40, deadline=None,
+              suppress_health_check=[hyp.HealthCheck.function_scoped_fixture])
+@hyp.given(st.lists(st.tuples(st.integers(0, 10**9), _event), min_size=1, max_size=30))
+def test_property_fast_and_json_paths_agree(tmp_path, evs):
+    """Random values through the companion's compact lines (fast path) and through lines
+    whose event_data starts with a space (no fast prefix matches: all json.loads) give
+    the same table."""
+    events = [(T0 + dt, CTRL, d) for dt, d in evs]
+    a = tmp_path / "pa.jsonl"
+    write_jsonl(a, events)
+    b = tmp_path / "pb.jsonl"
+    b.write_text("".join(json.dumps({"timestamp_ns": t, "event_src": s,
+                                     "event_data": " " + json.dumps(d)}) + "\n"
+                         for t, s, d in events), encoding="utf-8")
+    frames = [T0, T0 + 10**8, T0 + 5 * 10**8]
+    ta = build(read_events_jsonl(a), frames, video_size=(640, 480))
+    tb = build(read_events_jsonl(b), frames, video_size=(640, 480))
+    assert ta.drop_columns(["hash"]).equals(tb.drop_columns(["hash"]))
+    assert ta.num_rows == len(events)

@@ -125,7 +125,24 @@ def _parse_outer(raw: bytes) -> tuple[int, str, str]:
         raise _LineError("event_src must be a string")
     if not isinstance(data, str):
         raise _LineError("event_data must be a JSON document serialized to a string")
-    return ts, src, data
+    return ts, _text(src), data
+
+
+def _text(v: str) -> str:
+    """``v`` as valid Unicode: lone surrogates (JSON ``\\ud800`` escapes, e.g. half of an
+    emoji typed on Windows) become U+FFFD, so the string can be stored as UTF-8."""
+    try:
+        v.encode("utf-8")
+        return v
+    except UnicodeEncodeError:
+        return v.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _ident(v: Any) -> str | None:
+    """A window/process identifier as text: ints and strings only."""
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        return None
+    return _text(v) if isinstance(v, str) else str(v)
 
 
 def _num(v: Any, what: str) -> float:
@@ -160,7 +177,7 @@ def _parse_control(data: str) -> tuple | None:
         name = obj[2] if len(obj) > 2 else None
         if name is not None and not isinstance(name, str):
             raise _LineError("key name must be a string")
-        return (kind, -1 if vk is None else vk, name or None, math.nan, math.nan, None,
+        return (kind, -1 if vk is None else vk, _text(name) if name else None, math.nan, math.nan, None,
                 kind == KIND_KEY_DOWN, math.nan, math.nan)
     need = {KIND_MOVE: 3, KIND_CLICK: 5, KIND_SCROLL: 5}[kind]
     if len(obj) < need:
@@ -173,7 +190,7 @@ def _parse_control(data: str) -> tuple | None:
             raise _LineError("mouse button must be a string")
         if not isinstance(obj[4], bool):
             raise _LineError("mouse.click pressed must be true or false")
-        return (kind, -1, None, x, y, obj[3], obj[4], math.nan, math.nan)
+        return (kind, -1, None, x, y, _text(obj[3]), obj[4], math.nan, math.nan)
     return (kind, -1, None, x, y, None, False, _num(obj[3], "dx"), _num(obj[4], "dy"))
 
 
@@ -194,11 +211,9 @@ def _window_event(t: int, line: int, h: str, obj: dict) -> WindowEvent:
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             for v in rect):
         r = tuple(float(v) for v in rect)  # type: ignore[assignment]
-    wid = obj.get("hWnd")
     title = obj.get("title")
-    return WindowEvent(t_ns=t, line=line, hash=h,
-                       window_id=None if wid is None else str(wid),
-                       title=title if isinstance(title, str) else None, rect=r, data=obj)
+    return WindowEvent(t_ns=t, line=line, hash=h, window_id=_ident(obj.get("hWnd")),
+                       title=_text(title) if isinstance(title, str) else None, rect=r, data=obj)
 
 
 # ------------------------------------------------------------------------- fast paths
@@ -209,7 +224,7 @@ _RE_SCROLL = (rf'^{_S}\[{_S}"mouse\.scroll"{_S},{_S}(?P<x>{_NUM}){_S},{_S}(?P<y>
               rf'{_S}(?P<dx>{_NUM}){_S},{_S}(?P<dy>{_NUM}){_S}\]{_S}$')
 _RE_CLICK = (rf'^{_S}\[{_S}"mouse\.click"{_S},{_S}(?P<x>{_NUM}){_S},{_S}(?P<y>{_NUM}){_S},'
              rf'{_S}"(?P<b>[A-Za-z0-9_]+)"{_S},{_S}(?P<p>true|false){_S}\]{_S}$')
-_RE_KEY = (rf'^{_S}\[{_S}"keyboard\.(?P<a>press|release)"{_S},{_S}(?P<vk>[0-9]{{1,9}}|null){_S}'
+_RE_KEY = (rf'^{_S}\[{_S}"keyboard\.(?P<a>press|release)"{_S},{_S}(?P<vk>0|[1-9][0-9]{{0,8}}|null){_S}'
            rf'(?:,{_S}"(?P<n>[^"\\\x00-\x1f]+)"{_S})?\]{_S}$')
 
 
@@ -412,8 +427,10 @@ def _outer_chunk(data: bytes, starts: np.ndarray, ends: np.ndarray, lineno: np.n
             parse_options=pj.ParseOptions(explicit_schema=_OUTER_SCHEMA,
                                           unexpected_field_behavior="ignore"))
         if tbl.num_rows == n and all(tbl.column(i).null_count == 0 for i in range(3)):
-            return (np.asarray(tbl.column(0).to_numpy(), dtype=np.int64),
-                    tbl.column(1).combine_chunks(), tbl.column(2).combine_chunks(), None)
+            src, edata = tbl.column(1).combine_chunks(), tbl.column(2).combine_chunks()
+            src.validate(full=True)                     # UTF-8: else name the line below
+            edata.validate(full=True)
+            return np.asarray(tbl.column(0).to_numpy(), dtype=np.int64), src, edata, None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     tsl, srcl, datal = [], [], []
@@ -857,8 +874,9 @@ def _focus_metadata(focus: list[WindowEvent]) -> pa.Array:
         if w.title is not None:
             items.append(("title", w.title))
         for k in ("app", "pid"):
-            if d.get(k) is not None:
-                items.append((k, str(d[k])))
+            v = _ident(d.get(k))
+            if v is not None:
+                items.append((k, v))
         if w.rect is not None:
             items.append(("rect", json.dumps([int(v) if float(v).is_integer() else v
                                               for v in w.rect], separators=(",", ":"))))
