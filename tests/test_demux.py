@@ -382,3 +382,18 @@ def test_obs29_pause_fixture_facts():
     assert s.n_frames == 91 and int(s.pts[-1]) == 3033
     assert s.has_bframes and s.has_audio and s.keyframe[0]
     assert s.missing_frames == 1 and s.pts_gaps == [(90, 1)]
+
+
+def test_corrupted_middle_does_not_raise(tmp_path):
+    f = tmp_path / "c.mkv"
+    encode(f, n=120, captions={k: f"CAP {k}" for k in range(0, 120, 5)})
+    data = bytearray(f.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + len(data) // 10] = np.random.default_rng(3).integers(
+        0, 256, len(data) // 10, dtype=np.uint8).tobytes()
+    g = tmp_path / "corrupt.mkv"
+    g.write_bytes(bytes(data))
+    s = scan_video(g)
+    assert 0 < s.n_frames <= 120
+    good = [(i, t) for i, t in s.captions if t.startswith("CAP ")]
+    assert good and good[0] == (0, "CAP 0")

@@ -372,3 +372,17 @@ def test_long_sequence_of_captions_decodes_exactly_once_each():
             shown += dec.feed_triplets(m)
     assert len(shown) == len(texts)
     assert shown == ["\n".join(cea608.wrap_rows(t)) for t in texts]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 255), st.integers(0, 255)), max_size=400))
+def test_decoder_never_raises_on_arbitrary_pairs(pairs):
+    dec = Cea608Decoder()
+    # start in pop-on mode half of the time so characters are really written
+    if pairs and pairs[0][0] & 1:
+        dec.feed(P(0x14), P(0x20))
+    for a, b in pairs:
+        t = dec.feed(a, b)
+        if t is not None:
+            rows = t.split("\n")
+            assert 1 <= len(rows) <= 15 and all(0 < len(r) <= 32 for r in rows)
