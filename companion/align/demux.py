@@ -16,6 +16,7 @@ MKVs keep one whose cue text is the epoch time in ns) is collected as
 from __future__ import annotations
 
 import os
+from array import array
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -264,8 +265,8 @@ def _scan(container, path: Path, progress) -> VideoScan:
             progress.total = int(declared_end_s * float(rate)) + 1
 
     warnings: list[str] = []
-    pts_l: list[int] = []
-    key_l: list[bool] = []
+    pts_l = array("q")  # 8 bytes per frame: memory stays flat for hours of video
+    key_l = array("b")
     end_l_max = None  # (pts, duration) of the packet with the largest pts
     reordered = False
     prev_pts = None
@@ -311,7 +312,7 @@ def _scan(container, path: Path, progress) -> VideoScan:
                             if text is not None:
                                 caps_raw.append((len(pts_l), text))
             pts_l.append(pts)
-            key_l.append(pkt.is_keyframe)
+            key_l.append(1 if pkt.is_keyframe else 0)
             if progress is not None:
                 pending += 1
                 if pending >= 64:
@@ -328,12 +329,15 @@ def _scan(container, path: Path, progress) -> VideoScan:
     if n == 0:
         if demux_error:
             raise _bad(path, f"no readable video packets ({demux_error})")
+        if no_ts:
+            raise _bad(path, f"none of the {no_ts} video packets has a timestamp "
+                             "(raw elementary stream?); remux it into MKV first")
         raise _bad(path, "video stream has no packets")
     if no_ts:
         warnings.append(f"{no_ts} video packets without timestamps were skipped")
 
-    pts_dec = np.fromiter(pts_l, dtype=np.int64, count=n)
-    key_dec = np.fromiter(key_l, dtype=np.bool_, count=n)
+    pts_dec = np.frombuffer(pts_l, dtype=np.int64).copy()
+    key_dec = np.frombuffer(key_l, dtype=np.int8).astype(np.bool_)
     del pts_l, key_l
     order = np.argsort(pts_dec, kind="stable")
     pts = pts_dec[order]
