@@ -13,6 +13,10 @@ Implemented from CEA-608-E (sections 4 and 7 and annex B) / 47 CFR 15.119:
   (the "send control codes twice" redundancy), also for special characters;
 * pop-on (RCL), paint-on (RDC) and roll-up (RU2-RU4, CR) modes; text mode (TR/RTD)
   input is ignored; pop-on captions are returned on EOC;
+* an EOC with nothing loaded since the previous EOC is ignored: libcaption starts each
+  cc_data() message with RCL RCL, so its doubled EOC can arrive as EOC RCL RCL EOC,
+  and a spec swap there would re-show the previous caption (libcaption's own decoder
+  copies instead of swapping, which makes the repeat a no-op as well);
 * PAC rows/indents, tab offsets TO1-TO3, BS, DER, EDM, ENM, mid-row codes (one
   space each), the basic, special North American and extended Western European
   character sets.
