@@ -80,6 +80,8 @@ class VideoScan:
     """``(frame_idx, n_missing)``: ``n_missing`` grid slots are empty before frame_idx."""
     warnings: list[str] = field(default_factory=list)
     """One-line notes: why ``truncated`` is set, dropped packets, odd timing."""
+    truncated_reason: str | None = None
+    """Why ``truncated`` is True (one line; the same text is also in ``warnings``)."""
 
     @property
     def n_frames(self) -> int:
@@ -370,10 +372,9 @@ def _scan(container, path: Path, progress) -> VideoScan:
     end_ticks = last_pts + last_dur
     duration_ns = int(round((end_ticks - int(pts[0])) * tb * 1_000_000_000))
 
-    truncated = False
+    reasons: list[str] = []
     if demux_error:
-        truncated = True
-        warnings.append(f"demuxing stopped early: {demux_error}")
+        reasons.append(f"demuxing stopped early: {demux_error}")
     actual_end_s = float(end_ticks * tb)
     if declared_end_s is not None:
         if declared_src == "container duration":
@@ -383,13 +384,15 @@ def _scan(container, path: Path, progress) -> VideoScan:
         else:
             slack = 0.5
         if declared_end_s - actual_end_s > slack:
-            truncated = True
-            warnings.append(f"{declared_src} says {declared_end_s:.3f} s but video packets "
-                            f"end at {actual_end_s:.3f} s")
+            reasons.append(f"{declared_src} says {declared_end_s:.3f} s but video packets "
+                           f"end at {actual_end_s:.3f} s")
+    warnings.extend(reasons)
+    truncated = bool(reasons)
 
     return VideoScan(
         path=str(path), codec=codec, width=width, height=height, fps=fps, time_base=tb,
         pts=pts, keyframe=keyframe, captions=captions, subtitle_cues=cues,
         has_audio=audio is not None, audio_rate=audio_rate, audio_channels=audio_channels,
         duration_ns=duration_ns, truncated=truncated, has_bframes=reordered,
-        duplicate_pts=duplicate_pts, missing_frames=missing, pts_gaps=gaps, warnings=warnings)
+        duplicate_pts=duplicate_pts, missing_frames=missing, pts_gaps=gaps, warnings=warnings,
+        truncated_reason="; ".join(reasons) or None)
