@@ -652,3 +652,23 @@ def test_dataset_checksum_files_when_present(dataset):
            f"was written" in out
     assert f"{dataset}/{files[-1]}: sha256 does not match index/vid0.sha256: the file changed after " \
            f"it was written" in out
+
+
+def test_frames_pts_ns_keyframes_and_slots_against_video(session):
+    def damage(t):
+        pns = t.column("pts_ns").to_numpy().copy()
+        pns[7] += 1000
+        kf = t.column("keyframe").to_pylist()
+        kf[3] = not kf[3]
+        t = set_col(set_col(t, "pts_ns", pns), "keyframe", kf)
+        if "slot" in t.column_names:
+            sl = t.column("slot").to_numpy().copy()
+            sl[9] = sl[8]
+            t = set_col(t, "slot", sl)
+        return t
+    rewrite_parquet(session / "frames.parquet", damage)
+    out = "\n".join(msgs(validate_path(session)))
+    assert "frames.parquet: pts_ns is not pts x time_base (1/1000 s): row 7" in out
+    assert "frames.parquet: keyframe flags differ from the video sess1.mkv at frame 3 (1 frames)" in out
+    if "slot" in pq.read_schema(session / "frames.parquet").names:
+        assert "frames.parquet: slot is not strictly increasing: row 9" in out

@@ -173,6 +173,23 @@ def check_chunk_tiling(chunks: Sequence[tuple[int, int, int]], n_frames: int | N
     return out
 
 
+def check_pts_ns(pts: np.ndarray, pts_ns: np.ndarray, time_base) -> list[str]:
+    """``pts_ns`` must be ``pts * time_base`` in ns (floored; ``time_base`` a Fraction-like
+    with numerator/denominator), either absolute or from the first frame, within 1 ns."""
+    num, den = int(time_base.numerator), int(time_base.denominator)
+    p = pts.astype(object)                      # exact big-int arithmetic
+    exp = np.array([(int(v) * num * 1_000_000_000) // den for v in p], dtype=np.int64)
+    got = np.asarray(pts_ns, dtype=np.int64)
+    ok_abs = np.abs(got - exp) <= 1
+    ok_rel = np.abs(got - (exp - exp[0])) <= 1
+    if np.all(ok_abs) or np.all(ok_rel):
+        return []
+    bad = ~ok_abs if ok_abs.sum() >= ok_rel.sum() else ~ok_rel
+    i = _first(bad)
+    return [f"pts_ns is not pts x time_base ({num}/{den} s): row {i} has {int(got[i])}, expected "
+            f"{int(exp[i])} ({_rows(int(bad.sum()))})"]
+
+
 def check_in_range(values: np.ndarray, valid: np.ndarray, lo: int | float, hi: int | float,
                    name: str, hi_inclusive: bool = False) -> list[str]:
     """Non-null ``values`` must lie in ``[lo, hi)`` (``[lo, hi]`` if ``hi_inclusive``)."""

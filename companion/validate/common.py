@@ -137,6 +137,8 @@ class VideoCount:
     pts: np.ndarray
     time_base: Any
     error: str | None = None
+    keyframe: np.ndarray | None = None
+    """keyframe flag of each frame, same (presentation) order as ``pts``"""
 
 
 def count_video_frames(path: Path) -> VideoCount:
@@ -154,6 +156,7 @@ def count_video_frames(path: Path) -> VideoCount:
             return VideoCount(0, np.empty(0, np.int64), None, "no video stream")
         vs = c.streams.video[0]
         pts: list[int] = []
+        key: list[bool] = []
         err = None
         try:
             for pkt in c.demux(vs):
@@ -162,11 +165,14 @@ def count_video_frames(path: Path) -> VideoCount:
                 t = pkt.pts if pkt.pts is not None else pkt.dts
                 if t is not None:
                     pts.append(int(t))
+                    key.append(bool(pkt.is_keyframe))
         except av.error.EOFError:
             pass
         except av.FFmpegError as e:
             err = f"demuxing stopped early ({_err(e)})"
-        arr = np.sort(np.asarray(pts, dtype=np.int64), kind="stable")
-        return VideoCount(len(arr), arr, vs.time_base, err)
+        raw = np.asarray(pts, dtype=np.int64)
+        order = np.argsort(raw, kind="stable")
+        return VideoCount(len(raw), raw[order], vs.time_base, err,
+                          np.asarray(key, dtype=bool)[order])
     finally:
         c.close()

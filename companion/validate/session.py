@@ -162,13 +162,31 @@ def _check_frames(rep: Report, vc, video: str | None):
     ft = column(t, "t_ns")
     if ft is not None:
         rep.extend(rel, checks.check_non_decreasing(ft[0], "t_ns"))
+    for name, strict in (("slot", True), ("segment", False)):
+        c = column(t, name)
+        if c is not None:
+            rep.extend(rel, checks.check_non_decreasing(c[0], name, strict=strict))
+    mono = column(t, "mono_ns")
+    if mono is not None and np.any(mono[1]):
+        rep.extend(rel, checks.check_non_decreasing(mono[0][mono[1]], "mono_ns (non-null values)"))
     if vc is not None:
         if vc.n_frames != n:
             rep.add(rel, f"has {n} rows, the video {video} has {vc.n_frames} frames")
-        elif pts is not None and not np.array_equal(np.sort(pts[0]), vc.pts):
-            diff = np.flatnonzero(np.sort(pts[0]) != vc.pts)
+        elif pts is not None and not np.array_equal(pts[0], vc.pts):
+            diff = np.flatnonzero(pts[0] != vc.pts)
             rep.add(rel, f"pts differ from the video {video} at frame {int(diff[0])} "
                          f"({len(diff)} frames)")
+        else:
+            pns = column(t, "pts_ns")
+            if pns is not None and pts is not None and vc.time_base is not None and n:
+                rep.extend(rel, checks.check_pts_ns(pts[0], pns[0], vc.time_base))
+            kf = t.column("keyframe").to_numpy(zero_copy_only=False) \
+                if "keyframe" in t.column_names and pa.types.is_boolean(t.schema.field("keyframe").type) \
+                and t.column("keyframe").null_count == 0 else None
+            if kf is not None and vc.keyframe is not None and not np.array_equal(kf, vc.keyframe):
+                bad = np.flatnonzero(kf != vc.keyframe)
+                rep.add(rel, f"keyframe flags differ from the video {video} at frame {int(bad[0])} "
+                             f"({len(bad)} frames)")
     if ft is None or not np.all(ft[1]):
         return None, n
     return ft[0], n
