@@ -206,7 +206,7 @@ def align_session(video, events=None, out=None, dataset=None, chunk_seconds: flo
     scan = scan_video(video, progress=p)
     p.close()
     if scan.truncated:
-        why = "; ".join(scan.warnings) or "the file ends mid-stream"
+        why = getattr(scan, "truncated_reason", None) or "the file ends mid-stream"
         raise BadInput(f"{video}: truncated recording ({why})")
     if len(scan.pts) == 0:
         raise BadInput(f"{video}: no video frames")
