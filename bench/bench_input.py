@@ -8,6 +8,9 @@ An injector *process* (so its CPU is not counted) moves the pointer with XTest
 
 - ``bare-pynput`` (baseline): a pynput mouse listener whose callback only appends
   ``(time.time_ns(), x, y)`` to a list -- the least any pynput-based logger can do;
+- ``xserver-time`` (reference): a pynput mouse listener recording only the X server's
+  event time (as InputCapture converts it): how late the X server itself dated the
+  injected input, the floor for any X11 logger;
 - ``companion``: ``InputCapture`` (keyboard + mouse listeners, privacy filter with
   consent) -> ``JsonlWriter`` (JSONL file on disk), plus a ``WindowTracker`` at 0.1 s,
   i.e. what ``nm-companion`` runs.
@@ -124,6 +127,36 @@ def _bare_listener(records: list):
     return finish, lambda: None
 
 
+def _xserver_time_listener(records: list):
+    """Reference: a pynput mouse listener that only records the X server's event time
+    (converted to epoch ns as InputCapture does) -- what the X server itself says."""
+    from pynput import mouse
+
+    from companion.capture.inputs import _disable_x11_record, _timed_listener, x11_event_epoch_ns
+
+    holder = []
+
+    def on_move(x, y, injected=False):
+        t = time.time_ns()
+        records.append((x11_event_epoch_ns(holder[0]._nm_xtime, t, time.monotonic_ns()) or t, x, y))
+
+    lst = _timed_listener(mouse.Listener)(on_move=on_move)
+    holder.append(lst)
+    lst.start()
+    lst.wait()
+    time.sleep(0.2)
+
+    def finish() -> None:
+        _disable_x11_record(lst, os.environ.get("DISPLAY"))
+        lst.join(5)
+        try:
+            lst.stop()
+        except Exception:
+            pass
+        return None
+    return finish, lambda: None
+
+
 def _companion(records: list, tmp: Path):
     """What nm-companion runs: InputCapture -> JsonlWriter, plus a WindowTracker."""
     from companion.capture.inputs import InputCapture
@@ -179,7 +212,12 @@ def thread_cpu_s() -> dict[str, float]:
 def measure(kind: str, display: str, n: int, rate: float, tmp: Path) -> dict:
     """Run one listener kind while injecting; returns the result row."""
     records: list[tuple[int, int, int]] = []
-    finish, read_back = _bare_listener(records) if kind == "bare-pynput" else _companion(records, tmp)
+    if kind == "bare-pynput":
+        finish, read_back = _bare_listener(records)
+    elif kind == "xserver-time":
+        finish, read_back = _xserver_time_listener(records)
+    else:
+        finish, read_back = _companion(records, tmp)
     threads0 = thread_cpu_s()
     wall0, cpu0 = time.monotonic(), time.process_time()
     stamps, inj_elapsed = run_injector(display, n, rate, tmp)
@@ -223,7 +261,7 @@ def main(argv=None) -> int:
     rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="nm-bench-input-") as td:
-            for kind in ("bare-pynput", "companion"):
+            for kind in ("bare-pynput", "xserver-time", "companion"):
                 sub = Path(td) / kind
                 sub.mkdir()
                 rows.append(measure(kind, display, n, args.rate, sub))
@@ -237,12 +275,15 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{r['kind']:<12} {r['injected']:>8} {r['inject_rate_hz']:>8.0f} {r['logged']:>8} {r['lost']:>5} "
               f"{r['cpu_pct']:>6.2f} {r['p50_ms']:>7.3f} {r['p99_ms']:>7.3f} {r['max_ms']:>7.2f}")
-    base, comp = rows
+    base, xref, comp = rows
     def ratio(a, b):
         return a / b if b else float("nan")
     print(f"ratio companion / bare-pynput: CPU {ratio(comp['cpu_pct'], base['cpu_pct']):.2f}x, "
           f"p50 latency {ratio(comp['p50_ms'], base['p50_ms']):.2f}x, "
           f"p99 latency {ratio(comp['p99_ms'], base['p99_ms']):.2f}x")
+    print(f"companion timestamp vs the X server's own event time: p50 {comp['p50_ms'] - xref['p50_ms']:+.3f} ms, "
+          f"p99 {comp['p99_ms'] - xref['p99_ms']:+.3f} ms (xserver-time row: how late the X server "
+          f"dated the injected input)")
     if comp["writer"]:
         w = comp["writer"]
         print(f"companion: clock {w['clock']}, max X delivery delay {w['max_delivery_ms']:.1f} ms; "

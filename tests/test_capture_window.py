@@ -306,3 +306,15 @@ def test_tracker_sees_focus_changes_at_once_and_knows_their_time(wm):
     assert tr.window_at(0).title == "Alpha"  # before the first observation: oldest known
     a.destroy()
     b.destroy()
+
+
+def test_tracker_logs_nothing_without_consent(wm):
+    a = wm.window("Anything", 0, 0, 100, 100)
+    wm.activate(a)
+    got, sink = _collect()
+    tr = W.WindowTracker(sink, interval_s=0.02, heartbeat_s=0.05, privacy=PrivacyFilter(consent=False))
+    tr.start()
+    time.sleep(0.2)
+    tr.stop()
+    assert got == [] and tr.current().title == "Anything"
+    a.destroy()

@@ -552,6 +552,8 @@ class WindowTracker:
             self._history = (self._history + ((since, info),))[-self.HISTORY:]
         self._current = info
         key = None if info is None else (info.window_id, info.title, info.rect, info.pid, info.app)
+        if p is not None and not p.consent:
+            return  # no consent: track (for current()/window_at()) but log nothing
         if p is not None and allowed != self._allowed:
             if self._allowed is not None or not allowed:
                 name = ev.REC_INPUT_RESUMED if allowed else ev.REC_INPUT_SUPPRESSED
