@@ -692,3 +692,34 @@ def test_owa_round_trip_across_a_pause_keeps_frame_times(real_outputs, tmp_path)
     align_session(out / "p.mkv", progress=False)
     back = pq.read_table(out / "frames.parquet").column("t_ns").to_numpy()
     assert np.array_equal(back, t)
+
+
+# --------------------------------------------------------------------------- real OBS recordings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_committed_obs_recording_aligned_validates(tmp_path):
+    """The committed OBS 29 fixture (H.264 with B-frames, a pause, captions + sidecar),
+    aligned by nm-align: valid; a flipped byte in the recording is named."""
+    from companion.align.session import align_session
+    stem = "obs29_h264_30fps_pause"
+    for suffix in (".mkv", ".anchors.jsonl"):
+        shutil.copy(FIXTURES / f"{stem}{suffix}", tmp_path / f"{stem}{suffix}")
+    (tmp_path / f"{stem}.jsonl").write_text("")
+    align_session(tmp_path / f"{stem}.mkv", progress=False)
+    assert msgs(validate_path(tmp_path)) == []
+    listed = (tmp_path / "integrity.sha256").read_text()
+    assert f"{stem}.anchors.jsonl" in listed and f"{stem}.mkv" in listed
+    p = tmp_path / f"{stem}.mkv"
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0x04
+    p.write_bytes(bytes(data))
+    assert any(pr.path == str(p) and "does not match integrity.sha256" in pr.message
+               for pr in validate_path(tmp_path))
+
+
+@pytest.mark.obs
+def test_real_obs_capture_session_and_dataset_validate(obs_aligned):
+    assert msgs(validate_path(obs_aligned["session"])) == []
+    assert msgs(validate_path(obs_aligned["dataset"])) == []
