@@ -115,12 +115,13 @@ def _now_iso() -> str:
 
 def read_dataset_meta(root: Path) -> dict:
     """Parse ``ROOT/dataset.json``; BadInput if unreadable, invalid or of another major."""
-    from companion.contract.metadata import check_format_version
-    path = root / DATASET_META
+    from companion.contract.metadata import check_format_version, loads_json_strict
+    path = Path(root) / DATASET_META
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise BadInput(f"{path}: unreadable dataset metadata ({e.__class__.__name__})") from None
+        raw = path.read_bytes()
+    except OSError as e:
+        raise BadInput(f"{path}: unreadable dataset metadata ({e.strerror})") from None
+    meta = loads_json_strict(raw, str(path))   # BadInput for bad UTF-8/JSON/deep nesting
     if not isinstance(meta, dict):
         raise BadInput(f"{path}: dataset metadata is not a JSON object")
     why = check_format_version(meta.get("format_version"))
