@@ -309,3 +309,48 @@ def test_with_the_real_demux_scan(tmp_path):
     for r in pq.read_table(root / "index.parquet").to_pylist():
         assert decode_numbers(root / r["video_path"])[0] == list(range(r["start_frame"],
                                                                        r["end_frame"]))
+
+
+def test_wrong_event_types_are_a_one_line_error(tmp_path):
+    import pyarrow as pa
+    sc, frames, events, meta = _session(tmp_path, n=30, audio=None)
+    root = tmp_path / "ds"
+    write_dataset(root, "v", sc, frames, events, meta)
+    bad = events.set_column(events.schema.get_field_index("t_ns"), "t_ns",
+                            pa.array(["x"] * events.num_rows))
+    with pytest.raises(BadInput, match="events table does not match"):
+        write_dataset(root, "v", sc, frames, bad, meta)
+
+
+def test_disk_full_midway_is_a_one_line_error_and_keeps_the_previous_state(tmp_path):
+    """A real write failure (file size limit, as a full disk would do: EFBIG instead of
+    ENOSPC) in a child process: one-line error, non-zero exit, dataset unchanged."""
+    sc, frames, events, meta = _session(tmp_path, audio="pcm")
+    root = tmp_path / "ds"
+    write_dataset(root, "v", sc, frames, events, meta, chunk_seconds=1.0)
+    before = _tree(root)
+    pq.write_table(frames, tmp_path / "frames.parquet")
+    pq.write_table(events, tmp_path / "events.parquet")
+    code = f"""
+import resource, signal, sys, pyarrow.parquet as pq
+sys.path.insert(0, {str(REPO)!r})
+from tests.test_dataset_media import scan
+from companion.dataset.writer import write_dataset
+from companion.util.errors import NMError
+sc = scan({sc.path!r})
+fr = pq.read_table({str(tmp_path / 'frames.parquet')!r})
+ev = pq.read_table({str(tmp_path / 'events.parquet')!r})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))   # the WAVs are 96 kB
+try:
+    write_dataset({str(root)!r}, "v", sc, fr, ev, {{}}, chunk_seconds=1.0)
+except NMError as e:
+    print("error:", e)
+    sys.exit(e.exit_code)
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 4, (r.stdout, r.stderr)
+    assert r.stdout.count("\n") == 1 and "failed" in r.stdout and not r.stderr
+    assert _tree(root) == before
+    assert list((root / ".staging").iterdir()) == []

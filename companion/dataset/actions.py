@@ -241,7 +241,11 @@ def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int,
     missing = [f.name for f in EVENTS_SCHEMA if f.name not in events.column_names]
     if missing:
         raise BadInput(f"events table lacks columns: {', '.join(missing)}")
-    events = events.select([f.name for f in EVENTS_SCHEMA])
+    try:
+        events = events.select([f.name for f in EVENTS_SCHEMA]).cast(EVENTS_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BadInput(f"events table does not match the events.parquet schema: {msg}") from None
     t = _np(events.column("t_ns"), np.int64, 0)
     if t.size and np.any(np.diff(t) < 0):
         order = np.argsort(t, kind="stable")

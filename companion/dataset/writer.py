@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from companion.contract.schemas import CHUNK_INDEX_SCHEMA
 from companion.contract.version import FORMAT_VERSION
 from companion.util.atomic import atomic_path
-from companion.util.errors import BadInput, EnvProblem
+from companion.util.errors import BadInput, EnvProblem, NMError
 
 from .actions import chunk_actions, prepare_actions
 from .chunking import ChunkPlan, plan_chunks
@@ -300,9 +300,16 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
                                encoding="utf-8")
             committing = True   # from here on the journal, not this process, owns staging
             _apply_journal(root, journal)
-    except BaseException:
+    except BaseException as e:
         if not committing:
             shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(e, OSError) and not isinstance(e, NMError):
+            # disk full, permissions, ... while writing (PyAV's errno errors are OSErrors too)
+            raise EnvProblem(f"writing the dataset under {root} failed: "
+                             f"{e.strerror or e}") from None
+        if type(e).__module__.startswith("av") and not isinstance(e, NMError):
+            raise NMError(f"FFmpeg failed while writing chunks of {video_id}: "
+                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         raise
     rebuild_index(root)
     modes = res.modes
