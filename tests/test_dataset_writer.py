@@ -237,8 +237,9 @@ time.sleep(max(0, {start} - time.time()))
 write_dataset({str(root)!r}, sys.argv[1], sc, fr, ev, {{}}, chunk_seconds=0.5)
 """
     vids = [f"v{i}" for i in range(4)]
+    # four different videos, plus a second writer of v0 racing the first one
     procs = [subprocess.Popen([sys.executable, "-c", code, v], cwd=REPO,
-                              stderr=subprocess.PIPE, text=True) for v in vids]
+                              stderr=subprocess.PIPE, text=True) for v in vids + ["v0"]]
     for p in procs:
         _, err = p.communicate(timeout=240)
         assert p.returncode == 0, err
@@ -252,6 +253,9 @@ write_dataset({str(root)!r}, sys.argv[1], sc, fr, ev, {{}}, chunk_seconds=0.5)
         assert all(r["shard"] == shard for r in rows)
         assert all((root / r["video_path"]).is_file() for r in rows)
     assert not [p for p in root.iterdir() if p.name.startswith(".dataset.json")]
+    assert sorted(p.name for p in (root / "video").rglob("*.mp4")) == sorted(
+        f"{v}_chunk_{c:04d}.mp4" for v in vids for c in range(3))
+    assert list((root / ".staging").iterdir()) == []
 
 
 def test_remove_video(tmp_path):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import json
 import os
 import re
@@ -187,17 +186,44 @@ def ensure_dataset(root: Path, num_shards: int | None = None,
     return meta
 
 
+def _lock_fd(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:               # Windows: lock the first byte, retrying while busy
+        import msvcrt
+        import time
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                return
+            except OSError:
+                time.sleep(0.05)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def _unlock_fd(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:
+        import msvcrt
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        return
+    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def locked(root: Path, name: str) -> Iterator[None]:
-    """Hold an exclusive ``fcntl`` lock on ``ROOT/.locks/<name>.lock`` (blocking)."""
+    """Hold an exclusive lock on ``ROOT/.locks/<name>.lock`` (blocking; ``fcntl.flock``
+    on POSIX, ``msvcrt.locking`` on Windows). Released when the process dies."""
     d = Path(root) / LOCKS
     d.mkdir(parents=True, exist_ok=True)
     fd = os.open(d / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
+        _lock_fd(fd)
         try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            yield
         finally:
-            os.close(fd)
+            _unlock_fd(fd)
+    finally:
+        os.close(fd)
