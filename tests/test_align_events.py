@@ -583,3 +583,17 @@ def test_property_fast_and_json_paths_agree(tmp_path, evs):
     tb = build(read_events_jsonl(b), frames, video_size=(640, 480))
     assert ta.drop_columns(["hash"]).equals(tb.drop_columns(["hash"]))
     assert ta.num_rows == len(events)
+
+
+def test_torn_line_followed_by_whitespace_lines_is_still_the_torn_tail(tmp_path):
+    p = tmp_path / "s.jsonl"
+    write_jsonl(p, ALL_FORMS[:5], tail='{"timestamp_ns":17401192\n  \n\t\n')
+    raw = read_events_jsonl(p)
+    assert raw.torn_tail and raw.torn_line == 6 and len(raw) == 2
+
+
+def test_single_garbled_line_is_not_a_torn_tail(tmp_path):
+    p = tmp_path / "s.jsonl"
+    p.write_text('{"timestamp_ns":17401192')
+    with pytest.raises(BadInput, match=r":1: not valid JSON"):
+        read_events_jsonl(p)

@@ -10,11 +10,12 @@ Two steps, so the aligner can fit the clock in between:
 - :func:`build_events_table` (pure): :class:`RawEvents` + frame capture times ->
   a ``pa.Table`` with exactly :data:`companion.contract.schemas.EVENTS_SCHEMA`.
 
-Speed: the outer objects are parsed by ``pyarrow.json`` (C++, multi-threaded) and the
+Speed: the outer objects are parsed by ``pyarrow.json`` (C++) and the
 ``event_data`` strings of the common control forms by anchored RE2 patterns
 (``pyarrow.compute.extract_regex``) that accept only the exact JSON shapes; anything the
 patterns do not match (unusual spacing, escaped key names, extra elements) goes through
 ``json.loads`` one line at a time, so the fast path never changes a result, only the time.
+Line hashes (sha256) are computed in a thread meanwhile.
 Column meanings: docs/contracts/events-parquet.md. Measured: bench/bench_events.py.
 """
 from __future__ import annotations
@@ -351,20 +352,18 @@ def read_events_jsonl(path: str | os.PathLike, progress: Any = None) -> RawEvent
         raise BadInput(f"{spath}: {n} lines is more than this reader supports ({_MAX_LINES})")
 
     torn_tail, torn_line = False, None
+    while n and not data[starts[n - 1]:ends[n - 1]].strip():   # trailing whitespace lines
+        n -= 1
+        starts, ends, lineno = starts[:n], ends[:n], lineno[:n]
     if n:
-        last = data[starts[-1]:ends[-1]]
-        if last.strip() == b"":
+        try:
+            _parse_outer(data[starts[-1]:ends[-1]])
+        except _LineError as e:
+            if n == 1:
+                raise BadInput(f"{spath}:{int(lineno[-1])}: {e}") from None
+            torn_tail, torn_line = True, int(lineno[-1])
             n -= 1
             starts, ends, lineno = starts[:n], ends[:n], lineno[:n]
-        else:
-            try:
-                _parse_outer(last)
-            except _LineError as e:
-                if n == 1:
-                    raise BadInput(f"{spath}:{int(lineno[-1])}: {e}") from None
-                torn_tail, torn_line = True, int(lineno[-1])
-                n -= 1
-                starts, ends, lineno = starts[:n], ends[:n], lineno[:n]
 
     if n == 0:
         return _empty(spath, torn_tail, torn_line)
