@@ -204,13 +204,14 @@ def split_video(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
     starts = [p.start_frame for p in plans]
 
     container = av_open(src)
+    copies: dict[int, _CopyChunk] = {}
+    audio_worker = None
     try:
         if not container.streams.video:
             raise BadInput(f"{src}: no video stream")
         vs = container.streams.video[0]
         streams = [vs]
         splitter = None
-        audio_worker = None
         a_stream = None
         if audio_paths is not None and scan.has_audio and container.streams.audio:
             a_stream = container.streams.audio[0]
@@ -218,7 +219,6 @@ def split_video(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
             splitter = AudioSplitter(chunk_time_ranges(scan, plans), audio_paths,
                                      int(scan.audio_rate), int(scan.audio_channels))
             audio_worker = _AudioWorker(a_stream, splitter)
-        copies: dict[int, _CopyChunk] = {}
         for p in plans:
             if p.copy:
                 copies[p.chunk_id] = _CopyChunk(p, Path(video_paths[p.chunk_id]), vs,
@@ -270,7 +270,8 @@ def split_video(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
                     if on_chunk:
                         on_chunk(cid, "copy")
         for cid, cc in copies.items():
-            if cc.dirty is not None:
+            if cc.dirty is not None:           # (also if it went bad after being closed)
+                modes[cid] = "reencode"
                 result.demoted[cid] = cc.dirty
                 with contextlib.suppress(FileNotFoundError):
                     Path(video_paths[cid]).unlink()
@@ -286,6 +287,11 @@ def split_video(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
     finally:
         if audio_worker is not None:
             audio_worker.stop()
+        for cc in copies.values():             # only open ones if we are failing
+            if cc.out is not None and not cc.closed:
+                cc.closed = True
+                with contextlib.suppress(Exception):
+                    cc.out.close()
         container.close()
 
 
