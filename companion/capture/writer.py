@@ -110,7 +110,8 @@ class JsonlWriter:
         ``timestamp_ns``: epoch ns (``time.time_ns()`` taken when the event happened);
         ``event_src``: e.g. "control_publisher"; ``event_data``: a JSON-able list/dict.
         Events put before ``start()`` are kept and written once started; after
-        ``close()`` they are counted as dropped.
+        ``close()`` they are counted as dropped. ``event_data`` is serialized later on
+        the writer thread: do not mutate it after the call.
         """
         if self._closed:
             self.dropped += 1
@@ -179,7 +180,11 @@ class JsonlWriter:
                 except queue.Empty:
                     break
             if batch:
-                self._write_batch(batch)
+                try:
+                    self._write_batch(batch)
+                except Exception as e:  # noqa: BLE001 - a bug must not kill the log
+                    self.dropped += len(batch)
+                    self._note(f"event writer failed: {type(e).__name__}: {e}")
         # anything put concurrently with close() after the sentinel
         rest = []
         while True:
