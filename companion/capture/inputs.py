@@ -119,6 +119,16 @@ def _timed_listener(cls):
     class TimedListener(cls):
         _nm_xtime = 0
 
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._nm_recording = threading.Event()  # set at RECORD StartOfData
+
+        def _handler(self, events):
+            # the first reply of an enabled RECORD context is StartOfData (no events):
+            # from then on the server intercepts input for us
+            self._nm_recording.set()
+            super()._handler(events)
+
         def _handle_message(self, display, event, injected):
             self._nm_xtime = event.time
             super()._handle_message(display, event, injected)
@@ -242,9 +252,10 @@ class InputCapture:
         self._flusher: _X11Flusher | None = None
         self._from_pynput = None
         self.clock = "callback"
-        self.seen = 0
-        self.passed = 0
-        self.filtered = 0
+        # [passed, filtered] per device; each list is only written by its listener
+        # thread, so no increment is lost to a race between the two
+        self._kb_counts = [0, 0]
+        self._ms_counts = [0, 0]
         self.errors = 0
         self.clock_fallbacks = 0
         self.max_delivery_ns = 0
@@ -298,9 +309,14 @@ class InputCapture:
                 _wait_ready(lst, 10.0)
             if self._x11:
                 # pynput marks a listener ready just *before* it enables its RECORD
-                # context; give that request time to reach the server so events that
-                # follow start() are not missed.
-                time.sleep(0.1)
+                # context: wait for the server's StartOfData so that input following
+                # start() is not missed (untimed listeners: give it 0.1 s).
+                for lst in self._listeners:
+                    rec = getattr(lst, "_nm_recording", None)
+                    if rec is None:
+                        time.sleep(0.1)
+                    elif not rec.wait(5.0):
+                        raise TimeoutError("X RECORD did not start within 5 s")
                 if self.flush_interval_s > 0 and self._listeners:
                     self._flusher = _X11Flusher(self._display_name, self.flush_interval_s)
                     self._flusher.start()
@@ -353,6 +369,7 @@ class InputCapture:
     def stats(self) -> dict:
         """Counters and the clock in use (JSON-able)."""
         return {"seen": self.seen, "passed": self.passed, "filtered": self.filtered,
+                "keyboard_passed": self._kb_counts[0], "mouse_passed": self._ms_counts[0],
                 "errors": self.errors, "error": self.error, "clock": self.clock,
                 "clock_fallbacks": self.clock_fallbacks,
                 "max_delivery_ms": self.max_delivery_ns / 1e6}
@@ -368,8 +385,22 @@ class InputCapture:
             self.max_delivery_ns = t - e
         return e
 
-    def _emit(self, t: int, data: list) -> None:
-        self.seen += 1
+    @property
+    def passed(self) -> int:
+        """Events handed to the sink."""
+        return self._kb_counts[0] + self._ms_counts[0]
+
+    @property
+    def filtered(self) -> int:
+        """Events held back by the privacy filter."""
+        return self._kb_counts[1] + self._ms_counts[1]
+
+    @property
+    def seen(self) -> int:
+        """Events received from pynput and stamped (passed + filtered)."""
+        return self.passed + self.filtered
+
+    def _emit(self, t: int, data: list, counts: list) -> None:
         p = self._privacy
         if p is not None:
             if not p.uses_window:
@@ -379,10 +410,10 @@ class InputCapture:
             else:
                 win = self._window()
             if not p.allows(ev.SRC_CONTROL, data, win):
-                self.filtered += 1
+                counts[1] += 1
                 return
         self._sink(t, ev.SRC_CONTROL, data)
-        self.passed += 1
+        counts[0] += 1
 
     def _fail(self, e: Exception) -> None:
         self.errors += 1
@@ -395,7 +426,7 @@ class InputCapture:
             if self.clock == "x11-server":
                 t = self._xstamp(self._kb, t)
             vk, name = self._from_pynput(key)
-            self._emit(t, [ev.KEY_PRESS, vk, name])
+            self._emit(t, [ev.KEY_PRESS, vk, name], self._kb_counts)
         except Exception as e:  # noqa: BLE001 - never let pynput stop the listener
             self._fail(e)
 
@@ -405,7 +436,7 @@ class InputCapture:
             if self.clock == "x11-server":
                 t = self._xstamp(self._kb, t)
             vk, name = self._from_pynput(key)
-            self._emit(t, [ev.KEY_RELEASE, vk, name])
+            self._emit(t, [ev.KEY_RELEASE, vk, name], self._kb_counts)
         except Exception as e:  # noqa: BLE001
             self._fail(e)
 
@@ -414,7 +445,7 @@ class InputCapture:
         try:
             if self.clock == "x11-server":
                 t = self._xstamp(self._ms, t)
-            self._emit(t, [ev.MOUSE_MOVE, int(x), int(y)])
+            self._emit(t, [ev.MOUSE_MOVE, int(x), int(y)], self._ms_counts)
         except Exception as e:  # noqa: BLE001
             self._fail(e)
 
@@ -424,7 +455,8 @@ class InputCapture:
             if self.clock == "x11-server":
                 t = self._xstamp(self._ms, t)
             name = getattr(button, "name", None) or str(button)
-            self._emit(t, [ev.MOUSE_CLICK, int(x), int(y), _BUTTON_NAMES.get(name, name), bool(pressed)])
+            self._emit(t, [ev.MOUSE_CLICK, int(x), int(y), _BUTTON_NAMES.get(name, name), bool(pressed)],
+                       self._ms_counts)
         except Exception as e:  # noqa: BLE001
             self._fail(e)
 
@@ -433,6 +465,6 @@ class InputCapture:
         try:
             if self.clock == "x11-server":
                 t = self._xstamp(self._ms, t)
-            self._emit(t, [ev.MOUSE_SCROLL, int(x), int(y), int(dx), int(dy)])
+            self._emit(t, [ev.MOUSE_SCROLL, int(x), int(y), int(dx), int(dy)], self._ms_counts)
         except Exception as e:  # noqa: BLE001
             self._fail(e)
