@@ -129,10 +129,12 @@ class Dataset:
     """An opened dataset. Cheap to pickle: decoders are reopened in each process.
 
     ``cache_size``: open chunk containers kept per process. ``threads``: decoder threads
-    per container (0 = FFmpeg's choice; 1 inside DataLoader workers).
+    per container: 1 (default) is the most CPU- and memory-efficient and right for
+    DataLoader workers; 0 lets FFmpeg use frame threads (faster wall-clock in a single
+    process on an idle multi-core machine, ~80 MB more per open 720p decoder).
     """
 
-    def __init__(self, root: str | os.PathLike, fs=None, cache_size: int = 8, threads: int = 0):
+    def __init__(self, root: str | os.PathLike, fs=None, cache_size: int = 8, threads: int = 1):
         self.fs = fs
         self.root = str(root) if fs is not None else str(Path(root).resolve())
         self._pool = DecoderPool(cache_size, threads, _FsOpener(fs) if fs is not None else None)
@@ -368,10 +370,13 @@ class Dataset:
         return st
 
 
-def open_dataset(root_or_url: str | os.PathLike, cache_size: int = 8, threads: int = 0
+def open_dataset(root_or_url: str | os.PathLike, cache_size: int = 8, threads: int = 1
                  ) -> Dataset:
     """Open a dataset at a local path or an fsspec URL (``s3://``, ``gs://``, ``file://``...;
-    needs the ``fsspec`` extra). Raises ``BadInput`` when it is not a dataset."""
+    needs the ``fsspec`` extra). Raises ``BadInput`` when it is not a dataset.
+
+    ``cache_size``: open chunk files kept per process; ``threads``: decoder threads per
+    file (see :class:`Dataset`)."""
     s = os.fspath(root_or_url)
     if isinstance(s, str) and "://" in s:
         try:
