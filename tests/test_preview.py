@@ -186,3 +186,21 @@ def test_cli(built, tmp_path):
                        cwd=tmp_path)
     assert r.returncode == 0 and (tmp_path / "vid0_chunk_0000.html").is_file()
     assert frame_number(_decode(tmp_path / "a.mp4")[0][0]) == 20
+
+
+def test_drawing_primitives_clip_and_hit_the_right_pixels():
+    from companion.load import draw
+    img = np.zeros((40, 60, 3), np.uint8)
+    draw.line(img, -10, 5, 70, 5, (255, 0, 0), thickness=1)          # crosses the whole image
+    assert (img[5, :, 0] == 255).all() and img[4].max() == 0 and img[6].max() == 0
+    draw.disc(img, 59, 39, 3, (0, 255, 0))                            # corner, clipped
+    assert tuple(img[39, 59]) == (0, 255, 0) and tuple(img[35, 59]) == (0, 0, 0)
+    draw.ring(img, 30, 20, 6, 1, (0, 0, 255))
+    assert img[20, 30, 2] == 0 and img[14, 30, 2] == 255              # hollow centre
+    end = draw.text(img, 50, 30, "AB", (255, 255, 255), scale=1)     # runs off the right edge
+    assert end > 60 and img[30:37, 50:55].max() == 255
+    a = np.zeros((7, 5, 3), np.uint8)
+    draw.text(a, 0, 0, "T", scale=1)
+    assert (a[..., 0] > 0).astype(int).tolist() == [[int(c) for c in r]
+                                                     for r in "11111 00100 00100 00100 00100 00100 00100".split()]
+    draw.line(img, 0, 0, 1e9, 1e9, (1, 1, 1))                         # absurd: ignored, no hang

@@ -122,14 +122,20 @@ def line(img: np.ndarray, x0: float, y0: float, x1: float, y1: float, color: Col
         return
     xs = np.rint(np.linspace(x0, x1, n)).astype(np.int64)
     ys = np.rint(np.linspace(y0, y1, n)).astype(np.int64)
-    mask = np.zeros((h, w), bool)
     r0 = thickness // 2
+    # work in the segment's bounding box only (a full-frame mask per segment is slow)
+    bx0, by0 = max(0, int(xs.min()) - r0), max(0, int(ys.min()) - r0)
+    bx1 = min(w, int(xs.max()) + thickness - r0)
+    by1 = min(h, int(ys.max()) + thickness - r0)
+    if bx0 >= bx1 or by0 >= by1:
+        return
+    mask = np.zeros((by1 - by0, bx1 - bx0), bool)
     for dy in range(-r0, thickness - r0):
         for dx in range(-r0, thickness - r0):
             x, y = xs + dx, ys + dy
-            ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-            mask[y[ok], x[ok]] = True
-    _blend(img, mask, color, alpha)
+            ok = (x >= bx0) & (x < bx1) & (y >= by0) & (y < by1)
+            mask[y[ok] - by0, x[ok] - bx0] = True
+    _blend(img[by0:by1, bx0:bx1], mask, color, alpha)
 
 
 def text_size(s: str, scale: int = 2) -> tuple[int, int]:
