@@ -108,6 +108,73 @@ def test_reencode_when_keyframes_do_not_line_up(tmp_path, bframes):
         assert first.key_frame
 
 
+@pytest.mark.parametrize("bframes,gop", [(0, 12), (3, 7), (2, 12)])
+def test_smart_cut_reencodes_only_the_ends(tmp_path, bframes, gop):
+    """Chunks of 30 frames over keyframes every 7/12 frames: no chunk can be copied whole,
+    so each re-encodes its head (to the first keyframe) and tail (from the last keyframe)
+    and copies the packets in between byte for byte."""
+    sc, plans, vp, _, res, done = _cut(tmp_path, n=100, gop=gop, bframes=bframes)
+    assert not any(p.copy for p in plans)
+    assert res.modes == ["smart"] * 4 and res.smart_fallback == {}
+    assert sorted(done) == [(i, "smart") for i in range(4)]
+    _assert_exact(plans, vp)
+    with av.open(sc.path) as c:
+        src = {p.pts: bytes(p) for p in c.demux(video=0) if p.pts is not None}
+    kf = np.flatnonzero(sc.keyframe)
+    for p, path in zip(plans, vp):
+        k1 = kf[kf >= p.start_frame][0]
+        k2 = kf[kf <= p.end_frame][-1] if p.end_frame < 100 else 100
+        with av.open(str(path)) as c:
+            got = sorted((pk.pts, bytes(pk)) for pk in c.demux(video=0) if pk.size)
+        tb = sc.time_base
+        copied = [b for _, b in got[k1 - p.start_frame + 1:k2 - p.start_frame]]
+        want = [src[int(x)] for x in sc.pts[k1 + 1:k2]]
+        assert copied == want                       # the middle is the source, untouched
+        # the first copied packet is the source's keyframe with its SPS/PPS put in front
+        assert got[k1 - p.start_frame][1].endswith(src[int(sc.pts[k1])])
+        assert tb == sc.time_base
+
+
+def test_smart_cut_can_be_turned_off(tmp_path):
+    src = tmp_path / "src.mkv"
+    make_video(src, 60, gop=12)
+    sc = scan(src)
+    plans = plan_chunks(60, sc.fps, sc.keyframe, 1.0)
+    vp = [tmp_path / f"c{i}.mp4" for i in range(len(plans))]
+    res = split_video(src, sc, plans, vp, smart=False)
+    assert res.modes == ["reencode", "reencode"]
+    _assert_exact(plans, vp)
+
+
+def test_real_obs_recording_with_a_pause(tmp_path):
+    """The committed OBS 29 fixture (x264 with B-frames; a pause moved the keyframes to
+    frames 0, 37, 84). 2 s chunks: [0,60) copies 0-36 and re-encodes 37-59, [60,91)
+    re-encodes 60-83 and copies 84-90. Every chunk frame must be the source frame at the
+    same index: bit-exact where copied, and closer to it than to its neighbours where
+    re-encoded."""
+    from pathlib import Path
+    fixture = Path(__file__).parent / "fixtures" / "obs29_h264_30fps_pause.mkv"
+    sc = scan(fixture)
+    assert np.flatnonzero(sc.keyframe).tolist() == [0, 37, 84] and sc.has_bframes
+    plans = plan_chunks(len(sc.pts), sc.fps, sc.keyframe, 2.0)
+    vp = [tmp_path / f"c{p.chunk_id}.mp4" for p in plans]
+    res = split_video(fixture, sc, plans, vp)
+    assert res.modes == ["smart", "smart"]
+    with av.open(str(fixture)) as c:
+        src = [f.to_ndarray(format="rgb24").astype(np.int16) for f in c.decode(video=0)]
+    assert len(src) == 91
+    for p, path in zip(plans, vp):
+        with av.open(str(path)) as c:
+            got = [f.to_ndarray(format="rgb24").astype(np.int16) for f in c.decode(video=0)]
+        assert len(got) == p.n_frames
+        for j, g in enumerate(got):
+            i = p.start_frame + j
+            d = {k: np.abs(g - src[k]).mean() for k in range(max(0, i - 2), min(91, i + 3))}
+            assert min(d, key=d.get) == i, (i, d)
+            copied = (p.chunk_id == 0 and i < 37) or (p.chunk_id == 1 and i >= 84)
+            assert d[i] == 0 if copied else d[i] < 3.0, (i, d[i])
+
+
 def test_open_gop_copy_is_demoted_or_exact(tmp_path):
     """x264 open GOPs put leading B-frames after a non-IDR keyframe in decode order. The
     cutter must notice (or the copy is still exact): every chunk decodes to its frames."""

@@ -165,7 +165,8 @@ def test_failure_midway_leaves_the_previous_state(tmp_path):
                     .as_py() / "metadata.json").read_text())
     assert m["video"] == {"path": m["original_video"]["url"], "cut": "reencode",
                           "reencode_reason": "frame 30 (first of the next chunk) is not a "
-                                             "keyframe"}
+                                             "keyframe; whole chunk re-encoded: no complete "
+                                             "GOP inside the chunk"}
     assert decode_numbers(root / m["video"]["path"])[0] == list(range(30))
     before = _tree(root)
     src = Path(sc.path)

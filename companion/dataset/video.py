@@ -48,12 +48,14 @@ _REORDER_WINDOW = 32
 
 @dataclass
 class SplitResult:
-    """What ``split_video`` did. ``modes[i]`` is ``"copy"`` or ``"reencode"`` for chunk i;
-    ``demoted`` maps chunk ids planned as copy but re-encoded to the reason;
-    ``audio`` per-chunk sample stats (or None without audio)."""
+    """What ``split_video`` did. ``modes[i]`` is ``"copy"``, ``"smart"`` (ends re-encoded,
+    middle copied) or ``"reencode"`` for chunk i; ``demoted`` maps chunk ids planned as
+    copy but not copied to the reason; ``smart_fallback`` maps chunks where a smart cut
+    was not possible to the reason; ``audio`` per-chunk sample stats (or None)."""
 
     modes: list[str]
     demoted: dict[int, str] = field(default_factory=dict)
+    smart_fallback: dict[int, str] = field(default_factory=dict)
     audio: list[dict] | None = None
 
 
@@ -185,13 +187,15 @@ def chunk_time_ranges(scan, plans: Sequence[ChunkPlan]) -> list[tuple[Fraction, 
 def split_video(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
                 video_paths: Sequence[Path], audio_paths: Sequence[Path] | None = None,
                 on_chunk: Callable[[int, str], None] | None = None,
-                encode_options: dict | None = None) -> SplitResult:
+                encode_options: dict | None = None, smart: bool = True) -> SplitResult:
     """Write ``video_paths[i]`` holding exactly frames ``plans[i]`` of ``src``.
 
     ``scan`` is the ``VideoScan`` of ``src`` (``pts`` in presentation order, ``keyframe``,
     ``time_base``, ``fps``, ``width``, ``height``, ``has_audio``, ``audio_rate``,
     ``audio_channels``). With ``audio_paths`` and an audio track, also writes one WAV per
     chunk (see ``audio.py``). ``on_chunk(chunk_id, mode)`` is called as each MP4 is done.
+    ``smart``: cut chunks that cannot be copied whole by re-encoding only their ends
+    (see ``_smart_cut``); False re-encodes them whole.
     """
     import av
     pts = _check_inputs(scan, plans, video_paths)
@@ -279,10 +283,20 @@ def split_video(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
             result.audio = splitter.finish()
         for p in plans:
             if modes[p.chunk_id] != "copy":
-                _reencode(container, vs, scan, pts, p, Path(video_paths[p.chunk_id]),
-                          encode_options or ENCODE_OPTIONS)
+                path = Path(video_paths[p.chunk_id])
+                opts = encode_options or ENCODE_OPTIONS
+                mode = "reencode"
+                if smart and p.chunk_id not in result.demoted:
+                    why = _smart_cut(container, vs, scan, pts, p, path, opts)
+                    if why is None:
+                        mode = "smart"
+                    else:
+                        result.smart_fallback[p.chunk_id] = why
+                if mode == "reencode":
+                    _reencode(container, vs, scan, pts, p, path, opts)
+                modes[p.chunk_id] = mode
                 if on_chunk:
-                    on_chunk(p.chunk_id, "reencode")
+                    on_chunk(p.chunk_id, mode)
         return result
     finally:
         if audio_worker is not None:
@@ -432,6 +446,231 @@ def _reencode(container, vs, scan, pts: np.ndarray, plan: ChunkPlan, path: Path,
             if not ok:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+
+
+def _avcc_parameter_sets(extradata: bytes | None) -> tuple[bytes, int] | None:
+    """SPS+PPS NAL units of an ``avcC`` record, re-packed as length-prefixed NALs, and the
+    NAL length size; None if ``extradata`` is not avcC (e.g. Annex B)."""
+    if not extradata or len(extradata) < 7 or extradata[0] != 1:
+        return None
+    ext = bytes(extradata)
+    size = (ext[4] & 3) + 1
+    nals = []
+    i = 5
+    try:
+        for count_mask in (0x1F, 0xFF):            # SPS count (5 bits), then PPS count
+            count = ext[i] & count_mask
+            i += 1
+            for _ in range(count):
+                n = int.from_bytes(ext[i:i + 2], "big")
+                i += 2
+                if i + n > len(ext):
+                    return None
+                nals.append(ext[i:i + n])
+                i += n
+    except IndexError:
+        return None
+    if not nals:
+        return None
+    return b"".join(len(n).to_bytes(size, "big") + n for n in nals), size
+
+
+def _annexb_to_length_prefixed(data: bytes, size: int) -> bytes:
+    """Annex B (start codes) -> length-prefixed NAL units (``size``-byte lengths)."""
+    starts = []
+    j = 0
+    while True:
+        k = data.find(b"\x00\x00\x01", j)
+        if k < 0:
+            break
+        starts.append((k - 1 if k > 0 and data[k - 1] == 0 else k, k + 3))
+        j = k + 3
+    out = []
+    for n, (_, begin) in enumerate(starts):
+        end = starts[n + 1][0] if n + 1 < len(starts) else len(data)
+        nal = data[begin:end]
+        out.append(len(nal).to_bytes(size, "big") + nal)
+    return b"".join(out)
+
+
+class _SmartCutFailed(Exception):
+    pass
+
+
+def _smart_cut(container, vs, scan, pts: np.ndarray, plan: ChunkPlan, path: Path,
+               options: dict) -> str | None:
+    """Cut a chunk that does not start and end on keyframes, re-encoding only what must be.
+
+    With ``k1`` the first keyframe in the chunk and ``k2`` the last keyframe at or before
+    its end (or the end of the stream): frames ``[start, k1)`` (head) and ``[k2, end)``
+    (tail) are decoded and re-encoded with libx264 (no B-frames, SPS/PPS in-band),
+    packets of ``[k1, k2)`` are copied. The source's SPS/PPS are put in-band in front of
+    the first copied packet, so a decoder switches parameter sets at each IDR boundary
+    (FFmpeg-based decoders handle this; the MP4 sample entry is the source's avcC).
+    H.264 with avcC extradata only. Returns None on success, else why it was not possible
+    (nothing is left at ``path`` then, and the caller re-encodes the whole chunk).
+    """
+    import av
+    s, e = plan.start_frame, plan.end_frame
+    n = len(pts)
+    if scan.codec != "h264" or ENCODE_CODEC not in av.codecs_available:
+        return "smart cut needs H.264 and libx264"
+    params = _avcc_parameter_sets(vs.codec_context.extradata)
+    if params is None:
+        return "source H.264 has no avcC parameter sets"
+    kf = np.asarray(scan.keyframe, dtype=bool)
+    inside = np.flatnonzero(kf[s:e]) + s
+    if inside.size == 0:
+        return "no keyframe inside the chunk"
+    k1 = int(inside[0])
+    if e == n or kf[e]:
+        k2 = e
+    else:
+        k2 = int(inside[-1])
+    if k2 <= k1:
+        return "no complete GOP inside the chunk"
+    param_bytes, nal_size = params
+    tb = Fraction(scan.time_base)
+    chunk_pts = (pts[s:e] - pts[s]).tolist()
+    p_s, p_k1, p_k2 = int(pts[s]), int(pts[k1]), int(pts[k2]) if k2 < n else None
+    p_last = int(pts[e - 1])
+
+    def new_encoder():
+        enc = av.CodecContext.create(ENCODE_CODEC, "w")
+        enc.width, enc.height = int(scan.width), int(scan.height)
+        enc.pix_fmt = "yuv420p"
+        enc.time_base = tb
+        enc.framerate = Fraction(scan.fps)
+        enc.options = {**options, "bf": "0"}
+        return enc
+
+    out = None
+    try:
+        # seek to the keyframe at or before the first frame we need
+        first_needed = s if k1 > s else k1
+        kfs = np.flatnonzero(kf[:first_needed + 1])
+        container.seek(int(pts[kfs[-1]]) if kfs.size else int(pts[0]), stream=vs,
+                       backward=True, any_frame=False)
+        dec = vs.codec_context
+        head_pk: list = []       # encoded head packets (presentation order, no B-frames)
+        copy_pk: list = []
+        tail_pk: list = []
+        head_frames = 0
+        tail_frames = 0
+        enc = new_encoder() if k1 > s else None
+        tail_enc = new_encoder() if k2 < e else None
+        tail_started = False
+        tail_done = k2 >= e
+        copy_done_at = None      # packets seen since the first packet at/after k2
+
+        def encode(encoder, frame, sink):
+            if frame.format.name != "yuv420p":
+                frame = frame.reformat(format="yuv420p")
+            frame.pict_type = av.video.frame.PictureType.NONE
+            frame.time_base = tb
+            sink.extend(encoder.encode(frame))
+
+        def take_head(frames):
+            nonlocal head_frames
+            for f in frames:
+                if f.pts is not None and p_s <= f.pts < p_k1:
+                    f.pts = f.pts - p_s
+                    encode(enc, f, head_pk)
+                    head_frames += 1
+
+        def take_tail(frames):
+            nonlocal tail_frames, tail_done
+            for f in frames:
+                if f.pts is not None and p_k2 <= f.pts <= p_last:
+                    f.pts = f.pts - p_s
+                    encode(tail_enc, f, tail_pk)
+                    tail_frames += 1
+                    if f.pts + p_s == p_last:
+                        tail_done = True
+
+        head_open = enc is not None
+        for pkt in container.demux(vs):
+            if pkt.pts is None:
+                continue
+            if pkt.pts < p_k1:
+                if copy_pk or tail_started:
+                    raise _SmartCutFailed("a head packet follows the copied keyframe (open GOP)")
+                if head_open:
+                    take_head(dec.decode(pkt))
+                continue
+            if head_open:                       # first packet at/after k1: drain the head
+                take_head(dec.decode(None))
+                head_pk.extend(enc.encode(None))
+                dec.flush_buffers()
+                head_open = False
+            if p_k2 is None or pkt.pts < p_k2:
+                if tail_started:
+                    raise _SmartCutFailed("a copied packet follows the next keyframe (open GOP)")
+                if not copy_pk and (pkt.pts != p_k1 or not pkt.is_keyframe):
+                    raise _SmartCutFailed("the copied range does not start with its keyframe")
+                copy_pk.append(pkt)
+                continue
+            tail_started = True
+            if not tail_done:
+                take_tail(dec.decode(pkt))
+            copy_done_at = (copy_done_at or 0) + 1
+            if tail_done and copy_done_at > _REORDER_WINDOW:
+                break
+        if head_open:
+            take_head(dec.decode(None))
+            head_pk.extend(enc.encode(None))
+        if tail_enc is not None:
+            if not tail_done:
+                take_tail(dec.decode(None))
+            tail_pk.extend(tail_enc.encode(None))
+        dec.flush_buffers()
+        if head_frames != k1 - s or len(copy_pk) != k2 - k1 or tail_frames != e - k2 \
+                or len(head_pk) != k1 - s or len(tail_pk) != e - k2:
+            raise _SmartCutFailed(f"got {head_frames}/{len(copy_pk)}/{tail_frames} frames for "
+                                  f"{k1 - s}/{k2 - k1}/{e - k2} (head/copy/tail)")
+        # decode timestamps: k-th packet in output order gets the k-th smallest pts - D,
+        # D = the copied part's reorder delay (encoded parts have no B-frames)
+        copy_sorted = chunk_pts[k1 - s:k2 - s]
+        shift = max(cs - (p.pts - p_s) for cs, p in zip(copy_sorted, copy_pk))
+        shift = max(shift, 0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out = av_open(path, "w", format="mp4")
+        ost = out.add_stream_from_template(vs)
+        ost.time_base = vs.time_base
+        ost.codec_context.codec_tag = "avc1"
+        k = 0
+        for group, encoded in ((head_pk, True), (copy_pk, False), (tail_pk, True)):
+            for j, p in enumerate(group):
+                if encoded:
+                    q = av.Packet(_annexb_to_length_prefixed(bytes(p), nal_size))
+                    q.is_keyframe = p.is_keyframe
+                    q.pts = p.pts
+                else:
+                    if j == 0:     # switch the decoder back to the source's SPS/PPS
+                        q = av.Packet(param_bytes + bytes(p))
+                        q.is_keyframe = True
+                    else:
+                        q = p
+                    q.pts = p.pts - p_s
+                q.time_base = tb
+                q.dts = chunk_pts[k] - shift
+                if q.dts > q.pts:
+                    raise _SmartCutFailed("B-frame reorder deeper than expected")
+                k += 1
+                q.stream = ost
+                out.mux(q)
+        out.close()
+        out = None
+        return None
+    except (_SmartCutFailed, av.FFmpegError) as err:
+        with contextlib.suppress(Exception):
+            vs.codec_context.flush_buffers()
+        if out is not None:
+            with contextlib.suppress(Exception):
+                out.close()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def _decode_from(container, vs):

@@ -148,14 +148,18 @@ def _chunk_metadata(video_id: str, plan: ChunkPlan, lay: VideoLayout, scan, pts_
 
 
 def _reencode_reason(plan: ChunkPlan, scan, res) -> str | None:
-    """Why a chunk was re-encoded (None when it was stream-copied)."""
+    """Why a chunk was (partly) re-encoded (None when it was stream-copied)."""
     if res.modes[plan.chunk_id] == "copy":
         return None
     if plan.chunk_id in res.demoted:
-        return res.demoted[plan.chunk_id]
-    if not bool(scan.keyframe[plan.start_frame]):
-        return f"frame {plan.start_frame} (first of the chunk) is not a keyframe"
-    return f"frame {plan.end_frame} (first of the next chunk) is not a keyframe"
+        why = res.demoted[plan.chunk_id]
+    elif not bool(scan.keyframe[plan.start_frame]):
+        why = f"frame {plan.start_frame} (first of the chunk) is not a keyframe"
+    else:
+        why = f"frame {plan.end_frame} (first of the next chunk) is not a keyframe"
+    if plan.chunk_id in res.smart_fallback:
+        why += f"; whole chunk re-encoded: {res.smart_fallback[plan.chunk_id]}"
+    return why
 
 
 def _chunk_timing(frames: pa.Table, plan: ChunkPlan) -> dict:
@@ -315,7 +319,7 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
     modes = res.modes
     return {"root": str(root), "video_id": video_id, "shard": lay.shard,
             "chunks": len(plans), "copied": modes.count("copy"),
-            "reencoded": modes.count("reencode"),
+            "smart_cut": modes.count("smart"), "reencoded": modes.count("reencode"),
             "reencode_reasons": {str(k): v for k, v in res.demoted.items()},
             "frames": n, "events": total_events, "audio": has_audio_files,
             "seconds": round(time.monotonic() - t_start, 3)}
