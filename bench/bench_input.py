@@ -73,7 +73,7 @@ def start_xvfb(num: int) -> subprocess.Popen:
     from Xlib import display as xdisplay
     if os.path.exists(f"/tmp/.X{num}-lock"):
         sys.exit(f"error: display :{num} is in use (pick another with --display)")
-    proc = subprocess.Popen(["Xvfb", f":{num}", "-screen", "0", f"{W}x{H}x24", "-nolisten", "tcp"],
+    proc = subprocess.Popen(["Xvfb", f":{num}", "-screen", "0", f"{W}x{H}x24", "-nolisten", "tcp", "-noreset"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -87,7 +87,14 @@ def _x11_server_clock_offset_ms(display_name: str | None, timeout_s: float = 2.0
     """
     from Xlib import X, Xatom, display as xdisplay
 
-    d = xdisplay.Display(display_name)
+    for attempt in range(3):  # an X server resetting after its last client left refuses briefly
+        try:
+            d = xdisplay.Display(display_name)
+            break
+        except Exception:  # noqa: BLE001 - Xlib connection errors
+            if attempt == 2:
+                raise
+            time.sleep(0.1)
     try:
         root = d.screen().root
         win = root.create_window(-10, -10, 1, 1, 0, X.CopyFromParent,
