@@ -247,3 +247,67 @@ def test_keys_module_does_not_import_pynput():
                           "import sys, companion.contract.keys; print('pynput' in sys.modules)"],
                          capture_output=True, text=True, env={**os.environ, "DISPLAY": ""})
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+
+
+@pytest.fixture
+def xvfb_record(monkeypatch):
+    """A private Xvfb (:67) with the RECORD extension pynput's listener needs."""
+    if not shutil.which("Xvfb"):
+        pytest.skip("Xvfb not installed")
+    proc = subprocess.Popen(["Xvfb", ":67", "-screen", "0", "320x240x24", "-nolisten", "tcp",
+                             "+extension", "RECORD"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if os.path.exists("/tmp/.X11-unix/X67"):
+                break
+            time.sleep(0.05)
+        monkeypatch.setenv("DISPLAY", ":67")
+        yield ":67"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.x11
+# pynput's X11 listener sometimes flushes its closed stop-connection while stopping
+# (Xlib ConnectionClosedError in its thread, after all events were delivered)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_real_x11_key_events_through_pynput_listener(xvfb_record):
+    """Keys typed with XTest on a real X server, seen by pynput's listener, map to VKs."""
+    import threading
+    kb = pytest.importorskip("pynput.keyboard")
+    got: list[tuple[str, tuple]] = []
+    lock = threading.Lock()
+
+    def rec(kind):
+        def f(k):
+            with lock:
+                got.append((kind, from_pynput(k, "linux")))
+        return f
+
+    listener = kb.Listener(on_press=rec("down"), on_release=rec("up"))
+    listener.start()
+    listener.wait()
+    time.sleep(0.2)
+    c = kb.Controller()
+    for k in ["a", kb.Key.f5, kb.Key.left, kb.Key.ctrl_r, "1", kb.Key.space]:
+        c.press(k)
+        c.release(k)
+    with c.pressed(kb.Key.shift):
+        c.press("a")
+        c.release("a")
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        with lock:
+            if any(e == ("up", (0xA0, "shift")) for e in got):
+                break
+        time.sleep(0.05)
+    listener.stop()
+    listener.join(timeout=5)
+    downs = []
+    for kind, v in got:                      # XTest may report a special key twice
+        if kind == "down" and (not downs or downs[-1] != v):
+            downs.append(v)
+    assert [vk for vk, _ in downs] == [65, 116, 37, 163, 49, 32, 160, 65]
+    assert [name for _, name in downs][:6] == ["a", "f5", "left", "ctrl_r", "1", "space"]
