@@ -116,9 +116,14 @@ def test_active_window_reads_title_rect_pid_app(wm):
     win = wm.window(title, 100, 50, 640, 480, pid=os.getpid())
     wm.activate(win)
     info = W.active_window()
-    assert info == W.WindowInfo(title, (100, 50, 740, 530), win.id, os.getpid(), comm(os.getpid()))
+    assert info == W.WindowInfo(title, (100, 50, 740, 530), win.id, os.getpid(), "TestApp")
     assert info.to_event() == {"title": title, "rect": [100, 50, 740, 530], "hWnd": win.id,
-                               "pid": os.getpid(), "app": comm(os.getpid())}
+                               "pid": os.getpid(), "app": "TestApp"}
+    win.destroy()
+    # no WM_CLASS: the process name of _NET_WM_PID
+    win = wm.window("no class", 0, 0, 10, 10, pid=os.getpid(), wm_class=None)
+    wm.activate(win)
+    assert W.active_window().app == comm(os.getpid())
     win.destroy()
 
 

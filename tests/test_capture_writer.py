@@ -199,3 +199,21 @@ def test_sigkill_loses_at_most_a_torn_last_line(tmp_path):
     if tail:
         with pytest.raises(json.JSONDecodeError):
             json.loads(tail)
+
+
+def test_appending_after_a_crash_cuts_the_torn_line_first(tmp_path):
+    p = tmp_path / "s.jsonl"
+    torn = SEED_LINES[2][:37]
+    p.write_text(SEED_LINES[0] + "\n" + SEED_LINES[1] + "\n" + torn)
+    w = JsonlWriter(p).start()
+    w.put(7, "recorder", {"event": "session.start"})
+    counts = w.close()
+    lines = p.read_text().splitlines()
+    assert lines[:2] == SEED_LINES[:2] and len(lines) == 3
+    assert json.loads(lines[2])["timestamp_ns"] == 7
+    assert w.repaired_bytes == len(torn) and "torn last line" in counts["error"]
+    # a file that is one torn line only
+    q = tmp_path / "t.jsonl"
+    q.write_text('{"timestamp_ns":1,"ev')
+    JsonlWriter(q).start().close()
+    assert q.read_text() == ""

@@ -278,7 +278,7 @@ def test_late_delivered_keys_judged_by_window_at_their_time(xdisplay, monkeypatc
     tracker.start()
     got = []
     cap = InputCapture(lambda t, s, data: got.append(data), mouse=False, privacy=pf,
-                       window=tracker.current, window_at=tracker.window_at, flush_interval_s=0)
+                       window=tracker.current, flush_interval_s=0)  # -> tracker.window_at
     cap.start()
     try:
         tap("b")              # typed in the bank
@@ -298,3 +298,13 @@ def test_late_delivered_keys_judged_by_window_at_their_time(xdisplay, monkeypatc
     assert delivered_before_stop == 0 and cap.max_delivery_ns > 100e6  # really late
     assert [(g[0], g[2]) for g in got] == [(ev.KEY_PRESS, "g"), (ev.KEY_RELEASE, "g")]
     assert cap.filtered == 4
+
+
+def test_window_current_of_a_tracker_selects_its_window_at():
+    from companion.capture.inputs import InputCapture
+    from companion.capture.window import WindowTracker
+
+    tracker = WindowTracker(lambda *a: None, source=lambda: None)
+    cap = InputCapture(lambda *a: None, window=tracker.current)
+    assert cap._window_at == tracker.window_at
+    assert InputCapture(lambda *a: None, window=lambda: None)._window_at is None

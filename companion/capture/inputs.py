@@ -227,7 +227,8 @@ class InputCapture:
     used only for the privacy decision. Better, ``window_at``: returns the window that
     was active at a given epoch ns (``WindowTracker.window_at``); then the decision is
     made for the window active when the input *happened*, which matters on X11 where
-    input is delivered late. ``flush_interval_s``: X11 only, how often the
+    input is delivered late; passing ``window=tracker.current`` selects
+    ``tracker.window_at`` automatically. ``flush_interval_s``: X11 only, how often the
     X server is made to deliver buffered input (bounds the delivery delay, not the
     timestamps, which are exact either way); 0 disables the flusher.
 
@@ -249,6 +250,10 @@ class InputCapture:
         self.mouse = bool(mouse)
         self._privacy = privacy
         self._window = window or (lambda: None)
+        if window_at is None:  # window=tracker.current: use the same tracker's history
+            owner = getattr(window, "__self__", None)
+            if callable(getattr(owner, "window_at", None)):
+                window_at = owner.window_at
         self._window_at = window_at
         self.flush_interval_s = float(flush_interval_s)
         self._listeners: list = []

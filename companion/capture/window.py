@@ -3,7 +3,7 @@
 - X11 (Linux/BSD): python-xlib, ``_NET_ACTIVE_WINDOW`` on the root window (set by the
   window manager; without one we fall back to the input focus), title from
   ``_NET_WM_NAME`` (UTF-8) or ``WM_NAME``, geometry translated to root coordinates,
-  pid from ``_NET_WM_PID``, app from ``/proc/<pid>/comm`` or else ``WM_CLASS``.
+  pid from ``_NET_WM_PID``, app from ``WM_CLASS`` (class) or else ``/proc/<pid>/comm``.
   Tested on Xvfb.
 - Windows: ctypes user32 ``GetForegroundWindow``, ``GetWindowTextW``,
   ``GetWindowRect``, ``GetWindowThreadProcessId``; app = executable base name
@@ -196,14 +196,20 @@ class _X11:
                 return None
 
     def _app(self, win, pid: int | None) -> str | None:
+        """WM_CLASS class (e.g. "firefox", "Steam"; Wine/Proton games: "game.exe", like
+        the Windows exe name), else the instance name, else /proc/<pid>/comm."""
+        cls = win.get_wm_class()
+        if cls:
+            name = cls[1] or cls[0]
+            if name:
+                return name
         if pid:
             try:
                 with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
                     return f.read().strip() or None
             except OSError:
                 pass
-        cls = win.get_wm_class()
-        return cls[1] if cls else None
+        return None
 
 
 # -------------------------------------------------------------------------- Win32

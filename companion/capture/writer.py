@@ -58,8 +58,9 @@ class JsonlWriter:
     """Thread-safe, non-blocking JSONL event writer for ``<session_id>.jsonl``.
 
     ``put`` is safe from any thread and never blocks (unbounded queue). ``start()``
-    opens the file (``O_WRONLY|O_APPEND|O_CREAT``, mode 0o644, appending to an
-    existing file) and starts the writer thread; it raises EnvProblem with a one-line
+    opens the file (``O_RDWR|O_APPEND|O_CREAT``, mode 0o644, appending to an
+    existing file whose torn last line, if any, it first cuts off) and starts the
+    writer thread; it raises EnvProblem with a one-line
     message if the file cannot be opened (missing or unwritable folder, disk full...).
     Also usable as a context manager (``with JsonlWriter(p) as w: ...``).
     """
@@ -77,6 +78,7 @@ class JsonlWriter:
         self.max_queue = 0     # largest backlog seen by the writer thread (events)
         self.bytes_written = 0
         self.error: str | None = None  # first problem (one line), if any
+        self.repaired_bytes = 0  # torn tail of an existing file cut off at start()
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> "JsonlWriter":
@@ -86,7 +88,7 @@ class JsonlWriter:
         if self._closed:
             raise RuntimeError("JsonlWriter is closed")
         try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as e:
             reason = e.strerror or str(e)
             if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -94,6 +96,14 @@ class JsonlWriter:
             elif e.errno == errno.ENOENT:
                 reason = "folder does not exist"
             raise EnvProblem(f"cannot write event log {self.path}: {reason}") from None
+        try:
+            self.repaired_bytes = _cut_torn_tail(self._fd)
+        except OSError as e:
+            os.close(self._fd)
+            self._fd = None
+            raise EnvProblem(f"cannot write event log {self.path}: {e.strerror or e}") from None
+        if self.repaired_bytes:
+            self._note(f"removed a torn last line ({self.repaired_bytes} bytes) left by an earlier crash")
         self._thread = threading.Thread(target=self._run, name="nm-jsonl-writer", daemon=True)
         self._thread.start()
         return self
@@ -240,6 +250,27 @@ class JsonlWriter:
 
 
 _first = operator.itemgetter(0)
+
+
+def _cut_torn_tail(fd: int) -> int:
+    """If the file ends in an unterminated line (a crash mid-write), truncate it away
+    so appended lines do not glue onto it. Returns the bytes removed."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return 0
+    pos = size
+    while pos > 0:
+        start = max(0, pos - 65536)
+        chunk = os.pread(fd, pos - start, start)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            keep = start + i + 1
+            break
+        pos = start
+    else:
+        keep = 0
+    os.ftruncate(fd, keep)
+    return size - keep
 
 
 def _ts_key(item) -> int:
