@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -285,3 +286,35 @@ def test_flusher_bounds_delivery_delay(display_env):
     cap.stop()
     d.close()
     assert n == 20 and cap.max_delivery_ns < 500e6  # without the flusher: n < 20 until stop()
+
+
+def test_x_server_dying_mid_session_is_reported_without_traceback(display_env):
+    free = [n for n in DISPLAYS if not os.path.exists(f"/tmp/.X{n}-lock")]
+    if not free:
+        pytest.skip("no free display number in :70-:73")
+    code = f"""
+import os, subprocess, sys, time
+from Xlib import display
+xv = subprocess.Popen(["Xvfb", ":{free[0]}", "-nolisten", "tcp", "-noreset"],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+for _ in range(200):
+    try:
+        display.Display(":{free[0]}").close(); break
+    except Exception:
+        time.sleep(0.05)
+os.environ["DISPLAY"] = ":{free[0]}"
+from companion.capture.inputs import InputCapture
+cap = InputCapture(lambda *a: None)
+cap.start()
+assert cap.running()
+xv.kill(); xv.wait()
+time.sleep(1.0)
+alive = cap.running()
+cap.stop()
+print(alive, cap.stats()["error"])
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    alive, _, err = r.stdout.strip().partition(" ")
+    assert alive == "False" and err.startswith("input listener ended: ")
+    assert "Traceback" not in r.stderr, r.stderr

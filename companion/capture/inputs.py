@@ -140,6 +140,15 @@ def _timed_listener(cls):
             self._nm_xtime = event.time
             super()._handle_message(display, event, injected)
 
+        def run(self):
+            # pynput lets an X connection error (X server gone) escape its thread as a
+            # printed traceback; keep it as a one-line reason instead
+            try:
+                super().run()
+            except Exception as e:  # noqa: BLE001
+                self._nm_error = f"{type(e).__name__}: {e}".splitlines()[0]
+                self._queue.put(None)
+
     TimedListener.__name__ = f"Timed{cls.__name__}"
     return TimedListener
 
@@ -307,7 +316,7 @@ class InputCapture:
                     raise _no_x_display(str(e)) from None
                 if off is not None and abs(off) <= 50:
                     self.clock = "x11-server"
-                    kb_cls, ms_cls = _timed_listener(kb_cls), _timed_listener(ms_cls)
+                kb_cls, ms_cls = _timed_listener(kb_cls), _timed_listener(ms_cls)
             if self.keyboard:
                 self._kb = kb_cls(on_press=self._on_press, on_release=self._on_release)
                 self._listeners.append(self._kb)
@@ -355,6 +364,9 @@ class InputCapture:
 
         No callbacks run after this returns.
         """
+        died = self.listener_error()
+        if died and self.error is None:
+            self.error = f"input listener ended: {died}"
         for lst in self._listeners:
             if self._x11 and lst.is_alive() and _disable_x11_record(lst, self._display_name):
                 lst.join(5.0)  # the thread drains the server's buffer, then exits
@@ -375,14 +387,24 @@ class InputCapture:
             self._flusher = None
 
     def running(self) -> bool:
-        """True while at least one listener thread is alive."""
-        return any(lst.is_alive() for lst in self._listeners)
+        """True while every started listener thread is alive (False once one has died,
+        e.g. because the X server went away; see ``listener_error()``)."""
+        return bool(self._listeners) and all(lst.is_alive() for lst in self._listeners)
+
+    def listener_error(self) -> str | None:
+        """Why a listener thread ended on its own (one line), if one did."""
+        for lst in self._listeners:
+            err = getattr(lst, "_nm_error", None)
+            if err:
+                return err
+        return None
 
     def stats(self) -> dict:
         """Counters and the clock in use (JSON-able)."""
         return {"seen": self.seen, "passed": self.passed, "filtered": self.filtered,
                 "keyboard_passed": self._kb_counts[0], "mouse_passed": self._ms_counts[0],
-                "errors": self.errors, "error": self.error, "clock": self.clock,
+                "errors": self.errors, "error": self.error or self.listener_error(),
+                "clock": self.clock,
                 "clock_fallbacks": self.clock_fallbacks,
                 "max_delivery_ms": self.max_delivery_ns / 1e6}
 
