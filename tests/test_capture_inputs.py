@@ -264,7 +264,9 @@ def test_timestamps_are_event_times_even_when_delivery_is_late(tmp_path, display
     moves = [(t, data) for t, _, data in got]
     assert [data for _, data in moves] == [[ev.MOUSE_MOVE, 300 + i, 300] for i in range(5)]
     err_ms = [(t - s) / 1e6 for (t, _), s in zip(moves, sent)]
-    assert all(-1.0 <= e <= 5.0 for e in err_ms), err_ms
+    # the X server dates input when it processes it: on a busy machine that can lag the
+    # injection by some ms; the delivery (asserted below) lags by > 100 ms
+    assert all(-1.0 <= e <= 40.0 for e in err_ms), err_ms
     assert delivered_before_stop < 5 and cap.max_delivery_ns > 50e6  # it really was late
     assert cap.clock_fallbacks == 0
 
@@ -307,7 +309,7 @@ from companion.capture.inputs import InputCapture
 cap = InputCapture(lambda *a: None)
 cap.start()
 assert cap.running()
-xv.kill(); xv.wait()
+xv.terminate(); xv.wait()  # SIGTERM: Xvfb removes its lock file
 time.sleep(1.0)
 alive = cap.running()
 cap.stop()
