@@ -110,7 +110,8 @@ def stage_fast(src: Path, dst: Path) -> int:
     raw = read_events_jsonl(src)
     table = build_events_table(raw, "bench", ft, video_size=(1920, 1080),
                                to_mono=lambda a: a - T0, frame_interval_ns=1_000_000_000 // FPS)
-    pq.write_table(table, dst, compression="zstd")
+    from companion.contract.schemas import parquet_write_options
+    pq.write_table(table, dst, **parquet_write_options(table.schema))
     return table.num_rows
 
 

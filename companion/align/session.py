@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from ..contract.captions import SegmentAnchor
-from ..contract.schemas import FRAMES_SCHEMA
+from ..contract.schemas import FRAMES_SCHEMA, parquet_write_options
 from ..contract.sidecar import read_sidecar, sidecar_path_for
 from ..contract.version import FORMAT_VERSION
 from ..util.atomic import atomic_path, write_json_atomic, write_text_atomic
@@ -164,7 +164,7 @@ def write_integrity(folder: Path, names: list[str], known: dict | None = None) -
 
 def _write_parquet(table: pa.Table, final: Path) -> None:
     with atomic_path(final) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, **parquet_write_options(table.schema))
 
 
 def resolve_inputs(video: Path, events: Path | None, workdir: Path | None) -> tuple[Path, Path, Path | None]:

@@ -96,3 +96,16 @@ CHUNK_INDEX_SCHEMA = pa.schema([
     pa.field("actions_dir", pa.string(), nullable=False),
     pa.field("audio_path", pa.string()),
 ], metadata=_META)
+
+# Columns whose values are (nearly) all distinct: dictionary encoding and min/max
+# statistics cost time and buy nothing there.
+_UNIQUE_COLUMNS = {"hash"}
+
+
+def parquet_write_options(schema: pa.Schema) -> dict:
+    """Keyword arguments for ``pyarrow.parquet.write_table`` used for every table we
+    write: ZSTD level 1 (seed 001 allows Snappy or ZSTD; level 1 is as small as the
+    default level here and twice as fast), no dictionary/statistics on unique columns."""
+    cols = [n for n in schema.names if n not in _UNIQUE_COLUMNS]
+    return {"compression": "zstd", "compression_level": 1, "use_dictionary": cols,
+            "write_statistics": cols}
