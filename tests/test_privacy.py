@@ -46,9 +46,9 @@ def test_pattern_kinds(pattern, title, ok):
 
 
 def test_bad_patterns_are_bad_input():
-    with pytest.raises(BadInput, match=r"invalid regular expression in window pattern 're:\('"):
+    with pytest.raises(BadInput, match=r"^invalid regular expression in --only-window pattern 're:\(': "):
         PrivacyFilter(True, only_window=["re:("])
-    with pytest.raises(BadInput, match="non-empty"):
+    with pytest.raises(BadInput, match="^--deny-window pattern must be a non-empty string"):
         PrivacyFilter(True, deny_window=[""])
 
 

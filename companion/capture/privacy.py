@@ -64,16 +64,17 @@ class WindowPattern:
         return self._rx.search(s) is not None
 
 
-def compile_pattern(text: str) -> WindowPattern:
-    """Compile one user pattern (see module docstring). Raises BadInput if invalid."""
+def compile_pattern(text: str, what: str = "window pattern") -> WindowPattern:
+    """Compile one user pattern (see module docstring). Raises BadInput if invalid;
+    ``what`` names the option in the message (e.g. "--only-window")."""
     if not isinstance(text, str) or not text.strip():
-        raise BadInput(f"window pattern must be a non-empty string, got {text!r}")
+        raise BadInput(f"{what} must be a non-empty string, got {text!r}")
     if text.startswith("re:"):
         body = text[3:]
         try:
             rx = re.compile(body, re.IGNORECASE)
         except re.error as e:
-            raise BadInput(f"invalid regular expression in window pattern {text!r}: {e}") from None
+            raise BadInput(f"invalid regular expression in {what} {text!r}: {e}") from None
         return WindowPattern(text, "regex", rx)
     if any(c in text for c in "*?["):
         # fnmatch.translate anchors only the end (\Z); \A makes search() a whole match
@@ -86,7 +87,7 @@ def _compile_all(patterns: Iterable[str] | None, what: str) -> tuple[WindowPatte
         return ()
     if isinstance(patterns, str):  # a lone string would otherwise be split into chars
         patterns = [patterns]
-    return tuple(compile_pattern(p) for p in patterns)
+    return tuple(compile_pattern(p, what) for p in patterns)
 
 
 class PrivacyFilter:
@@ -100,8 +101,8 @@ class PrivacyFilter:
                  deny_window: Sequence[str] = (), keyboard: bool = True,
                  mouse: bool = True, redact_titles: bool = False):
         self.consent = bool(consent)
-        self.only_window = _compile_all(only_window, "only_window")
-        self.deny_window = _compile_all(deny_window, "deny_window")
+        self.only_window = _compile_all(only_window, "--only-window pattern")
+        self.deny_window = _compile_all(deny_window, "--deny-window pattern")
         self.keyboard = bool(keyboard)
         self.mouse = bool(mouse)
         self.redact_titles = bool(redact_titles)
