@@ -29,7 +29,7 @@ OUT = HERE / "out"
 REPO = HERE.parent
 
 
-def _encode(path: Path, secs: float) -> None:
+def _encode(path: Path, secs: float, gop: int = 120) -> None:
     tmp = path.with_suffix(".part.mkv")
     print(f"generating {path.name} ({secs:g} s of 1080p60; cached afterwards)...", flush=True)
     subprocess.run([
@@ -37,24 +37,25 @@ def _encode(path: Path, secs: float) -> None:
         "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=60",
         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
         "-t", str(secs), "-map", "0:v", "-map", "1:a",
-        "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "120",
-        "-keyint_min", "120", "-sc_threshold", "0", "-b:v", "6M", "-maxrate", "6M",
+        "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", str(gop),
+        "-keyint_min", str(gop), "-sc_threshold", "0", "-b:v", "6M", "-maxrate", "6M",
         "-bufsize", "12M", "-pix_fmt", "yuv420p",
         "-c:a", "aac", "-ac", "2", "-b:a", "160k", str(tmp)], check=True)
     tmp.rename(path)
 
 
-def generate(minutes: int) -> Path:
+def generate(minutes: int, gop_seconds: float = 2.0) -> Path:
     """An OBS-like recording of ``minutes`` minutes: one minute is encoded, longer files
     are that minute repeated with the concat demuxer (stream copy; timestamps continue,
     keyframes stay every 2 s), which takes seconds instead of an encode per minute."""
     OUT.mkdir(parents=True, exist_ok=True)
-    one = OUT / "rec_1080p60_1min.mkv"
+    tag = "" if gop_seconds == 2.0 else f"_gop{gop_seconds:g}s"
+    one = OUT / f"rec_1080p60_1min{tag}.mkv"
     if not one.exists():
-        _encode(one, 60)
+        _encode(one, 60, round(gop_seconds * 60))
     if minutes <= 1:
         return one
-    path = OUT / f"rec_1080p60_{minutes}min.mkv"
+    path = OUT / f"rec_1080p60_{minutes}min{tag}.mkv"
     if path.exists():
         return path
     lst = OUT / f"concat_{minutes}.txt"
@@ -142,8 +143,10 @@ def main() -> None:
     ap.add_argument("--minutes", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--events-hz", type=int, default=1000, help="synthetic mouse events per second")
+    ap.add_argument("--gop-seconds", type=float, default=2.0,
+                    help="keyframe interval of the generated file (not dividing 20 s -> smart cuts)")
     a = ap.parse_args()
-    src = generate(a.minutes)
+    src = generate(a.minutes, a.gop_seconds)
     size_mb = src.stat().st_size / 1e6
     print(f"input: {src.name}, {size_mb:.0f} MB")
     base, base_cpu, ours = [], [], []
@@ -157,7 +160,8 @@ def main() -> None:
               f"{o['scan_s']:.2f} s + write {o['write_s']:.2f} s = {o['total_s']:.2f} s "
               f"(cpu {o['scan_cpu_s']:.2f} + {o['write_cpu_s']:.2f} s; process wall "
               f"{o['wall_s']:.2f} s incl. imports, peak RSS {o['peak_rss_mb']:.0f} MB, "
-              f"{o['summary']['chunks']} chunks, {o['summary']['copied']} copied)", flush=True)
+              f"{o['summary']['chunks']} chunks, {o['summary']['copied']} copied, "
+              f"{o['summary'].get('smart_cut', 0)} smart-cut)", flush=True)
     b, bc = min(base), min(base_cpu)
     best = min(ours, key=lambda o: o["total_s"])
     bw = min(o["write_s"] for o in ours)
