@@ -12,6 +12,7 @@ import wave
 import zlib
 from pathlib import Path
 
+import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -359,3 +360,41 @@ except NMError as e:
     assert r.stdout.count("\n") == 1 and "failed" in r.stdout and not r.stderr
     assert _tree(root) == before
     assert list((root / ".staging").iterdir()) == []
+
+
+def test_nm_align_on_the_real_obs_fixture_writes_a_valid_dataset(tmp_path):
+    """End to end with the other modules: align_session (real demux, captions, events
+    JSONL) -> write_dataset -> nm-validate finds no problem. The committed OBS 29
+    recording has a pause, so its keyframes are off the chunk grid (smart cuts), and the
+    2 s chunks straddle the pause."""
+    session = pytest.importorskip("companion.align.session")
+    validate = pytest.importorskip("companion.validate")
+    import shutil
+    fx = Path(__file__).parent / "fixtures"
+    for f in fx.glob("obs29_h264_30fps_pause.*"):
+        shutil.copy(f, tmp_path / f.name)
+    mkv = tmp_path / "obs29_h264_30fps_pause.mkv"
+    jsonl = mkv.with_suffix(".jsonl")
+    jsonl.write_text("")
+    session.align_session(mkv, progress=False)                 # frame times first
+    ft = pq.read_table(tmp_path / "frames.parquet").column("t_ns").to_numpy()
+
+    def line(t, action, vk, name):
+        return json.dumps({"timestamp_ns": int(t), "event_src": "control_publisher",
+                           "event_data": json.dumps([action, vk, name])}) + "\n"
+    jsonl.write_text(line(ft[10] + 1000, "keyboard.press", 65, "a")
+                     + line(ft[75] + 1000, "keyboard.release", 65, "a"))
+    root = tmp_path / "ds"
+    s = session.align_session(mkv, dataset=root, chunk_seconds=2.0, progress=False)
+    ds = s["dataset"]
+    assert ds["chunks"] == 2 and ds["smart_cut"] == 2 and ds["events"] == 2
+    assert validate.validate_path(root) == []
+    idx = pq.read_table(root / "index.parquet").to_pylist()
+    metas = [json.loads((root / r["actions_dir"] / "metadata.json").read_text()) for r in idx]
+    assert [m["timing"]["segments"] for m in metas] == [[0, 1], [1]]
+    p1 = pq.read_table(root / idx[1]["actions_dir"] / "actions_processed.parquet").to_pylist()
+    assert [(r["event_type"], r["state"], r["frame_idx"]) for r in p1] == [
+        ("keydown", "held", 0), ("keyup", "released", 15)]
+    for r in idx:
+        with av.open(str(root / r["video_path"])) as c:
+            assert sum(1 for _ in c.decode(video=0)) == r["end_frame"] - r["start_frame"]

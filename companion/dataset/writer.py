@@ -320,7 +320,8 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
     return {"root": str(root), "video_id": video_id, "shard": lay.shard,
             "chunks": len(plans), "copied": modes.count("copy"),
             "smart_cut": modes.count("smart"), "reencoded": modes.count("reencode"),
-            "reencode_reasons": {str(k): v for k, v in res.demoted.items()},
+            "reencode_reasons": {str(p.chunk_id): _reencode_reason(p, scan, res)
+                                 for p in plans if modes[p.chunk_id] != "copy"},
             "frames": n, "events": total_events, "audio": has_audio_files,
             "seconds": round(time.monotonic() - t_start, 3)}
 
