@@ -177,6 +177,17 @@ input_event = st.fixed_dictionaries({
     "data": event_data | json_values})
 
 
+def test_convert_export_extreme_coordinates():
+    evs = [{"timestamp": 5, "event": "mousedown", "data": {"x": 1e308, "y": 1, "button": 0}},
+           {"timestamp": 6, "event": "mousemove", "data": {"x": 1, "y": 1, "screenX": 1e308,
+                                                            "screenY": 1}},
+           {"timestamp": 7, "event": "mousedown", "data": {"x": 1e308, "y": 1, "button": 0}},
+           {"timestamp": 8, "event": "wheel", "data": {"x": 1, "y": 1, "deltaY": 2**80}},
+           {"timestamp": 9, "event": "mousemove", "data": {"x": 2**70, "y": 0}}]
+    conv = convert_export({"startTime": 1, "inputEvents": evs}, {})
+    assert conv.n_events == 0 and sum(conv.skipped.values()) == 5
+
+
 @FUZZ
 @given(st.lists(input_event, max_size=8), st.one_of(st.integers(0, 2**50), json_values))
 def test_convert_export_event_shapes(events, start):

@@ -83,6 +83,7 @@ class ZipLimits:
 
 _SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _MAX_MS = (2**63 - 1) // 1_000_000          # beyond this, ns overflow int64
+_MAX_COORD = 10_000_000                     # screen pixels / wheel deltas beyond this are junk
 _BUTTONS = {idx: name for name, idx in ev.DOM_BUTTON_INDEX.items()}
 _COPY_CHUNK = 1024 * 1024
 
@@ -368,12 +369,15 @@ def convert_export(input_doc: Any, metadata_doc: Any, source: str = "export") ->
             else:
                 skip(f"{kind} without coordinates")
                 continue
+            if not (abs(x) <= _MAX_COORD and abs(y) <= _MAX_COORD):   # also catches inf/nan
+                skip(f"{kind} with coordinates out of range")
+                continue
             if kind == "mousemove":
                 out.append((t_ns, i, _line_text(t_ns, ev.SRC_CONTROL,
                                                 f'["{ev.MOUSE_MOVE}",{_jnum(x)},{_jnum(y)}]')))
             elif kind == "wheel":
                 dx, dy = _num(data.get("deltaX", 0)), _num(data.get("deltaY", 0))
-                if dx is None or dy is None:
+                if dx is None or dy is None or not (abs(dx) <= _MAX_COORD and abs(dy) <= _MAX_COORD):
                     skip("wheel without deltas")
                     continue
                 out.append((t_ns, i, _line(t_ns, ev.SRC_CONTROL,
