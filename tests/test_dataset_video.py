@@ -49,7 +49,8 @@ def test_plan_covers_every_frame_once_and_marks_copy_by_keyframes():
 
 # ---- video cutting --------------------------------------------------------------------
 
-def _cut(tmp_path, n=95, fps=30, gop=10, bframes=0, chunk_s=1.0, audio=None):
+def _cut(tmp_path, n=95, fps=30, gop=10, bframes=0, chunk_s=1.0, audio=None,
+         audio_process=None):
     src = tmp_path / "src.mkv"
     make_video(src, n, fps=fps, gop=gop, bframes=bframes, audio=audio)
     sc = scan(src)
@@ -57,7 +58,8 @@ def _cut(tmp_path, n=95, fps=30, gop=10, bframes=0, chunk_s=1.0, audio=None):
     vp = [tmp_path / f"c{p.chunk_id}.mp4" for p in plans]
     ap = [tmp_path / f"c{p.chunk_id}.wav" for p in plans] if audio else None
     done = []
-    res = split_video(src, sc, plans, vp, ap, on_chunk=lambda c, m: done.append((c, m)))
+    res = split_video(src, sc, plans, vp, ap, on_chunk=lambda c, m: done.append((c, m)),
+                      audio_process=audio_process)
     return sc, plans, vp, ap, res, done
 
 
@@ -220,8 +222,12 @@ def _wav(path):
         return w.getframerate(), data
 
 
-def test_wav_holds_exactly_the_chunk_time_range(tmp_path):
-    sc, plans, _, ap, res, _ = _cut(tmp_path, bframes=3, audio="pcm")
+@pytest.mark.parametrize("audio_process", [False, True])
+def test_wav_holds_exactly_the_chunk_time_range(tmp_path, audio_process):
+    """Both ways of splitting audio (a thread fed by the video pass; a separate process
+    reading the file itself, used for long recordings) give the exact samples."""
+    sc, plans, _, ap, res, _ = _cut(tmp_path, bframes=3, audio="pcm",
+                                    audio_process=audio_process)
     ranges = chunk_time_ranges(sc, plans)
     total = 0
     for p, (t0, t1), path in zip(plans, ranges, ap):
@@ -244,6 +250,10 @@ def test_wav_holds_exactly_the_chunk_time_range(tmp_path):
 
 def test_aac_audio_is_cut_to_the_same_lengths(tmp_path):
     sc, plans, _, ap, res, _ = _cut(tmp_path, audio="aac")
+    other = tmp_path / "p"
+    other.mkdir()
+    _, _, _, ap2, _, _ = _cut(other, audio="aac", audio_process=True)
+    assert [p.read_bytes() for p in ap] == [p.read_bytes() for p in ap2]
     for (t0, t1), path in zip(chunk_time_ranges(sc, plans), ap):
         rate, data = _wav(path)
         assert data.shape[0] == round(t1 * rate) - round(t0 * rate)
@@ -277,3 +287,14 @@ def test_not_a_video_and_bad_pts(tmp_path):
     with pytest.raises(BadInput, match="strictly increasing"):
         split_video(src, sc, plans, [tmp_path / "a.mp4"])
     assert ChunkPlan(0, 0, 20, True).n_frames == 20
+
+
+def test_audio_process_failure_is_a_one_line_error(tmp_path):
+    from companion.dataset.audio import AudioProcess
+    proc = AudioProcess(tmp_path / "nope.mkv", [(Fraction(0), Fraction(1))],
+                        [tmp_path / "a.wav"], 48000, 2)
+    with pytest.raises(BadInput, match="cannot read audio") as ei:
+        proc.result()
+    assert "\n" not in str(ei.value)
+    proc.stop()
+    assert not (tmp_path / "a.wav").exists()

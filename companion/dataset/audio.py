@@ -183,3 +183,102 @@ class AudioSplitter:
             self._write(i)
         return [{"samples": self.s1[i] - self.s0[i], "filled": self._filled[i]}
                 for i in range(len(self.s0))]
+
+
+def split_audio_file(src: str, ranges: Sequence[tuple[Fraction, Fraction]],
+                     paths: Sequence[str], rate: int, channels: int) -> list[dict]:
+    """Decode the first audio stream of ``src`` and write one WAV per range (see
+    ``AudioSplitter``); returns its per-chunk stats. Reads the file on its own, so it
+    can run in another process while the video is remuxed."""
+    import av
+    try:
+        container = av.open(str(src))
+    except (av.FFmpegError, OSError) as e:
+        raise BadInput(f"cannot read audio of {src}: {e}") from None
+    try:
+        if not container.streams.audio:
+            raise BadInput(f"{src}: no audio stream")
+        stream = container.streams.audio[0]
+        splitter = AudioSplitter(ranges, [Path(p) for p in paths], rate, channels)
+        try:
+            for pkt in container.demux(stream):
+                try:
+                    frames = pkt.decode()
+                except av.FFmpegError:
+                    continue          # a corrupt audio packet: its samples stay silent
+                for f in frames:
+                    splitter.add_frame(f)
+        except av.FFmpegError:
+            pass                      # truncated tail: the rest stays silent
+        return splitter.finish()
+    finally:
+        container.close()
+
+
+class AudioProcess:
+    """``split_audio_file`` in a child Python process (parallel to the caller).
+
+    Started with ``python -m companion.dataset.audio`` (not multiprocessing, so it never
+    re-imports the caller's ``__main__``); arguments go in as JSON on stdin, stats come
+    back as JSON on stdout. ``result()`` waits and returns the stats, re-raising a child
+    failure as NMError with the child's one-line message; ``stop()`` kills the child if
+    it still runs (the caller is failing), so it never writes into a folder being
+    deleted."""
+
+    def __init__(self, src, ranges, paths, rate: int, channels: int):
+        import json
+        import subprocess
+        import sys
+        job = {"src": str(src), "ranges": [[str(Fraction(a)), str(Fraction(b))] for a, b in ranges],
+               "paths": [str(p) for p in paths], "rate": int(rate), "channels": int(channels)}
+        self._proc = subprocess.Popen([sys.executable, "-m", "companion.dataset.audio"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE)
+        try:
+            self._proc.stdin.write(json.dumps(job).encode())
+            self._proc.stdin.close()
+        except OSError:
+            pass   # the child died at once: result() reports it
+        self._proc.stdin = None   # closed: communicate() must not touch it
+
+    def result(self) -> list[dict]:
+        import json
+        from companion.util.errors import NMError
+        out, err = self._proc.communicate()
+        if self._proc.returncode == 0:
+            return json.loads(out)
+        lines = err.decode(errors="replace").strip().splitlines()
+        text = lines[-1] if lines else f"exit code {self._proc.returncode}"
+        if text.startswith("error: "):
+            text = text[len("error: "):]
+        if self._proc.returncode == 2:
+            raise BadInput(text)
+        raise NMError(f"audio split failed: {text}", exit_code=self._proc.returncode or 1)
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def _main() -> int:
+    """Child entry point: JSON job on stdin -> WAVs; stats JSON on stdout."""
+    import json
+    import sys
+    from companion.util.errors import NMError
+    try:
+        job = json.loads(sys.stdin.read())
+        ranges = [(Fraction(a), Fraction(b)) for a, b in job["ranges"]]
+        stats = split_audio_file(job["src"], ranges, job["paths"], job["rate"], job["channels"])
+    except NMError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return e.exit_code
+    except Exception as e:  # noqa: BLE001 - reported to the parent as one line
+        sys.stderr.write(f"error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n")
+        return 1
+    sys.stdout.write(json.dumps(stats))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -33,7 +33,7 @@ import numpy as np
 
 from companion.util.errors import BadInput, EnvProblem, NMError
 
-from .audio import AudioSplitter
+from .audio import AudioProcess, AudioSplitter
 from .chunking import ChunkPlan
 
 # libx264 settings for frames that cannot be stream-copied: CRF 14 is visually lossless
@@ -41,6 +41,9 @@ from .chunking import ChunkPlan
 # practical (bench: 1.7x less CPU and 1.5x less memory than "faster" for the same size).
 ENCODE_CODEC = "libx264"
 ENCODE_OPTIONS = {"crf": "14", "preset": "veryfast"}
+
+# Recordings at least this long (seconds) get their audio split in a separate process.
+AUDIO_PROCESS_MIN_S = 60
 
 # Packets buffered at the start of each copy chunk to measure the reorder delay
 # (B-frame depth). x264 uses at most 16 B-frames, so 32 packets always suffice.
@@ -188,7 +191,8 @@ def chunk_time_ranges(scan, plans: Sequence[ChunkPlan]) -> list[tuple[Fraction, 
 def split_video(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
                 video_paths: Sequence[Path], audio_paths: Sequence[Path] | None = None,
                 on_chunk: Callable[[int, str], None] | None = None,
-                encode_options: dict | None = None, smart: bool = True) -> SplitResult:
+                encode_options: dict | None = None, smart: bool = True,
+                audio_process: bool | None = None) -> SplitResult:
     """Write ``video_paths[i]`` holding exactly frames ``plans[i]`` of ``src``.
 
     ``scan`` is the ``VideoScan`` of ``src`` (``pts`` in presentation order, ``keyframe``,
@@ -196,7 +200,10 @@ def split_video(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
     ``audio_channels``). With ``audio_paths`` and an audio track, also writes one WAV per
     chunk (see ``audio.py``). ``on_chunk(chunk_id, mode)`` is called as each MP4 is done.
     ``smart``: cut chunks that cannot be copied whole by re-encoding only their ends
-    (see ``_smart_cut``); False re-encodes them whole.
+    (see ``_smart_cut``); False re-encodes them whole. ``audio_process``: decode audio in
+    a separate process reading the file on its own (parallel on another core) instead of
+    a thread fed by this pass; None = only for recordings of ``AUDIO_PROCESS_MIN_S`` or
+    more (a process costs about 0.3 s to start).
     """
     import av
     pts = _check_inputs(scan, plans, video_paths)
@@ -211,6 +218,7 @@ def split_video(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
     container = av_open(src)
     copies: dict[int, _CopyChunk] = {}
     audio_worker = None
+    audio_proc = None
     try:
         if not container.streams.video:
             raise BadInput(f"{src}: no video stream")
@@ -219,11 +227,18 @@ def split_video(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
         splitter = None
         a_stream = None
         if audio_paths is not None and scan.has_audio and container.streams.audio:
-            a_stream = container.streams.audio[0]
-            streams.append(a_stream)
-            splitter = AudioSplitter(chunk_time_ranges(scan, plans), audio_paths,
-                                     int(scan.audio_rate), int(scan.audio_channels))
-            audio_worker = _AudioWorker(a_stream, splitter)
+            ranges = chunk_time_ranges(scan, plans)
+            if audio_process is None:
+                audio_process = ranges[-1][1] - ranges[0][0] >= AUDIO_PROCESS_MIN_S
+            if audio_process:
+                audio_proc = AudioProcess(src, ranges, audio_paths, int(scan.audio_rate),
+                                          int(scan.audio_channels))
+            else:
+                a_stream = container.streams.audio[0]
+                streams.append(a_stream)
+                splitter = AudioSplitter(ranges, audio_paths, int(scan.audio_rate),
+                                         int(scan.audio_channels))
+                audio_worker = _AudioWorker(a_stream, splitter)
         for p in plans:
             if p.copy:
                 copies[p.chunk_id] = _CopyChunk(p, Path(video_paths[p.chunk_id]), vs,
@@ -282,6 +297,8 @@ def split_video(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
                     Path(video_paths[cid]).unlink()
         if splitter is not None:
             result.audio = splitter.finish()
+        if audio_proc is not None:
+            result.audio = audio_proc.result()
         for p in plans:
             if modes[p.chunk_id] != "copy":
                 path = Path(video_paths[p.chunk_id])
@@ -302,6 +319,8 @@ def split_video(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
     finally:
         if audio_worker is not None:
             audio_worker.stop()
+        if audio_proc is not None:
+            audio_proc.stop()
         for cc in copies.values():             # only open ones if we are failing
             if cc.out is not None and not cc.closed:
                 cc.closed = True
