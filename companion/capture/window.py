@@ -531,6 +531,8 @@ class WindowTracker:
                         _x11().watch(self._current.window_id if self._current else None)
                 except Exception as e:  # noqa: BLE001 - keep tracking; report the last error
                     self.error = f"{type(e).__name__}: {e}".splitlines()[0]
+                    if self._x11_events:
+                        _close_thread_conn()  # reconnect next time (X connection lost?)
                     if self._stop.wait(self.interval_s):
                         break
         finally:
