@@ -265,3 +265,31 @@ def test_held_rows_at_chunk_start():
     # chunk 1 alone (without chunk 0) already knows what is held at its start
     alone = build_track(events_from_actions(c1), 20)
     assert 65 in alone.state(10).keys_vk and alone.state(10).buttons == {0}
+
+
+def test_session_events_normalisation():
+    """events.parquet rows (seed 001 names) give the same state as dataset actions."""
+    import numpy as _np
+    from companion.load.actions import build_track, events_from_session
+    from tests.test_dataset_media import events_table
+    ft = _np.arange(10, dtype=_np.int64) * 1000 + 10_000
+    rows = [dict(t_ns=9_000, event_type="key_down", key_code=None, code="KeyQ", state="pressed",
+                 source="keyboard"),
+            dict(t_ns=10_500, event_type="focus", source="window", window_id="w1",
+                 metadata=[("title", "Term")]),
+            dict(t_ns=11_500, event_type="mouse_click", mouse_button="middle", state="pressed",
+                 source="mouse"),                                     # no button_index
+            dict(t_ns=12_500, event_type="mouse_move", mouse_x_px=5.0, mouse_y_px=6.0,
+                 mouse_x_norm=0.5, mouse_y_norm=0.6, source="mouse"),
+            dict(t_ns=13_500, event_type="mouse_click", mouse_button="middle", state="released",
+                 source="mouse"),
+            dict(t_ns=14_500, event_type="wheel", delta=-2.0, source="mouse"),   # no wheel_dy
+            dict(t_ns=15_500, event_type="key_up", key_code=81, state="released",
+                 source="keyboard")]
+    tr = build_track(events_from_session(events_table(rows, ft)), 10)
+    assert [81 in tr.state(f).keys_vk for f in (0, 5, 6)] == [True, True, False]   # up in 5
+    assert tr.state(0).focus_title is None and tr.state(1).focus_title == "Term"
+    assert tr.state(1).focus_window_id == "w1"
+    assert [tr.state(f).buttons for f in (1, 2, 3, 4)] == [set(), {1}, {1}, set()]
+    assert tr.state(3).mouse_norm == pytest.approx((0.5, 0.6)) and tr.state(5).wheel == -2.0
+    assert tr.state(4).keys == ("KeyQ",)     # the DOM key, else the DOM code

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from companion.contract.keys import dom_code_to_vk, vk_to_dom
 
@@ -130,9 +131,30 @@ def _int(table: pa.Table, name: str, null: int) -> np.ndarray:
     return np.array(c.fill_null(null).to_numpy(zero_copy_only=False), dtype=np.int64)  # copy
 
 
-def _str(table: pa.Table, name: str) -> list:
+def _lookup(table: pa.Table, name: str, mapping: dict) -> np.ndarray:
+    """int8 codes of a string column through ``mapping`` (unknown/null -> K_OTHER)."""
     c = _col(table, name)
-    return [None] * table.num_rows if c is None else c.to_pylist()
+    if c is None:
+        return np.zeros(table.num_rows, np.int8)
+    names = list(mapping)
+    idx = pc.index_in(c, value_set=pa.array(names, pa.string())).fill_null(-1)
+    idx = np.asarray(idx.to_numpy(zero_copy_only=False), np.int64)
+    codes = np.asarray([mapping[k] for k in names] + [K_OTHER], np.int8)
+    return codes[idx]     # -1 picks the trailing K_OTHER
+
+
+def _equals(table: pa.Table, name: str, value: str) -> np.ndarray:
+    c = _col(table, name)
+    if c is None:
+        return np.zeros(table.num_rows, bool)
+    return np.asarray(pc.equal(c, value).fill_null(False).to_numpy(zero_copy_only=False), bool)
+
+
+def _is_null(table: pa.Table, name: str) -> np.ndarray:
+    c = _col(table, name)
+    if c is None:
+        return np.ones(table.num_rows, bool)
+    return np.asarray(c.is_null().to_numpy(zero_copy_only=False), bool)
 
 
 def _meta_window(meta: dict) -> tuple[str | None, str | None]:
@@ -174,41 +196,44 @@ def events_from_actions(table: pa.Table) -> EventColumns:
         if not valid.all():
             table = table.filter(pa.array(valid))
     n = table.num_rows
-    etype = _str(table, "event_type")
-    state = _str(table, "state")
-    codes = _str(table, "code")
-    keys = _str(table, "key")
-    metas = _str(table, "meta")
-    kind = np.zeros(n, np.int8)
+    # vectorised over all rows (mouse moves are most of them, at up to 1000 Hz); the
+    # Python loop below only visits key and focus rows
+    kind = _lookup(table, "event_type", _ACTION_KINDS)
+    held = _equals(table, "state", "held")
+    has_key = ~(_is_null(table, "code") & _is_null(table, "key"))
+    keyish = np.isin(kind, (K_KEY_DOWN, K_KEY_UP)) | ((kind == K_OTHER) & has_key)
+    kind[held & keyish] = K_KEY_HELD
+    kind[held & ~keyish & np.isin(kind, (K_BTN_DOWN, K_BTN_UP, K_OTHER))] = K_BTN_HELD
     vk = np.full(n, -1, np.int32)
-    label = [None] * n
-    title = [None] * n
-    wid = [None] * n
-    for i in range(n):
-        k = _ACTION_KINDS.get(etype[i], K_OTHER)
-        if state[i] == "held":
-            if k in (K_KEY_DOWN, K_KEY_UP) or (k == K_OTHER and (codes[i] or keys[i])):
-                k = K_KEY_HELD
-            elif k in (K_BTN_DOWN, K_BTN_UP, K_OTHER):
-                k = K_BTN_HELD
-        kind[i] = k
-        meta = None
-        if metas[i] and (k in (K_KEY_DOWN, K_KEY_UP, K_KEY_HELD, K_FOCUS)):
-            try:
-                meta = json.loads(metas[i])
-            except ValueError:
-                meta = None
-            if not isinstance(meta, dict):
-                meta = None
-        if k in (K_KEY_DOWN, K_KEY_UP, K_KEY_HELD):
+    label = np.full(n, None, object)
+    title = np.full(n, None, object)
+    wid = np.full(n, None, object)
+    slow = np.flatnonzero(np.isin(kind, (K_KEY_DOWN, K_KEY_UP, K_KEY_HELD, K_FOCUS)))
+    if len(slow):
+        take = pa.array(slow)
+        sub = {c: (table.column(c).take(take).to_pylist() if c in table.column_names
+                   else [None] * len(slow)) for c in ("code", "key", "meta")}
+        for j, i in enumerate(slow.tolist()):
+            k = kind[i]
+            meta = None
+            m = sub["meta"][j]
+            if m:
+                try:
+                    meta = json.loads(m)
+                except ValueError:
+                    meta = None
+                if not isinstance(meta, dict):
+                    meta = None
+            if k == K_FOCUS:
+                if meta:
+                    title[i], wid[i] = _meta_window(meta)
+                continue
             v = meta.get("vk") if meta else None
             if v is None:
-                v = dom_code_to_vk(codes[i])
+                v = dom_code_to_vk(sub["code"][j])
             if isinstance(v, (int, float)) and 0 <= int(v) < KEY_VOCAB_SIZE:
                 vk[i] = int(v)
-            label[i] = keys[i] or codes[i]
-        elif k == K_FOCUS and meta:
-            title[i], wid[i] = _meta_window(meta)
+            label[i] = sub["key"][j] or sub["code"][j]
     frame_ref = _int(table, "frame_ref", -1)
     held = (kind == K_KEY_HELD) | (kind == K_BTN_HELD)
     frame_ref[held] -= 1      # down at its frame = applied before it
@@ -221,43 +246,38 @@ def events_from_actions(table: pa.Table) -> EventColumns:
 def events_from_session(table: pa.Table) -> EventColumns:
     """Normalise a session's ``events.parquet`` (``EVENTS_SCHEMA``)."""
     n = table.num_rows
-    etype = _str(table, "event_type")
-    state = _str(table, "state")
-    codes = _str(table, "code")
-    keys = _str(table, "key")
-    btn_names = _str(table, "mouse_button")
-    metas = _str(table, "metadata")
-    wids = _str(table, "window_id")
-    key_code = _int(table, "key_code", -1)
-    bidx = _int(table, "button_index", -1)
-    kind = np.zeros(n, np.int8)
-    vk = np.full(n, -1, np.int32)
+    kind = _lookup(table, "event_type", {**_SESSION_KINDS, "mouse_click": K_BTN_DOWN})
+    click = kind == K_BTN_DOWN
+    kind[click & _equals(table, "state", "released")] = K_BTN_UP
     button = np.full(n, -1, np.int32)
-    label = [None] * n
-    title = [None] * n
-    wid = [None] * n
-    for i in range(n):
-        e = etype[i]
-        if e == "mouse_click":
-            k = K_BTN_UP if state[i] == "released" else K_BTN_DOWN
-            b = int(bidx[i]) if bidx[i] >= 0 else _BUTTON_NAMES.get(btn_names[i] or "", -1)
-            button[i] = b
-        else:
-            k = _SESSION_KINDS.get(e, K_OTHER)
-        kind[i] = k
-        if k in (K_KEY_DOWN, K_KEY_UP):
-            v = int(key_code[i]) if key_code[i] >= 0 else dom_code_to_vk(codes[i])
+    bidx = _int(table, "button_index", -1)
+    by_name = _lookup(table, "mouse_button", {k: v + 1 for k, v in _BUTTON_NAMES.items()})
+    button[click] = np.where(bidx[click] >= 0, bidx[click], by_name[click].astype(np.int32) - 1)
+    key_code = _int(table, "key_code", -1)
+    vk = np.full(n, -1, np.int32)
+    label = np.full(n, None, object)
+    title = np.full(n, None, object)
+    wid = np.full(n, None, object)
+    slow = np.flatnonzero(np.isin(kind, (K_KEY_DOWN, K_KEY_UP, K_FOCUS)))
+    if len(slow):
+        take = pa.array(slow)
+        sub = {c: (table.column(c).take(take).to_pylist() if c in table.column_names
+                   else [None] * len(slow)) for c in ("code", "key", "metadata", "window_id")}
+        for j, i in enumerate(slow.tolist()):
+            if kind[i] == K_FOCUS:
+                m = dict(sub["metadata"][j] or [])
+                title[i] = m.get("title", m.get("window_title"))
+                w = sub["window_id"][j]
+                wid[i] = w if w is not None else m.get("window_id")
+                continue
+            v = int(key_code[i]) if key_code[i] >= 0 else dom_code_to_vk(sub["code"][j])
             if v is not None and 0 <= v < KEY_VOCAB_SIZE:
                 vk[i] = v
-            lab = keys[i] or codes[i]
+            lab = sub["key"][j] or sub["code"][j]
             if lab is None and v is not None:
                 dk, dc = vk_to_dom(v)
                 lab = dk or dc
             label[i] = lab
-        elif k == K_FOCUS:
-            m = dict(metas[i] or [])
-            title[i] = m.get("title", m.get("window_title"))
-            wid[i] = wids[i] if wids[i] is not None else m.get("window_id")
     wheel = _float(table, "wheel_dy")
     delta = _float(table, "delta")
     wheel = np.where(np.isnan(wheel), delta, wheel)

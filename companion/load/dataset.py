@@ -32,6 +32,12 @@ from .actions import ActionState, ActionTrack, EventColumns, build_track, events
 from .decode import DecoderPool, FrameIndex, to_array
 
 
+# the actions columns the per-frame state needs (the rest is not read for it)
+_ACTION_COLUMNS = ["t_ns", "frame_ref", "event_type", "state", "key", "code", "meta", "mouse_x",
+                   "mouse_y", "mouse_x_norm", "mouse_y_norm", "mouse_button", "mouse_wheel",
+                   "is_valid"]
+
+
 @dataclass(frozen=True)
 class ChunkInfo:
     """One row of ``index.parquet`` (see ``CHUNK_INDEX_SCHEMA``).
@@ -165,12 +171,17 @@ class Dataset:
         except ValueError as e:
             raise BadInput(f"{path}: not valid JSON ({e})") from None
 
-    def _read_parquet(self, path: str) -> pa.Table:
+    def _read_parquet(self, path: str, columns=None) -> pa.Table:
         try:
             if self.fs is not None:
                 with self.fs.open(path, "rb") as f:
-                    return pq.read_table(f)
-            return pq.read_table(path)
+                    pf = pq.ParquetFile(f)
+                    cols = None if columns is None else \
+                        [c for c in columns if c in pf.schema_arrow.names]
+                    return pf.read(columns=cols)
+            pf = pq.ParquetFile(path)
+            cols = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
+            return pf.read(columns=cols)
         except FileNotFoundError:
             raise BadInput(f"missing file: {path}") from None
         except (pa.ArrowInvalid, OSError) as e:
@@ -302,8 +313,9 @@ class Dataset:
         tr = self._tracks.get(video_id)
         if tr is None:
             lst = self._video_chunks(video_id)
-            parts: list[EventColumns] = [events_from_actions(self._read_actions(c, True))
-                                         for c in lst]
+            parts: list[EventColumns] = [
+                events_from_actions(self._read_actions(c, True, columns=_ACTION_COLUMNS))
+                for c in lst]
             tr = build_track(EventColumns.concat(parts), lst[-1].end_frame)
             if len(self._tracks) >= 16:
                 self._tracks.pop(next(iter(self._tracks)))
@@ -315,7 +327,7 @@ class Dataset:
         self.chunk_of(video_id, frame)
         return self.actions(video_id).state(int(frame))
 
-    def _read_actions(self, ci: ChunkInfo, processed: bool) -> pa.Table:
+    def _read_actions(self, ci: ChunkInfo, processed: bool, columns=None) -> pa.Table:
         d = self._join(ci.actions_dir)
         name = "actions_processed.parquet" if processed else "actions_raw.parquet"
         path = posixpath.join(d, name) if self.fs is not None else os.path.join(d, name)
@@ -328,7 +340,7 @@ class Dataset:
         if not self._exists(path):
             raise BadInput(f"missing actions file for chunk {ci.chunk_id} of "
                            f"{ci.video_id!r}: {path}")
-        return self._read_parquet(path)
+        return self._read_parquet(path, columns)
 
     def _video_source(self, ci: ChunkInfo) -> str:
         path = self._join(ci.video_path)
