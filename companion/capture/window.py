@@ -549,6 +549,7 @@ class WindowTracker:
         p = self._privacy
         allowed = p.window_allowed(info) if p is not None else True
         prev = self._current
+        marker_t = t
         if force or not self._history or _ident(info) != _ident(prev):
             if change_ns is not None:
                 since = change_ns if not allowed else change_ns + 1_000_000  # +-ms rounding
@@ -558,6 +559,7 @@ class WindowTracker:
                 since = prev_poll if not allowed else t
             since = min(since, t) if not allowed else since
             self._history = (self._history + ((since, info),))[-self.HISTORY:]
+            marker_t = min(since, t)  # suppression starts/ends when window_at() says
         self._current = info
         key = None if info is None else (info.window_id, info.title, info.rect, info.pid, info.app)
         if p is not None and not p.consent:
@@ -565,7 +567,7 @@ class WindowTracker:
         if p is not None and allowed != self._allowed:
             if self._allowed is not None or not allowed:
                 name = ev.REC_INPUT_RESUMED if allowed else ev.REC_INPUT_SUPPRESSED
-                self._sink(t, ev.SRC_RECORDER, {"event": name, "reason": "window filter"})
+                self._sink(marker_t, ev.SRC_RECORDER, {"event": name, "reason": "window filter"})
             self._allowed = allowed
         if info is None:
             self._last_key = None
