@@ -204,3 +204,14 @@ def test_drawing_primitives_clip_and_hit_the_right_pixels():
     assert (a[..., 0] > 0).astype(int).tolist() == [[int(c) for c in r]
                                                      for r in "11111 00100 00100 00100 00100 00100 00100".split()]
     draw.line(img, 0, 0, 1e9, 1e9, (1, 1, 1))                         # absurd: ignored, no hang
+
+
+def test_thin_moves_keeps_the_last_move_of_each_frame():
+    idx = np.arange(100)
+    buckets = np.repeat([0, 1, 2, 3], [40, 3, 50, 7])
+    kept = pv._thin_moves(idx, buckets, 8)
+    for b in range(4):
+        mine = kept[buckets[kept] == b]
+        assert mine[-1] == idx[buckets == b][-1]          # the position at the next frame
+        assert len(mine) <= 8 + 1
+    assert set(idx[buckets == 1]) <= set(kept) and set(idx[buckets == 3]) <= set(kept)

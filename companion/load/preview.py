@@ -383,6 +383,24 @@ def render_contact_sheet(src: PreviewSource, out: str | os.PathLike, cols: int =
 
 # ---- HTML viewer -------------------------------------------------------------------------
 
+MAX_MOVES_PER_FRAME = 8   # viewer JSON: mouse moves kept per frame interval (trail detail)
+
+
+def _thin_moves(idx: np.ndarray, buckets: np.ndarray, k: int) -> np.ndarray:
+    """Keep at most about ``k`` of the moves in each frame interval, evenly spaced, always
+    the last one (it is the cursor position at the next frame, so the state is exact).
+    A 1000 Hz mouse otherwise puts ~33 moves per 30 fps frame into the page."""
+    if len(idx) == 0:
+        return idx
+    starts = np.r_[0, np.flatnonzero(np.diff(buckets)) + 1]
+    counts = np.diff(np.r_[starts, len(idx)])
+    rank = np.arange(len(idx)) - np.repeat(starts, counts)
+    cnt = np.repeat(counts, counts)
+    step = np.maximum(1, -(-cnt // k))
+    keep = (rank % step == 0) | (rank == cnt - 1)
+    return idx[keep]
+
+
 def viewer_data(src: PreviewSource) -> dict:
     """The viewer's inline JSON: frame times, and events in shown-frame numbering.
 
@@ -437,6 +455,7 @@ def viewer_data(src: PreviewSource) -> dict:
     before = np.flatnonzero((b < -1) & ~np.isnan(ev.x_norm) & ~np.isnan(ev.y_norm))
     if len(before):
         mv = np.concatenate([before[-1:], mv])
+    mv = _thin_moves(mv, b[mv], MAX_MOVES_PER_FRAME)
     moves = [[r4(tv[i]), int(max(b[i], -1)), r4(ev.x_norm[i]), r4(ev.y_norm[i])] for i in mv]
     clicks = [[r4(tv[i]), int(b[i]), int(ev.button[i]), r4(ev.x_norm[i]), r4(ev.y_norm[i])]
               for i in np.flatnonzero(keep & (ev.kind == K_BTN_DOWN))]
