@@ -42,9 +42,11 @@ def test_sequential_decode_is_frame_exact(built):
         assert frame_number(s.image) == s.frame
         seen.append(s.frame)
         assert s.t_ns == frame_t(s.frame)
+        # each chunk file is decoded once, front to back: one (initial) seek, one decoder
+        (entry,) = ds._pool._entries.values()
+        assert entry.seeks == 1
     assert seen == list(range(54))
-    # each chunk file was decoded once, front to back: one seek per container at most
-    assert all(e.seeks == 1 for e in ds._pool._entries.values())
+    assert not ds._pool._entries      # a finished chunk's decoder is closed
 
 
 def test_random_access_equals_sequential(built):

@@ -117,10 +117,14 @@ class Chunk:
 
     def frames(self, size: tuple[int, int] | None = None, format: str = "rgb24",
                start: int = 0, stop: int | None = None) -> Iterator[Sample]:
-        """Samples of chunk frames ``start..stop`` (chunk-relative), decoding each once."""
+        """Samples of chunk frames ``start..stop`` (chunk-relative), decoding each once.
+        The chunk's decoder is closed when the iteration reaches the end of the chunk
+        (a pass over the data keeps one decoder open, not ``cache_size``)."""
         stop = self.info.n_frames if stop is None else min(stop, self.info.n_frames)
         for j in range(max(0, start), stop):
             yield self.dataset._sample(self.info, j, size, format)
+        if stop == self.info.n_frames:
+            self.dataset._pool.release(self.dataset._join(self.info.video_path))
 
     def actions(self, processed: bool = True) -> pa.Table:
         """``actions_processed.parquet`` (or ``actions_raw.parquet``) of this chunk."""

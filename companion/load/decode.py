@@ -257,6 +257,13 @@ class DecoderPool:
         """Decoded frame ``i`` of ``source`` (presentation order), pts-checked."""
         return self.entry(source).frame(i)
 
+    def release(self, source) -> None:
+        """Close the container of ``source`` if open (its frame index stays cached)."""
+        self._check_pid()
+        e = self._entries.pop(str(source), None)
+        if e is not None:
+            e.close()
+
     def close(self) -> None:
         self._check_pid()
         for e in self._entries.values():
