@@ -114,9 +114,11 @@ events = pa.table({f.name: (pa.array(ev[f.name], f.type) if f.name in ev else pa
                    for f in EVENTS_SCHEMA})
 t1 = time.perf_counter()
 c1 = time.process_time()
+ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
 s = write_dataset(ROOT, "bench", sc, frames, events, {"input_device": "mouse"}, chunk_seconds=20.0)
 t_write = time.perf_counter() - t1
-c_write = time.process_time() - c1
+ch1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+c_write = time.process_time() - c1 + (ch1.ru_utime - ch0.ru_utime) + (ch1.ru_stime - ch0.ru_stime)
 print(json.dumps({"scan_s": t_scan, "write_s": t_write, "total_s": t_scan + t_write,
                   "scan_cpu_s": c_scan, "write_cpu_s": c_write,
                   "setup_s": t1 - t0 - t_scan, "summary": s,
