@@ -163,6 +163,20 @@ def test_real_obs_recording_with_a_pause(tmp_path):
     res = split_video(fixture, sc, plans, vp)
     assert res.modes == ["smart", "smart"]
     with av.open(str(fixture)) as c:
+        cc = c.streams.video[0].codec_context
+        colour = (cc.color_range, cc.colorspace, cc.color_primaries, cc.color_trc)
+    assert colour == (1, 1, 1, 1)           # OBS: limited range BT.709
+    for path in vp:                          # re-encoded heads/tails say the same
+        with av.open(str(path)) as c:
+            for f in c.decode(video=0):
+                assert (f.color_range, f.colorspace) == (1, 1)
+    whole = [tmp_path / f"w{p.chunk_id}.mp4" for p in plans]
+    split_video(fixture, sc, plans, whole, smart=False)   # whole-chunk re-encodes too
+    for path in whole:
+        with av.open(str(path)) as c:
+            f = next(c.decode(video=0))
+            assert (f.color_range, f.colorspace, f.color_primaries) == (1, 1, 1)
+    with av.open(str(fixture)) as c:
         src = [f.to_ndarray(format="rgb24").astype(np.int16) for f in c.decode(video=0)]
     assert len(src) == 91
     for p, path in zip(plans, vp):

@@ -428,6 +428,7 @@ def _reencode(container, vs, scan, pts: np.ndarray, plan: ChunkPlan, path: Path,
                                               "nv12") else "yuv420p"
         ost.codec_context.time_base = tb
         ost.time_base = tb
+        _copy_color(vs.codec_context, ost.codec_context)
         ost.options = dict(options)
         j = 0
         f = head
@@ -462,6 +463,15 @@ def _reencode(container, vs, scan, pts: np.ndarray, plan: ChunkPlan, path: Path,
             if not ok:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+
+
+def _copy_color(src, dst) -> None:
+    """Carry the source's colour description (range, matrix, primaries, transfer) over to
+    an encoder, so re-encoded frames convert to RGB exactly like copied ones (unset, a
+    decoder would guess BT.601 for what OBS marks BT.709)."""
+    for attr in ("color_range", "colorspace", "color_primaries", "color_trc"):
+        with contextlib.suppress(AttributeError, ValueError, TypeError):
+            setattr(dst, attr, getattr(src, attr))
 
 
 def _avcc_parameter_sets(extradata: bytes | None) -> tuple[bytes, int] | None:
@@ -557,6 +567,7 @@ def _smart_cut(container, vs, scan, pts: np.ndarray, plan: ChunkPlan, path: Path
         enc.pix_fmt = "yuv420p"
         enc.time_base = tb
         enc.framerate = Fraction(scan.fps)
+        _copy_color(vs.codec_context, enc)
         enc.options = {**options, "bf": "0"}
         return enc
 
