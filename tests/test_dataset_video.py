@@ -312,3 +312,38 @@ def test_audio_process_failure_is_a_one_line_error(tmp_path):
     assert "\n" not in str(ei.value)
     proc.stop()
     assert not (tmp_path / "a.wav").exists()
+
+
+@pytest.mark.parametrize("codec,opts", [
+    ("libx265", {"x265-params": "keyint=10:min-keyint=10:scenecut=0:bframes=3:log-level=error",
+                 "crf": "10"}),
+    ("libsvtav1", {"g": "10", "crf": "20", "preset": "12"}),
+])
+def test_hevc_and_av1_sources_copy_exactly(tmp_path, codec, opts):
+    """OBS 30.2+ can record HEVC and AV1. Copy works for both; x265's default open GOPs
+    (CRA pictures) are detected and that chunk is re-encoded (to H.264)."""
+    if codec not in av.codecs_available:
+        pytest.skip(f"{codec} not in this FFmpeg build")
+    from tests.test_dataset_media import draw_frame
+    src = tmp_path / "src.mkv"
+    c = av.open(str(src), "w", format="matroska")
+    vs = c.add_stream(codec, rate=30)
+    vs.width, vs.height, vs.pix_fmt = 128, 64, "yuv420p"
+    vs.options = opts
+    for i in range(60):
+        f = av.VideoFrame.from_ndarray(draw_frame(i, 128, 64), format="rgb24")
+        f.pts = i
+        for p in vs.encode(f):
+            c.mux(p)
+    for p in vs.encode(None):
+        c.mux(p)
+    c.close()
+    sc = scan(src)
+    plans = plan_chunks(len(sc.pts), sc.fps, sc.keyframe, 1.0)
+    assert all(p.copy for p in plans)
+    vp = [tmp_path / f"c{p.chunk_id}.mp4" for p in plans]
+    res = split_video(src, sc, plans, vp)
+    _assert_exact(plans, vp)
+    assert res.modes[-1] == "copy"
+    if res.modes[0] != "copy":
+        assert "open GOP" in res.demoted[0]

@@ -110,7 +110,7 @@ class _CopyChunk:
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.out = av_open(self.path, "w", format="mp4")
-        self.ostream = self.out.add_stream_from_template(self.in_stream)
+        self.ostream = self.out.add_stream_from_template(self.in_stream, opaque=True)
         self.ostream.time_base = self.in_stream.time_base
         self.ostream.codec_context.codec_tag = "avc1" if self.in_stream.codec_context.name == "h264" \
             else self.ostream.codec_context.codec_tag
@@ -668,7 +668,7 @@ def _smart_cut(container, vs, scan, pts: np.ndarray, plan: ChunkPlan, path: Path
         shift = max(shift, 0)
         path.parent.mkdir(parents=True, exist_ok=True)
         out = av_open(path, "w", format="mp4")
-        ost = out.add_stream_from_template(vs)
+        ost = out.add_stream_from_template(vs, opaque=True)
         ost.time_base = vs.time_base
         ost.codec_context.codec_tag = "avc1"
         k = 0
