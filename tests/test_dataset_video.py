@@ -347,3 +347,26 @@ def test_hevc_and_av1_sources_copy_exactly(tmp_path, codec, opts):
     assert res.modes[-1] == "copy"
     if res.modes[0] != "copy":
         assert "open GOP" in res.demoted[0]
+
+
+def test_decoder_rate_differing_from_the_stream_rate_is_resampled(tmp_path):
+    """Audio frames at 24 kHz fed to a 48 kHz splitter (what HE-AAC does when the
+    container declares the core rate): the WAV has the declared rate and full length."""
+    from companion.dataset.audio import AudioSplitter
+    out = tmp_path / "a.wav"
+    sp = AudioSplitter([(Fraction(0), Fraction(1))], [out], 48000, 1)
+    for k in range(0, 24000, 1000):
+        idx = np.arange(k, k + 1000)
+        data = (8000 * np.sin(2 * np.pi * 200 * idx / 24000)).astype(np.int16)[None, :]
+        f = av.AudioFrame.from_ndarray(data, format="s16", layout="mono")
+        f.sample_rate = 24000
+        f.pts = k
+        f.time_base = Fraction(1, 24000)
+        sp.add_frame(f)
+    stats = sp.finish()
+    rate, data = _wav(out)
+    assert rate == 48000 and data.shape == (48000, 1)
+    assert stats[0]["filled"] > 47000                 # resampler latency: a few samples
+    # still a 200 Hz sine at 48 kHz: 240 samples per period
+    x = data[1000:1480, 0].astype(float)
+    assert np.argmax(np.abs(np.fft.rfft(x))) == 2     # 480 samples = 2 periods

@@ -84,7 +84,9 @@ class AudioSplitter:
         if not self._pending:
             self._pend_pos = pos
         self._pending.append(frame)
-        self._next_pos = pos + frame.samples
+        n = frame.samples if frame.sample_rate == self.rate else \
+            int(round(frame.samples * self.rate / frame.sample_rate))
+        self._next_pos = pos + n
         if self._next_pos - self._pend_pos >= self.rate:
             self._flush()
 
@@ -102,7 +104,8 @@ class AudioSplitter:
         import av  # local: keep module import light for pure users
         ch = self.channels
         fmt = frames[0].format.name
-        same = all(f.format.name == fmt and f.layout.nb_channels == ch for f in frames)
+        same = all(f.format.name == fmt and f.layout.nb_channels == ch
+                   and f.sample_rate == self.rate for f in frames)
         if same and fmt in ("s16", "fltp", "s16p", "flt"):
             total = sum(f.samples for f in frames)
             if fmt in ("s16", "flt"):
@@ -128,8 +131,10 @@ class AudioSplitter:
         for frame in frames:
             if self._resampler is None:
                 layout = frame.layout.name if frame.layout.nb_channels == ch else None
+                # also converts a decoder rate that differs from the stream's declared
+                # rate (e.g. HE-AAC whose SBR doubles it) to the rate of the WAV
                 self._resampler = av.AudioResampler(format="s16", layout=layout or ch,
-                                                    rate=frame.sample_rate)
+                                                    rate=self.rate)
             for f in self._resampler.resample(frame):
                 out.append(f.to_ndarray().reshape(-1, ch))
         if not out:
