@@ -201,18 +201,25 @@ def align_session(video, events=None, out=None, dataset=None, chunk_seconds: flo
         out_dir = imported
     sid = session_id or video.stem
 
+    if not events_path.exists():
+        raise BadInput(f"{events_path}: events file not found (pass --events FILE)")
     video_hash = _BackgroundHash(video)
-    p = Progress(f"scan {video.name}", enabled=progress)
-    scan = scan_video(video, progress=p)
-    p.close()
+    # the events file is parsed on another core while the video is demuxed
+    # (pyarrow's JSON reader and FFmpeg's demuxer both run outside the GIL)
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="events") as pool:
+        raw_future = pool.submit(read_events_jsonl, events_path)
+        p = Progress(f"scan {video.name}", enabled=progress)
+        try:
+            scan = scan_video(video, progress=p)
+        finally:
+            p.close()
+        raw = raw_future.result()
     if scan.truncated:
         why = getattr(scan, "truncated_reason", None) or "the file ends mid-stream"
         raise BadInput(f"{video}: truncated recording ({why})")
     if len(scan.pts) == 0:
         raise BadInput(f"{video}: no video frames")
-    if not events_path.exists():
-        raise BadInput(f"{events_path}: events file not found (pass --events FILE)")
-    raw = read_events_jsonl(events_path)
 
     sc_path = sidecar_path_for(video)
     sidecar = read_sidecar(sc_path) if sc_path.exists() else None
