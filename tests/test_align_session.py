@@ -209,3 +209,24 @@ def test_cli_json_summary(tmp_path):
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["frames"] == 91 and s["anchor_source"] == "captions+sidecar"
+
+
+def test_video_hash_is_reused_only_when_integrity_is_newer(tmp_path):
+    import hashlib
+    import os
+    d = session_dir(tmp_path)
+    write_events(d, "s1", expected_frame_times())
+    align_session(d / "s1.mkv", progress=False)
+    real = hashlib.sha256((d / "s1.mkv").read_bytes()).hexdigest()
+    lines = (d / "integrity.sha256").read_text()
+    assert f"{real}  s1.mkv" in lines
+    # a recorded hash newer than the file is reused (the companion hashes at finalize) ...
+    fake = "0" * 64
+    (d / "integrity.sha256").write_text(lines.replace(real, fake))
+    align_session(d / "s1.mkv", progress=False)
+    assert f"{fake}  s1.mkv" in (d / "integrity.sha256").read_text()
+    # ... but a file modified after it is hashed again
+    st = (d / "integrity.sha256").stat()
+    os.utime(d / "s1.mkv", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    align_session(d / "s1.mkv", progress=False)
+    assert f"{real}  s1.mkv" in (d / "integrity.sha256").read_text()

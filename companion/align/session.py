@@ -130,17 +130,37 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def recorded_hash(folder: Path, name: str) -> str | None:
+    """The sha256 that ``folder/integrity.sha256`` already records for ``name``, if that
+    file is newer than ``name`` (make-style: the companion hashes the recording when it
+    finalizes a session, and nm-align reruns reuse their own). ``nm-validate`` always
+    recomputes, so a later silent change is still caught."""
+    integ, target = folder / "integrity.sha256", folder / name
+    try:
+        if integ.stat().st_mtime_ns < target.stat().st_mtime_ns:
+            return None
+        for ln in integ.read_text(encoding="utf-8", errors="replace").splitlines():
+            digest, _, fname = ln.partition("  ")
+            if fname.strip() == name and len(digest) == 64:
+                return digest.lower()
+    except OSError:
+        return None
+    return None
+
+
 class _BackgroundHash:
     """sha256 of a large file computed on another core while the aligner works
-    (hashlib releases the GIL for large updates)."""
+    (hashlib releases the GIL for large updates); reused from integrity.sha256 when
+    that already records it (see ``recorded_hash``)."""
 
     def __init__(self, path: Path):
         import threading
         self.path = path
-        self.digest = None
+        self.digest = recorded_hash(path.parent, path.name)
         self.error = None
         self._t = threading.Thread(target=self._run, name="sha256", daemon=True)
-        self._t.start()
+        if self.digest is None:
+            self._t.start()
 
     def _run(self):
         try:
@@ -149,7 +169,8 @@ class _BackgroundHash:
             self.error = e
 
     def result(self) -> str:
-        self._t.join()
+        if self._t.is_alive() or self._t.ident is not None:
+            self._t.join()
         if self.error is not None:
             raise self.error
         return self.digest
