@@ -182,10 +182,11 @@ class Dataset:
                     pf = pq.ParquetFile(f)
                     cols = None if columns is None else \
                         [c for c in columns if c in pf.schema_arrow.names]
-                    return pf.read(columns=cols)
+                    return pf.read(columns=cols, use_threads=False)
             pf = pq.ParquetFile(path)
             cols = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
-            return pf.read(columns=cols)
+            # small files: a reader thread pool costs more CPU and memory than it saves
+            return pf.read(columns=cols, use_threads=False)
         except FileNotFoundError:
             raise BadInput(f"missing file: {path}") from None
         except (pa.ArrowInvalid, OSError) as e:
