@@ -69,3 +69,12 @@ def test_gray_and_resize_batches(built):
     fd = FrameDataset(built.root, size=(64, 32), format="gray")
     batch = next(iter(DataLoader(fd, batch_size=4, num_workers=0)))
     assert batch["image"].shape == (4, 1, 32, 64)
+
+
+def test_spawned_workers(built):
+    """macOS and Windows start workers with spawn: the dataset pickles and reopens."""
+    fd = FrameDataset(built.root, size=(96, 48))
+    dl = DataLoader(torch.utils.data.Subset(fd, [0, 21, 40, 65]), batch_size=2, num_workers=2,
+                    multiprocessing_context="spawn")
+    frames = torch.cat([b["frame"] for b in dl]).tolist()
+    assert frames == [fd.key(i)[1] for i in (0, 21, 40, 65)]

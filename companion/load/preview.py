@@ -168,7 +168,9 @@ def load_chunk(root: str | os.PathLike, video_id: str | None = None, chunk_id: i
     cap = ci.start_t_ns + (ci.end_t_ns - ci.start_t_ns) * sel // ci.n_frames
     p = fi.pts[sel]
     video_s = ((p - p[0]) * float(fi.time_base)).astype(np.float64)
-    parts = [events_from_actions(ds._read_actions(c, True)) for c in ds.chunks(vid)]
+    from .dataset import _ACTION_COLUMNS
+    parts = [events_from_actions(ds._read_actions(c, True, columns=_ACTION_COLUMNS))
+             for c in ds.chunks(vid)]
     return PreviewSource(f"{vid}_chunk_{ci.chunk_id:04d}", ds._join(ci.video_path), sel,
                          ci.start_frame + sel, np.asarray(cap, np.int64), video_s,
                          EventColumns.concat(parts), ds.actions(vid), fi.width, fi.height,
