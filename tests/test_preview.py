@@ -215,3 +215,10 @@ def test_thin_moves_keeps_the_last_move_of_each_frame():
         assert mine[-1] == idx[buckets == b][-1]          # the position at the next frame
         assert len(mine) <= 8 + 1
     assert set(idx[buckets == 1]) <= set(kept) and set(idx[buckets == 3]) <= set(kept)
+
+
+def test_short_key_names():
+    assert [pv.short_key(x) for x in ("KeyA", "Digit7", " ", "ShiftLeft", "ControlRight",
+                                      "ArrowUp", "F5", None)] == \
+        ["A", "7", "SPACE", "SHIFT", "CTRL", "UP", "F5", "?"]
+    assert pv.short_key(pv._vk_label(65)) == "A" and pv.short_key(pv._vk_label(162)) == "CTRL"

@@ -32,6 +32,7 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 
+from companion.contract.keys import vk_to_dom
 from companion.util.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from companion.util.errors import BadInput
 
@@ -199,6 +200,12 @@ _SHORT = {" ": "SPACE", "Space": "SPACE", "ArrowLeft": "LEFT", "ArrowRight": "RI
           "Delete": "DEL", "Insert": "INS", "Meta": "META", "ContextMenu": "MENU"}
 
 
+def _vk_label(vk: int) -> str:
+    """DOM code (else key, else ``VK<n>``) of a Windows VK, for display."""
+    key, code = vk_to_dom(vk)
+    return code or key or f"VK{vk}"
+
+
 def short_key(label: str | None) -> str:
     """A short upper-case key name for drawing: ``KeyA`` -> ``A``, ``ShiftLeft`` -> ``SHIFT``."""
     if not label:
@@ -269,9 +276,8 @@ def draw_overlay(img: np.ndarray, src: PreviewSource, f: int) -> np.ndarray:
     # keys: held (dark box), pressed since the previous frame (yellow box)
     x, y = 4 * sc, h - (draw.GLYPH_H + 6) * sc - 4
     pressed = set(np.flatnonzero(st.keys_pressed_multi_hot).tolist())
-    labels = dict(zip(sorted(st.keys_vk), st.keys))
-    for vk in sorted(set(labels) | pressed):
-        lab = short_key(labels.get(vk) or src.track.key_labels.get(vk) or f"VK{vk}")
+    for vk in sorted(set(st.keys_vk) | pressed):
+        lab = short_key(src.track.key_labels.get(vk) or _vk_label(vk))
         new = vk in pressed
         x = draw.text(img, x, y, lab, (0, 0, 0) if new else (255, 255, 255), sc,
                       bg=(255, 220, 0) if new else (40, 40, 40), bg_alpha=0.85)
@@ -445,7 +451,7 @@ def viewer_data(src: PreviewSource) -> dict:
     keys = []
     for sf, ef, s, e in spans((K_KEY_DOWN, K_KEY_HELD), K_KEY_UP, ev.vk):
         vk = int(ev.vk[s])
-        lab = short_key(ev.label[s] or src.track.key_labels.get(vk) or f"VK{vk}")
+        lab = short_key(ev.label[s] or src.track.key_labels.get(vk) or _vk_label(vk))
         keys.append([sf, ef, lab, vk, r4(tv[s]), None if e is None else r4(tv[e]),
                      int(ev.kind[s] == K_KEY_DOWN)])
     buttons = []
