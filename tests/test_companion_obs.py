@@ -341,6 +341,7 @@ def test_setup_check_and_configure_obs(obs, env, tmp_path):
         assert "changed: AdvOut/RecFormat: mp4 -> mkv" in r.stdout
         assert "changed: AdvOut/RecType: FFmpeg -> Standard" in r.stdout
         assert "changed: recordEncoder.json: keyint_sec -> 2" in r.stdout
+        assert "note: OBS applies encoder and output-type changes" in r.stdout
         assert json.loads(rec_enc.read_text())["keyint_sec"] == 2
         assert list(profile.glob("recordEncoder.json.*.bak"))
         with obs_client(obs) as c:
@@ -420,6 +421,39 @@ def test_obs_killed_mid_recording(obs, env, tmp_path):
     assert (d / "s4.mkv").exists()  # what OBS wrote is kept
 
 
+def test_simple_output_mode_session(obs, tmp_path):
+    """Simple output mode (OBS's default): the recording path is SimpleOutput/FilePath.
+    Restarts the module's OBS (killed by the previous test) with its profile switched to
+    Simple mode (one process may hold the harness lock only once: no second instance)."""
+    seed = obs._seed_config
+
+    def seed_simple():
+        seed()
+        ini = obs.home / ".config" / "obs-studio" / "basic" / "profiles" / "nm" / "basic.ini"
+        ini.write_text(ini.read_text().replace("Mode=Advanced", "Mode=Simple"))
+
+    obs._seed_config = seed_simple
+    obs.stop()
+    obs.start()
+    e = dict(os.environ)
+    e.update({"NM_COMPANION_STATE_DIR": str(tmp_path / "state"), "DISPLAY": obs.capture_display,
+              "NM_COMPANION_CONFIG": str(tmp_path / "none.json"), "NM_OBS_PASSWORD": PASSWORD})
+    r = run(["check-obs", "--port", str(obs.port)], e)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Simple output" in r.stdout and "info: Simple output mode does not expose the keyframe" in r.stdout
+    r = run(["start", "--consent", "--port", str(obs.port), "--out", str(tmp_path / "out"),
+             "--session-id", "simple1", "--duration", "2"], e)
+    assert r.returncode == 0, r.stderr
+    d = tmp_path / "out" / "simple1"
+    assert sorted(p.name for p in d.iterdir()) == [
+        "metadata.json", "simple1.anchors.jsonl", "simple1.jsonl", "simple1.mkv"]
+    md = json.loads((d / "metadata.json").read_text())
+    assert md["env"]["obs_output_mode"] == "Simple" and md["codec"] == "h264"
+    assert md["bitrate_kbps"] == 2500  # Simple mode, recording quality "same as stream"
+    with obs_client(obs) as c:
+        assert c.get_profile_parameter("SimpleOutput", "FilePath") == str(obs.record_dir)
+
+
 def test_obs_not_running(env, tmp_path):
     port = harness.free_port()
     r = run(["start", "--consent", "--port", str(port), "--out", str(tmp_path / "o"),
@@ -430,32 +464,3 @@ def test_obs_not_running(env, tmp_path):
     assert not any((tmp_path / "o").iterdir())
 
 
-def test_simple_output_mode_session(tmp_path):
-    """Simple output mode (OBS's default): the recording path is SimpleOutput/FilePath.
-    A second OBS start, with the harness config switched to Simple mode."""
-
-    class SimpleModeObs(harness.ObsInstance):
-        def _seed_config(self):
-            super()._seed_config()
-            ini = self.home / ".config" / "obs-studio" / "basic" / "profiles" / "nm" / "basic.ini"
-            ini.write_text(ini.read_text().replace("Mode=Advanced", "Mode=Simple"))
-
-    e = dict(os.environ)
-    with SimpleModeObs(tmp_path / "obs", scene="color", password=PASSWORD) as obs:
-        e.update({"NM_COMPANION_STATE_DIR": str(tmp_path / "state"), "DISPLAY": obs.display,
-                  "NM_COMPANION_CONFIG": str(tmp_path / "none.json"), "NM_OBS_PASSWORD": PASSWORD})
-        r = run(["check-obs", "--port", str(obs.port)], e)
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert "Simple output" in r.stdout and "info: Simple output mode does not expose the keyframe" in r.stdout
-        r = run(["start", "--consent", "--port", str(obs.port), "--out", str(tmp_path / "out"),
-                 "--session-id", "simple1", "--duration", "2"], e)
-        assert r.returncode == 0, r.stderr
-        d = tmp_path / "out" / "simple1"
-        assert sorted(p.name for p in d.iterdir()) == [
-            "metadata.json", "simple1.anchors.jsonl", "simple1.jsonl", "simple1.mkv"]
-        md = json.loads((d / "metadata.json").read_text())
-        assert md["env"]["obs_output_mode"] == "Simple" and md["codec"] == "h264"
-        assert md["bitrate_kbps"] == 2500  # Simple mode, recording quality "same as stream"
-        with obs_client(obs) as c:
-            assert c.get_profile_parameter("SimpleOutput", "FilePath") == str(obs.record_dir)
-        assert not list(obs.record_dir.iterdir())

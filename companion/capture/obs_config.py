@@ -241,6 +241,16 @@ def configure_recording(client, profile_dir: Path | None = None) -> list[str]:
     return changed
 
 
+RESTART_NOTE = ("OBS applies encoder and output-type changes when it re-creates its outputs: "
+                "restart OBS (or open Settings and press OK) before recording")
+
+
+def needs_restart(changes: list[str]) -> bool:
+    """True if any change (from :func:`configure_recording`) only takes effect after OBS
+    re-creates its outputs (everything except the format, read at each start)."""
+    return any("RecFormat" not in c for c in changes)
+
+
 def find_profile_dir(obs_config_dir: Path, profile_name: str) -> Path | None:
     """The folder of the profile called ``profile_name`` (basic.ini ``[General] Name``)."""
     root = Path(obs_config_dir) / "basic" / "profiles"

@@ -420,8 +420,12 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
                 profile_dir = obs_config.find_profile_dir(opts.obs_config_dir, prof) if prof else None
             except NMError:
                 profile_dir = None
-        for c in obs_config.configure_recording(client, profile_dir):
+        changes = obs_config.configure_recording(client, profile_dir)
+        for c in changes:
             say(f"configured OBS: {c}")
+        if obs_config.needs_restart(changes):
+            say(f"warning: {obs_config.RESTART_NOTE}; this recording still uses the old encoder/output")
+            warnings.append(obs_config.RESTART_NOTE)
     setup, findings = obs_config.check_recording_setup(client)
     errors = [f for f in findings if f.level == "error"]
     for f in findings:

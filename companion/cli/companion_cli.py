@@ -293,8 +293,11 @@ def cmd_check(args) -> int:
             if args.obs_config:
                 prof = c.request("GetProfileList").get("currentProfileName")
                 profile_dir = obs_config.find_profile_dir(args.obs_config, prof) if prof else None
-            for ch in obs_config.configure_recording(c, profile_dir):
+            changes = obs_config.configure_recording(c, profile_dir)
+            for ch in changes:
                 print(f"changed: {ch}")
+            if obs_config.needs_restart(changes):
+                print(f"note: {obs_config.RESTART_NOTE}")
         setup, findings = obs_config.check_recording_setup(c)
     finally:
         c.close()
