@@ -190,11 +190,18 @@ class AudioSplitter:
                 for i in range(len(self.s0))]
 
 
+class AudioCancelled(Exception):
+    """``split_audio_file`` was told to stop (the caller is failing)."""
+
+
 def split_audio_file(src: str, ranges: Sequence[tuple[Fraction, Fraction]],
-                     paths: Sequence[str], rate: int, channels: int) -> list[dict]:
+                     paths: Sequence[str], rate: int, channels: int, cancel=None,
+                     missing_ok: bool = False) -> list[dict] | None:
     """Decode the first audio stream of ``src`` and write one WAV per range (see
     ``AudioSplitter``); returns its per-chunk stats. Reads the file on its own, so it
-    can run in another process while the video is remuxed."""
+    can run in another process (or thread) while the video is remuxed. ``cancel``: a
+    ``threading.Event``; once set, raises ``AudioCancelled`` before the next packet.
+    ``missing_ok``: return None (write nothing) when ``src`` has no audio stream."""
     import av
     try:
         container = av.open(str(src))
@@ -202,11 +209,15 @@ def split_audio_file(src: str, ranges: Sequence[tuple[Fraction, Fraction]],
         raise BadInput(f"cannot read audio of {src}: {e}") from None
     try:
         if not container.streams.audio:
+            if missing_ok:
+                return None
             raise BadInput(f"{src}: no audio stream")
         stream = container.streams.audio[0]
         splitter = AudioSplitter(ranges, [Path(p) for p in paths], rate, channels)
         try:
             for pkt in container.demux(stream):
+                if cancel is not None and cancel.is_set():
+                    raise AudioCancelled("audio split cancelled")
                 try:
                     frames = pkt.decode()
                 except av.FFmpegError:

@@ -52,12 +52,19 @@ class SplitResult:
     """What ``split_video`` did. ``modes[i]`` is ``"copy"``, ``"smart"`` (ends re-encoded,
     middle copied) or ``"reencode"`` for chunk i; ``demoted`` maps chunk ids planned as
     copy but not copied to the reason; ``smart_fallback`` maps chunks where a smart cut
-    was not possible to the reason; ``audio`` per-chunk sample stats (or None)."""
+    was not possible to the reason; ``audio`` per-chunk sample stats (or None).
+    ``copy_tool``: what wrote the chunk MP4s, ``"pyav"`` (this module) or ``"ffmpeg"``
+    (the CLI fast path, ``ffmpeg_copy.py``); ``fast_skipped``: why the fast path was not
+    tried (ffmpeg missing, a chunk needs re-encoding, ...); ``fast_fallback``: why its
+    output was rejected or it failed (then this module cut the chunks)."""
 
     modes: list[str]
     demoted: dict[int, str] = field(default_factory=dict)
     smart_fallback: dict[int, str] = field(default_factory=dict)
     audio: list[dict] | None = None
+    copy_tool: str = "pyav"
+    fast_skipped: str | None = None
+    fast_fallback: str | None = None
 
 
 class _CopyChunk:

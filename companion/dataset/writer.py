@@ -37,7 +37,7 @@ from .actions import chunk_actions, prepare_actions
 from .chunking import ChunkPlan, plan_chunks
 from .layout import (INDEX_FILE, INDEX_PARTS, STAGING, VideoLayout, ensure_dataset,
                      layout_for, locked, validate_video_id)
-from .video import split_video
+from .ffmpeg_copy import split_video_fast
 
 _PARQUET_OPTS = {"compression": "zstd"}
 
@@ -180,7 +180,8 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
 
 def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table | None,
                   session_meta: dict | None, chunk_seconds: float = 20.0, progress=None, *,
-                  num_shards: int | None = None, video_path=None) -> dict:
+                  num_shards: int | None = None, video_path=None,
+                  use_ffmpeg: bool = True) -> dict:
     """Write the chunks of one video into the dataset at ``root`` (seed 000 layout).
 
     ``scan``: the ``VideoScan`` of the recording (``scan.path`` is read unless
@@ -189,10 +190,13 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
     (seed 001 fields plus ``alignment``). ``chunk_seconds``: chunk length in seconds
     (``round(chunk_seconds * fps)`` frames). ``progress``: a ``util.progress.Progress``
     (its total is set to the chunk count and it advances once per chunk video).
-    ``num_shards``: only when creating the root (default 16).
+    ``num_shards``: only when creating the root (default 16). ``use_ffmpeg``: when
+    every chunk is a plain stream copy, cut the MP4s with one ffmpeg CLI process
+    (``ffmpeg_copy.py``, checked against the plan, PyAV fallback); False: always PyAV.
 
     Returns a JSON-able summary: ``video_id, shard, chunks, copied, reencoded,
-    frames, events, audio, seconds, root``.
+    frames, events, audio, seconds, root``, ``copy_tool`` (``ffmpeg``/``pyav``) and,
+    when the ffmpeg output was rejected, ``ffmpeg_fallback`` (why).
     """
     t_start = time.monotonic()
     session_meta = dict(session_meta or {})
@@ -252,7 +256,8 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nm-actions") as pool:
             fut = pool.submit(build_actions)
             try:
-                res = split_video(src, scan, plans, vpaths, apaths, on_chunk=on_chunk)
+                res = split_video_fast(src, scan, plans, vpaths, apaths, on_chunk=on_chunk,
+                                       ffmpeg=None if use_ffmpeg else False)
             finally:
                 act_err = fut.exception()
             if act_err is not None:
@@ -275,6 +280,8 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
                                    res.audio[p.chunk_id] if res.audio else None, stats,
                                    session_meta, modality,
                                    _chunk_timing(frames, p))
+            if res.fast_fallback:
+                meta["video"]["ffmpeg_fallback"] = res.fast_fallback
             (adir / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n",
                                                 encoding="utf-8")
             total_events += stats["events"]
@@ -323,6 +330,8 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
             "reencode_reasons": {str(p.chunk_id): _reencode_reason(p, scan, res)
                                  for p in plans if modes[p.chunk_id] != "copy"},
             "frames": n, "events": total_events, "audio": has_audio_files,
+            "copy_tool": res.copy_tool,
+            **({"ffmpeg_fallback": res.fast_fallback} if res.fast_fallback else {}),
             "seconds": round(time.monotonic() - t_start, 3)}
 
 
