@@ -51,8 +51,10 @@ from .audio import split_audio_file
 from .chunking import ChunkPlan
 from .video import SplitResult, _check_inputs, chunk_time_ranges, split_video
 
-# codecs the MP4 muxer takes by stream copy (OBS: H.264, and from 30.2 HEVC/AV1)
+# codecs the MP4 muxer takes by stream copy (OBS: H.264, and from 30.2 HEVC/AV1);
+# decoder names a scan may report instead of the codec's canonical name
 FAST_CODECS = ("h264", "hevc", "av1")
+_DECODER_ALIASES = {"libdav1d": "av1", "libaom-av1": "av1"}
 
 
 def find_ffmpeg() -> str | None:
@@ -70,11 +72,13 @@ def fast_path_blocker(scan, plans: Sequence[ChunkPlan]) -> str | None:
     bad = [p.chunk_id for p in plans if not p.copy]
     if bad:
         return f"chunk {bad[0]} does not start and end on keyframes (needs re-encoding)"
-    if scan.codec not in FAST_CODECS:
+    if _DECODER_ALIASES.get(scan.codec, scan.codec) not in FAST_CODECS:
         return f"codec {scan.codec} is not stream-copied by the ffmpeg fast path"
     off_us = int(scan.pts[0]) * Fraction(scan.time_base) * 1_000_000
     if off_us.denominator != 1:
         return "the first frame's pts is not a whole number of microseconds"
+    if sum(len(str(p.start_frame)) + 1 for p in plans) > 100_000:
+        return "too many chunks for one ffmpeg command line"
     return None
 
 
