@@ -353,6 +353,32 @@ def test_setup_check_and_configure_obs(obs, env, tmp_path):
             c.set_profile_parameter("AdvOut", "RecType", "Standard")
 
 
+def test_leftover_obs_settings_of_a_crashed_companion_are_restored(obs, env, tmp_path):
+    """A companion killed between redirecting OBS's recording path and restoring it left
+    a state file with the user's values; the next companion puts them back."""
+    state = tmp_path / "state"
+    state.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with obs_client(obs) as c:
+        c.set_profile_parameter("AdvOut", "RecFilePath", str(tmp_path / "hijacked"))
+        c.set_profile_parameter("Output", "FilenameFormatting", "crashed_session")
+    (state / f"{dead.pid}.json").write_text(json.dumps({
+        "pid": dead.pid, "phase": "starting", "obs": {"host": "127.0.0.1", "port": obs.port},
+        "obs_restore": {"AdvOut/RecFilePath": str(obs.record_dir),
+                        "Output/FilenameFormatting": "%CCYY-%MM-%DD %hh-%mm-%ss"}}))
+    env["NM_OBS_PASSWORD"] = PASSWORD
+    r = run(["start", "--consent", "--host", "127.0.0.1", "--port", str(obs.port),
+             "--out", str(tmp_path / "o"), "--session-id", "after_crash", "--duration", "1"], env)
+    assert r.returncode == 0, r.stderr
+    assert "restored OBS recording path settings" in r.stderr
+    assert (tmp_path / "o" / "after_crash" / "after_crash.mkv").exists()
+    assert not (state / f"{dead.pid}.json").exists()
+    with obs_client(obs) as c:
+        assert c.get_profile_parameter("AdvOut", "RecFilePath") == str(obs.record_dir)
+        assert c.get_profile_parameter("Output", "FilenameFormatting") == "%CCYY-%MM-%DD %hh-%mm-%ss"
+
+
 def test_watch_mode_sessions_survive_obs_restart(obs, env, tmp_path):
     out = tmp_path / "sessions"
     env["NM_OBS_PASSWORD"] = PASSWORD

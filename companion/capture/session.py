@@ -766,6 +766,9 @@ def restore_leftover_obs_settings(client: ObsClient, say: Say = _stderr) -> None
     for data in list_running():
         if not data.get("stale") or not data.get("obs_restore"):
             continue
+        where = data.get("obs") or {}
+        if (where.get("host"), where.get("port")) != (client.host, client.port):
+            continue  # left by a companion of another OBS
         t = RecordingTarget(saved=dict(data["obs_restore"]))
         try:
             t.restore(client)
