@@ -394,7 +394,7 @@ def test_watch_mode_sessions_survive_obs_restart(obs, env, tmp_path):
             c.stop_record()
         wait_phase(tmp_path / "state", "watching", p)
         obs.stop()   # OBS quits (clean) ...
-        time.sleep(2.0)
+        wait_phase(tmp_path / "state", "waiting for OBS", p)
         obs.start()  # ... and comes back on the same port
         wait_phase(tmp_path / "state", "watching", p, timeout=60)
         with obs_client(obs) as c:
@@ -420,6 +420,11 @@ def test_watch_mode_sessions_survive_obs_restart(obs, env, tmp_path):
         recs, _ = read_jsonl(d / f"{sid}.jsonl")
         ctrl = [json.loads(r["event_data"]) for r in recs if r["event_src"] == ev.SRC_CONTROL]
         assert ["mouse.move", *xy] in ctrl
+        started = next(e for e in recorder_events(recs) if e["event"] == ev.REC_RECORDING_STARTED)
+        # the user's recording: OBS's start event time and path are kept, the gap is reported
+        assert started["attached"] and started["output_path"].startswith(str(obs.record_dir))
+        assert 0 < started["capture_ready_mono_ns"] - started["obs_event_mono_ns"] < 5e9
+        assert any("input logging started" in w for w in md["warnings"])
     assert not list(obs.record_dir.glob("*.mkv"))  # moved into the sessions
 
 

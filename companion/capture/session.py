@@ -363,7 +363,8 @@ def _record_audio(client: ObsClient) -> bool | None:
 
 def run_session(opts: SessionOptions, say: Say = _stderr,
                 stop: "threading.Event | None" = None,
-                install_signals: bool = True) -> SessionResult:
+                install_signals: bool = True,
+                progress: Callable[[str], None] | None = None) -> SessionResult:
     """Run one session to the end (see module docstring). Raises NMError for problems
     found before recording; problems after the recording started end the session with
     status "incomplete" and a non-zero ``exit_code`` instead, so nothing is lost."""
@@ -383,7 +384,8 @@ def run_session(opts: SessionOptions, say: Say = _stderr,
         _rmdir_if_empty(session_dir)
         raise
     try:
-        return _run_connected(opts, client, privacy, sid, session_dir, say, stop, install_signals)
+        return _run_connected(opts, client, privacy, sid, session_dir, say, stop, install_signals,
+                              progress=progress)
     except BaseException:
         if created_dir:
             _rmdir_if_empty(session_dir)
@@ -401,7 +403,12 @@ def _rmdir_if_empty(d: Path) -> None:
 
 def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
                    session_dir: Path, say: Say, ext_stop: "threading.Event | None",
-                   install_signals: bool) -> SessionResult:
+                   install_signals: bool, attach_event: RecordEvent | None = None,
+                   progress: Callable[[str], None] | None = None) -> SessionResult:
+    """The session once connected. ``attach_event``: the RecordStateChanged STARTED event
+    of a recording started by the user (watch mode): its time and output path are
+    recorded and the file is moved into the session folder when it stops.
+    ``progress``: called about once a second with a one-line status (for a TTY)."""
     from companion.capture.inputs import InputCapture
     from companion.capture.window import WindowTracker
     from companion.capture.writer import JsonlWriter
@@ -518,14 +525,22 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
 
         # ---- recording
         if attached:
-            say(f"OBS is already recording ({status.get('outputPath') or 'path unknown'}); "
-                f"attaching: input is logged until the recording stops, the companion will "
-                f"not stop it")
-            writer.put(time.time_ns(), ev.SRC_RECORDER,
-                       {"event": ev.REC_RECORDING_STARTED, "attached": True,
-                        "output_path": status.get("outputPath"), "mono_ns": time.monotonic_ns()})
-            if status.get("outputPath"):
-                recording_path = Path(status["outputPath"])
+            out_path = status.get("outputPath") or (attach_event.output_path if attach_event else None)
+            if attach_event is None:
+                say(f"OBS is already recording ({out_path or 'path unknown'}); attaching: input "
+                    f"is logged until the recording stops, the companion will not stop it")
+            marker = {"event": ev.REC_RECORDING_STARTED, "attached": True,
+                      "output_path": out_path, "mono_ns": time.monotonic_ns()}
+            if attach_event is not None:
+                # when OBS announced the start; input before capture_ready_mono_ns is not logged
+                marker["obs_event_mono_ns"] = attach_event.t_mono_ns
+                marker["capture_ready_mono_ns"] = marker["mono_ns"]
+                gap = (marker["mono_ns"] - attach_event.t_mono_ns) / 1e9
+                warnings.append(f"input logging started {gap:.3f} s after OBS reported the "
+                                f"recording start (attached to a user-started recording)")
+            writer.put(time.time_ns(), ev.SRC_RECORDER, marker)
+            if out_path:
+                recording_path = Path(out_path)
         else:
             target.apply(client, session_dir, sid)
             state.update(session_id=sid, session_dir=str(session_dir), events_path=str(jsonl),
@@ -563,6 +578,11 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
             if now >= next_state:
                 st = writer.stats()
                 state.update(events_written=st["written"], recording_paused=rec_state["paused"])
+                if progress is not None:
+                    el = int(time.time_ns() - t0) // 1_000_000_000
+                    progress(f"{sid}: {'paused' if rec_state['paused'] else 'recording'} "
+                             f"{el // 3600:d}:{el // 60 % 60:02d}:{el % 60:02d}, "
+                             f"{st['written']} events")
                 next_state = now + STATE_PERIOD_S
                 if st.get("error"):
                     stopper.set(f"cannot write events: {st['error']}")

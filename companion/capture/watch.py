@@ -82,6 +82,8 @@ def run_watch(opts: SessionOptions, say=_stderr, stop: threading.Event | None = 
                 if not waiting_said:
                     say(f"waiting for OBS at {opts.host}:{opts.port} ({text})")
                     waiting_said = True
+                    state.update(phase="waiting for OBS", session_id=None, events_written=None,
+                                 obs={"host": opts.host, "port": opts.port})
                 stop.wait(backoff)
                 if state.stop_requested():
                     break
@@ -111,9 +113,11 @@ def run_watch(opts: SessionOptions, say=_stderr, stop: threading.Event | None = 
 def _watch_connected(opts: SessionOptions, client: ObsClient, privacy, out: Path, say,
                      stop: threading.Event, state: StateFile, results: list, on_session) -> None:
     started = threading.Event()
+    last_start: list[RecordEvent] = []
 
     def on_record(e: RecordEvent) -> None:
         if e.state == REC_STARTED:
+            last_start[:] = [e]
             started.set()
 
     client.on_record(on_record)
@@ -121,12 +125,13 @@ def _watch_connected(opts: SessionOptions, client: ObsClient, privacy, out: Path
         while not stop.is_set() and client.alive():
             state.update(phase="watching", obs={"host": opts.host, "port": opts.port},
                          session_id=None, events_written=None)
+            started.clear()  # before asking: a start after this point sets it again
+            last_start.clear()
             try:
                 active = bool(client.get_record_status().get("outputActive"))
             except OBSProblem:
                 return
             if not active:
-                started.clear()
                 while not stop.is_set() and client.alive() and not started.wait(0.25):
                     if state.stop_requested():
                         stop.set()
@@ -138,7 +143,8 @@ def _watch_connected(opts: SessionOptions, client: ObsClient, privacy, out: Path
             say(f"recording started in OBS: session {sid}")
             try:
                 res = _run_connected(sopts, client, privacy, sid, session_dir, say, stop,
-                                     install_signals=False)
+                                     install_signals=False,
+                                     attach_event=last_start[0] if last_start else None)
             except NMError as e:
                 say(f"session {sid} failed: {e}")
                 try:

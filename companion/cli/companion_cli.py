@@ -203,7 +203,19 @@ def cmd_start(args) -> int:
         bad = [r for r in results if r.exit_code]
         _say(f"watch ended: {len(results)} session(s), {len(bad)} incomplete")
         return 0
-    res = run_session(opts, say=_say)
+    progress = None
+    if sys.stderr.isatty():
+        def progress(line: str) -> None:
+            sys.stderr.write("\r" + line + "\033[K")
+            sys.stderr.flush()
+
+        def say_tty(msg: str) -> None:
+            sys.stderr.write("\r\033[K")
+            _say(msg)
+        res = run_session(opts, say=say_tty, progress=progress)
+        sys.stderr.write("\r\033[K")
+    else:
+        res = run_session(opts, say=_say)
     if res.exit_code:
         print(f"{PROG}: error: {res.message}", file=sys.stderr)
     else:
