@@ -84,6 +84,18 @@ def state_dir() -> Path:
 
 def pid_alive(pid: int) -> bool:
     """True if process ``pid`` exists and is not a zombie (exited, not yet reaped)."""
+    if sys.platform == "win32":  # pragma: no cover - Windows only
+        # (os.kill(pid, 0) would *terminate* the process on Windows)
+        import ctypes
+        k32 = ctypes.windll.kernel32
+        h = k32.OpenProcess(0x1000, False, int(pid))  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not h:
+            return False
+        try:
+            code = ctypes.c_ulong()
+            return bool(k32.GetExitCodeProcess(h, ctypes.byref(code))) and code.value == 259
+        finally:
+            k32.CloseHandle(h)
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             if f.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
