@@ -32,7 +32,6 @@ key                   dtype / shape               meaning
 """
 from __future__ import annotations
 
-import os
 import random
 
 import numpy as np
@@ -157,7 +156,3 @@ class ChunkIterableDataset(_TorchIterable):
                 item = sample_to_tensors(s)
                 yield self.transform(item) if self.transform else item
 
-
-def worker_pid() -> int:
-    """The current process id (handy to check worker placement in tests)."""
-    return os.getpid()
