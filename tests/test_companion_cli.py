@@ -270,7 +270,7 @@ def test_metadata_builder_seed001_fields():
                              "source": "--consent"}
     assert md["privacy"]["only_window"] == ["game"] and md["privacy"]["pii_regions"] == []
     assert md["env"]["obs_version"] == "29.0.2" and md["env"]["python"]
-    assert md["recording"]["duration_s"] == 10.0
+    assert md["recording"]["session_duration_s"] == 10.0
     assert "never records audio" in md["audio"]
     # without a sidecar: stats fill dropped/lagged; no consent means no input device
     md2 = build_session_metadata(

@@ -169,6 +169,8 @@ def test_session_with_duration_and_real_input(obs, env, tmp_path):
     md = json.loads((d / "metadata.json").read_text())
     assert validate_json(md, "session_metadata") == []
     assert md["session_id"] == "s1" and md["status"] == "complete"
+    from companion.capture.metadata import iso_utc
+    assert md["captured_at"] == iso_utc(sc.header["started_epoch_ns"])  # OBS's recording start
     assert md["resolution"] == [320, 240] and md["capture_fps"] == 30
     assert md["codec"] == "h264" and md["encoder"] == "obs_x264"
     assert md["bitrate_kbps"] and md["bitrate_kbps"] > 0

@@ -7,7 +7,8 @@ nm-align later adds an ``alignment`` section and fills ``clock_drift_ppm``.
 Field meanings (units in brackets):
 
 - ``format_version``: companion/contract/version.py FORMAT_VERSION (semver).
-- ``session_id``; ``captured_at``: UTC ISO 8601 time the recording started.
+- ``session_id``; ``captured_at``: UTC ISO 8601 time the recording started (the OBS
+  script's sidecar header, else OBS's start event, else the session start).
 - ``status``: "complete", or "incomplete" when the session ended abnormally (OBS quit
   or crashed mid-recording, the recording failed to stop...); ``end_reason`` says why.
 - ``resolution``: [width, height] of the recorded video [px] (OBS output size);
@@ -110,6 +111,7 @@ def build_session_metadata(
     attached: bool = False,
     env: dict | None = None,
     warnings: list[str] | None = None,
+    recording_started_epoch_ns: int | None = None,
 ) -> dict:
     """Assemble metadata.json. Inputs:
 
@@ -119,7 +121,11 @@ def build_session_metadata(
     record (total_frames, lagged_frames, skipped_frames). ``obs_stats``: GetStats at
     the end (fallback for dropped/lagged). ``events``: writer/input counters.
     ``attached``: the companion joined a recording that was already running.
+    ``started_epoch_ns``: when the companion's session began [epoch ns];
+    ``recording_started_epoch_ns``: when OBS's recording began (the OBS script's sidecar
+    header, else OBS's start event) -- ``captured_at`` uses it when known.
     """
+    rec_start = recording_started_epoch_ns or started_epoch_ns
     video = video or {}
     encoder = encoder or {}
     fps_num = video.get("fpsNumerator")
@@ -152,7 +158,7 @@ def build_session_metadata(
     md: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "session_id": session_id,
-        "captured_at": iso_utc(started_epoch_ns),
+        "captured_at": iso_utc(rec_start),
         "status": status,
         "end_reason": end_reason,
         "game": None,
@@ -183,9 +189,10 @@ def build_session_metadata(
         "env": e,
         "recording": {"attached_to_running_recording": attached,
                       "obs_output_path": recording_path,
-                      "started_at": iso_utc(started_epoch_ns),
-                      "stopped_at": iso_utc(stopped_epoch_ns) if stopped_epoch_ns else None,
-                      "duration_s": round((stopped_epoch_ns - started_epoch_ns) / 1e9, 3)
+                      "started_at": iso_utc(rec_start),
+                      "session_started_at": iso_utc(started_epoch_ns),
+                      "session_ended_at": iso_utc(stopped_epoch_ns) if stopped_epoch_ns else None,
+                      "session_duration_s": round((stopped_epoch_ns - started_epoch_ns) / 1e9, 3)
                       if stopped_epoch_ns else None},
         "events": events or {},
         "files": files or {},

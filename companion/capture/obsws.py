@@ -181,13 +181,15 @@ def check_versions(v: ObsVersion) -> None:
 
 @dataclass
 class RecordEvent:
-    """One RecordStateChanged event as received. ``t_mono_ns``: companion monotonic
-    time of arrival; ``output_path``: file OBS writes/wrote (may be None)."""
+    """One RecordStateChanged event as received. ``t_mono_ns`` / ``t_epoch_ns``: companion
+    monotonic / wall-clock time of arrival [ns]; ``output_path``: file OBS writes/wrote
+    (may be None)."""
 
     state: str
     active: bool
     output_path: str | None
     t_mono_ns: int = field(default_factory=time.monotonic_ns)
+    t_epoch_ns: int = field(default_factory=time.time_ns)
 
 
 class ObsClient:

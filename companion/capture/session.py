@@ -731,6 +731,18 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
             obs_stats = client.get_stats()
         except NMError:
             obs_stats = None
+    rec_start_epoch = None
+    sc_final = session_dir / f"{sid}{SIDECAR_SUFFIX}"
+    if sc_final.exists():
+        try:
+            rec_start_epoch = int(read_sidecar(sc_final).header.get("started_epoch_ns") or 0) or None
+        except (NMError, ValueError, TypeError):
+            rec_start_epoch = None
+    if rec_start_epoch is None:
+        with rec_lock:
+            ev_start = rec_state["started"]
+        ev_start = ev_start or attach_event
+        rec_start_epoch = ev_start.t_epoch_ns if ev_start is not None else None
     if enc.get("bitrate_kbps") is None and final_rec is not None and final_rec.exists():
         dur = None
         if sidecar_stop and sidecar_stop.get("total_frames") and video.get("fpsNumerator"):
@@ -755,6 +767,7 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
                 "input_errors": in_stats.get("errors")},
         files=files, recording_path=str(recording_path) if recording_path else None,
         stopped_epoch_ns=t_end, attached=attached, warnings=warnings,
+        recording_started_epoch_ns=rec_start_epoch,
         env={"recording_format": enc.get("format"), "obs_output_mode": enc.get("output_mode")})
     try:
         write_json_atomic(session_dir / "metadata.json", md)
