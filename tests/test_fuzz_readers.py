@@ -406,8 +406,6 @@ def test_dataset_meta_reader(tmp_path_factory, raw):
         one_line(e)
 
 
-@pytest.mark.xfail(strict=True, reason="companion/dataset/layout.py read_dataset_meta: json.loads "
-                   "RecursionError on deeply nested dataset.json is not caught (reported)")
 def test_dataset_meta_reader_deep_nesting(tmp_path):
     from companion.dataset.layout import read_dataset_meta
     (tmp_path / "dataset.json").write_bytes(b"[" * 100000 + b"]" * 100000)
