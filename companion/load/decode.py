@@ -34,6 +34,13 @@ class FrameIndex:
 
     ``pts``: int64 presentation timestamps (stream ``time_base`` units), strictly increasing.
     ``keyframe``: bool, same order. ``width``/``height``: coded picture size in pixels.
+    ``param_sets``: for streams whose H.264/HEVC parameter sets change mid-stream (e.g. a
+    smart-cut chunk: re-encoded head and tail with their own in-band SPS/PPS around a
+    stream-copied middle whose SPS/PPS are in the header), a map keyframe index ->
+    length-prefixed SPS/PPS NAL units in force at that keyframe. A decoder keeps the
+    last parameter sets it parsed across seeks, so before decoding from such a keyframe
+    these are fed to it; otherwise starting in the copied middle after having decoded
+    the head would decode with the head's SPS. None when nothing changes mid-stream.
     """
 
     pts: np.ndarray
@@ -42,6 +49,7 @@ class FrameIndex:
     width: int
     height: int
     codec: str
+    param_sets: dict | None = None
 
     def __len__(self) -> int:
         return len(self.pts)
@@ -69,18 +77,77 @@ def _video_stream(container, source):
     return container.streams.video[0]
 
 
+_PS_TYPES = {"h264": (7, 8), "hevc": (32, 33, 34)}
+
+
+def _nal_type(codec: str, first_byte: int) -> int:
+    return first_byte & 0x1F if codec == "h264" else (first_byte >> 1) & 0x3F
+
+
+def _header_param_sets(codec: str, extradata: bytes | None):
+    """(NAL length size, frozenset of parameter-set NAL units) from avcC/hvcC extradata,
+    or None when the stream is not length-prefixed H.264/HEVC (then every keyframe is
+    taken as a safe start)."""
+    if codec not in _PS_TYPES or not extradata or extradata[0] != 1:
+        return None
+    d = bytes(extradata)
+    nals = []
+    try:
+        if codec == "h264":
+            size = (d[4] & 3) + 1
+            i = 6
+            for _ in range(d[5] & 0x1F):
+                n = int.from_bytes(d[i:i + 2], "big")
+                nals.append(d[i + 2:i + 2 + n])
+                i += 2 + n
+            for _ in range(d[i]):
+                n = int.from_bytes(d[i + 1:i + 3], "big")
+                nals.append(d[i + 3:i + 3 + n])
+                i += 2 + n
+        else:
+            size = (d[21] & 3) + 1
+            i = 23
+            for _ in range(d[22]):
+                count = int.from_bytes(d[i + 1:i + 3], "big")
+                i += 3
+                for _ in range(count):
+                    n = int.from_bytes(d[i:i + 2], "big")
+                    nals.append(d[i + 2:i + 2 + n])
+                    i += 2 + n
+    except IndexError:
+        return None
+    return size, frozenset(nals)
+
+
+def _packet_param_sets(codec: str, data: bytes, size: int) -> frozenset:
+    """Parameter-set NAL units inside one length-prefixed packet."""
+    out, i, types = [], 0, _PS_TYPES[codec]
+    while i + size < len(data):
+        n = int.from_bytes(data[i:i + size], "big")
+        nal = data[i + size:i + size + n]
+        if nal and _nal_type(codec, nal[0]) in types:
+            out.append(nal)
+        i += size + n
+    return frozenset(out)
+
+
 def scan_frames(source, opener: Callable | None = None) -> FrameIndex:
     """Demux ``source`` once (no decoding) and index its frames."""
     c = _open(source, opener)
     try:
         vs = _video_stream(c, source)
-        pts, key = [], []
+        codec = vs.codec_context.name
+        header = _header_param_sets(codec, vs.codec_context.extradata)
+        pts, key, inband = [], [], []
         try:
             for pkt in c.demux(vs):
                 if pkt.pts is None or pkt.size == 0 or getattr(pkt, "is_discard", False):
                     continue
                 pts.append(pkt.pts)
                 key.append(bool(pkt.is_keyframe))
+                # parameter sets sent in-band by a keyframe (None: none, or not parsed)
+                inband.append(_packet_param_sets(codec, bytes(pkt), header[0]) or None
+                              if header is not None and pkt.is_keyframe else None)
         except av.FFmpegError as e:
             raise BadInput(f"{source}: unreadable video ({e})") from None
         if not pts:
@@ -92,8 +159,28 @@ def scan_frames(source, opener: Callable | None = None) -> FrameIndex:
             raise BadInput(f"{source}: duplicate frame timestamps; cannot index frames exactly")
         k = np.asarray(key, bool)[order]
         k[0] = True   # decoding can always start at the first frame
+        param_sets = None
+        if header is not None:
+            # the parameter sets in force at each keyframe (keyframes keep their relative
+            # order between decode and presentation order)
+            size, active = header
+            per_key, changed = {}, False
+            for j in range(len(p)):
+                if not k[j]:
+                    continue
+                ps = inband[order[j]]
+                if ps:
+                    active = ps
+                changed |= active != header[1]
+                per_key[j] = active
+            if changed:
+                types = _PS_TYPES[codec]
+                param_sets = {
+                    j: b"".join(len(n).to_bytes(size, "big") + n for n in
+                                sorted(ps, key=lambda n: (types.index(_nal_type(codec, n[0])), n)))
+                    for j, ps in per_key.items()}
         return FrameIndex(p, k, Fraction(vs.time_base), vs.codec_context.width,
-                          vs.codec_context.height, vs.codec_context.name)
+                          vs.codec_context.height, codec, param_sets)
     finally:
         c.close()
 
@@ -126,17 +213,29 @@ class _Entry:
         self.container.seek(int(self.index.pts[k]), stream=self.stream, backward=True,
                             any_frame=False)
         self.seeks += 1
-        self.frames = self._decode()
+        self.frames = self._decode(self.index.param_sets)
         self.next_i = None
 
-    def _decode(self):
+    def _decode(self, param_sets: dict | None = None):
         """Decode the stream from the current position. Frames presented before the
         target are only needed as references: packets with pts < ``target_pts`` are
         decoded with ``skip_frame = NONREF``, so the decoder drops non-reference frames
         (typically the B-frames) of the pre-roll instead of reconstructing them."""
         cc = self.stream.codec_context
         mode = cc.skip_frame
+        first = True
         for pkt in self.container.demux(self.stream):
+            if first and param_sets and pkt.size and pkt.pts is not None:
+                first = False
+                # prefix the start keyframe with the SPS/PPS in force there (see
+                # FrameIndex.param_sets), as the h264_mp4toannexb filter does
+                j = int(np.searchsorted(self.index.pts, pkt.pts))
+                ps = param_sets.get(j)
+                if ps:
+                    fixed = av.Packet(ps + bytes(pkt))
+                    fixed.pts, fixed.dts, fixed.time_base = pkt.pts, pkt.dts, pkt.time_base
+                    fixed.is_keyframe = pkt.is_keyframe
+                    pkt = fixed
             if self.skip_nonref:
                 want = "NONREF" if (self.target_pts is not None and pkt.pts is not None
                                     and pkt.pts < self.target_pts) else "DEFAULT"
