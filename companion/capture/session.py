@@ -631,10 +631,16 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
                 end_status = "incomplete"
                 end_reason = f"{end_reason}; stopping the recording failed: {e}"
                 exit_code, message = 3, f"could not stop the OBS recording: {e}"
+        if stop_ev is None and client.exit_started.is_set() and client.events_alive:
+            # OBS is quitting: it stops (and finalizes) the recording itself first
+            try:
+                stop_ev = client.wait_record_state((REC_STOPPED,), 15.0)
+            except OBSProblem:
+                stop_ev = None
         if stop_ev is not None and stop_ev.output_path:
             recording_path = Path(stop_ev.output_path)
-        if obs_gone or (stop_ev is None and (we_started or attached) and
-                        not client.events_alive):
+        if stop_ev is None and (obs_gone or not client.events_alive) and (we_started or attached):
+            # the recording never stopped properly: OBS crashed, was killed or hung up
             end_status = "incomplete"
             exit_code = 3
             message = (f"OBS went away during the recording ({end_reason}); the session was "
