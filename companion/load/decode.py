@@ -253,7 +253,11 @@ class _Entry:
         if self.frames is None or self.next_i is None or not (k <= self.next_i <= i):
             self._restart(k)
         for attempt in (0, 1):
-            got = self._decode_until(i)
+            try:
+                got = self._decode_until(i)
+            except BaseException:
+                self.frames = self.next_i = None    # the decoder position is unknown now
+                raise
             if got is not None:
                 return got
             if attempt == 0:   # seek landed after the target (broken index): start over
