@@ -337,8 +337,9 @@ def test_setup_check_and_configure_obs(obs, env, tmp_path):
         json_before = json.loads(rec_enc.read_text())
         json_before["keyint_sec"] = 0
         rec_enc.write_text(json.dumps(json_before))
-        r = run(["check-obs", "--port", str(obs.port), "--configure-obs",
-                 "--obs-config", str(obs.home / ".config" / "obs-studio")], env)
+        # OBS runs on this machine: its config folder is found where OBS keeps it
+        env["XDG_CONFIG_HOME"] = str(obs.home / ".config")
+        r = run(["check-obs", "--port", str(obs.port), "--configure-obs"], env)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "changed: AdvOut/RecFormat: mp4 -> mkv" in r.stdout
         assert "changed: AdvOut/RecType: FFmpeg -> Standard" in r.stdout

@@ -251,6 +251,25 @@ def needs_restart(changes: list[str]) -> bool:
     return any("RecFormat" not in c for c in changes)
 
 
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def current_profile_dir(client, obs_config_dir: Path | None = None) -> Path | None:
+    """The folder of OBS's current profile: in ``obs_config_dir`` if given, else (when
+    OBS runs on this machine) in the default OBS config folder; None if not found."""
+    if obs_config_dir is None:
+        if client.host not in LOCAL_HOSTS:
+            return None
+        obs_config_dir = find_obs_config_dir()
+        if obs_config_dir is None:
+            return None
+    try:
+        name = client.request("GetProfileList").get("currentProfileName")
+    except Exception:
+        return None
+    return find_profile_dir(Path(obs_config_dir), name) if name else None
+
+
 def find_profile_dir(obs_config_dir: Path, profile_name: str) -> Path | None:
     """The folder of the profile called ``profile_name`` (basic.ini ``[General] Name``)."""
     root = Path(obs_config_dir) / "basic" / "profiles"

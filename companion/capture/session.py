@@ -432,13 +432,7 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
     if not attached:
         restore_leftover_obs_settings(client, say)
     if opts.configure_obs and not attached:
-        profile_dir = None
-        if opts.obs_config_dir:
-            try:
-                prof = client.request("GetProfileList").get("currentProfileName")
-                profile_dir = obs_config.find_profile_dir(opts.obs_config_dir, prof) if prof else None
-            except NMError:
-                profile_dir = None
+        profile_dir = obs_config.current_profile_dir(client, opts.obs_config_dir)
         changes = obs_config.configure_recording(client, profile_dir)
         for c in changes:
             say(f"configured OBS: {c}")

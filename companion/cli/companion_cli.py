@@ -114,11 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     ob = s.add_argument_group("OBS setup")
     ob.add_argument("--configure-obs", action="store_true",
                     help="apply recommended recording settings first (MKV, standard output, "
-                         "H.264 x264; keyframe interval 2 s with --obs-config in Advanced mode)")
+                         "H.264 x264; in Advanced mode keyframe interval 2 s)")
     ob.add_argument("--allow-setup-problems", action="store_true",
                     help="record even if the setup check finds an error (e.g. not MKV)")
     ob.add_argument("--obs-config", type=Path, metavar="DIR",
-                    help="OBS config folder (for --configure-obs keyframe settings)")
+                    help="OBS config folder, for the keyframe interval of --configure-obs "
+                         "(default: the usual folder of this OS when OBS runs on this machine)")
 
     st = sub.add_parser("status", help="is a companion running? which session, how many events")
     st.add_argument("--json", action="store_true", help="print the status as JSON")
@@ -134,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "from landing in the recording; --configure-obs fixes it.")
     _add_connection(ck)
     ck.add_argument("--configure-obs", action="store_true", help="apply the recommended settings")
-    ck.add_argument("--obs-config", type=Path, metavar="DIR", help="OBS config folder")
+    ck.add_argument("--obs-config", type=Path, metavar="DIR",
+                    help="OBS config folder (default: this OS's usual folder for a local OBS)")
 
     so = sub.add_parser("setup-obs", help="install the timestamp script and a scene "
                         "collection, enable obs-websocket (OBS must be closed)",
@@ -301,10 +303,7 @@ def cmd_check(args) -> int:
     c = connect(host, port, password, args.timeout, events=False)
     try:
         if args.configure_obs:
-            profile_dir = None
-            if args.obs_config:
-                prof = c.request("GetProfileList").get("currentProfileName")
-                profile_dir = obs_config.find_profile_dir(args.obs_config, prof) if prof else None
+            profile_dir = obs_config.current_profile_dir(c, args.obs_config)
             changes = obs_config.configure_recording(c, profile_dir)
             for ch in changes:
                 print(f"changed: {ch}")
