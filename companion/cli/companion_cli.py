@@ -121,11 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="OBS config folder, for the keyframe interval of --configure-obs "
                          "(default: the usual folder of this OS when OBS runs on this machine)")
 
-    st = sub.add_parser("status", help="is a companion running? which session, how many events")
+    st = sub.add_parser("status", help="is a companion running? which session, how many events",
+                        description="Show running companions (session, events written so far) "
+                        "and OBS's recording state. Exit code 0 if one is running, 1 if not.")
     st.add_argument("--json", action="store_true", help="print the status as JSON")
     _add_connection(st)
 
-    sp = sub.add_parser("stop", help="stop the running companion(s) cleanly")
+    sp = sub.add_parser("stop", help="stop the running companion(s) cleanly",
+                        description="Ask running companions to finish their session (stop the "
+                        "recording they started, write metadata) and wait for them.")
     sp.add_argument("--pid", type=int, help="only this companion process")
     sp.add_argument("--wait", type=_positive_float, default=60.0, metavar="S",
                     help="seconds to wait for it to finish (default 60)")
