@@ -459,7 +459,8 @@ def test_parse_integrity_pure():
 def test_cli_exit_codes_and_output(session, dataset, tmp_path, capsys):
     assert validate_main([str(session)]) == 0
     out = capsys.readouterr()
-    assert out.out.strip() == f"OK: session {session} matches the contract"
+    assert out.out.strip() == (f"OK: session {session} matches the contract "
+                               f"(5 files hashed, 60 frames, 7 events)")
     (session / "events.parquet").write_bytes(b"junk")
     assert validate_main([str(session)]) == 1
     out = capsys.readouterr()
@@ -473,8 +474,9 @@ def test_cli_exit_codes_and_output(session, dataset, tmp_path, capsys):
             "message": "sha256 " + hashlib.sha256(b"junk").hexdigest()[:16] + "... does not match "
             "integrity.sha256 (" + doc["problems"][0]["message"].split("(")[1]} in doc["problems"]
     assert validate_main([str(dataset), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"path": str(dataset), "kind": "dataset", "ok": True,
-                                                   "problems": []}
+    assert json.loads(capsys.readouterr().out) == {
+        "path": str(dataset), "kind": "dataset", "ok": True, "problems": [],
+        "checked": {"videos": 1, "chunks": 3, "events": 18}}
     for bad in (tmp_path / "nope", session / "metadata.json", tmp_path / "emptydir"):
         if bad.name == "emptydir":
             bad.mkdir()

@@ -22,10 +22,19 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", metavar="PATH", help="session folder or dataset root")
     p.add_argument("--json", action="store_true",
-                   help='print {"path", "kind", "ok", "problems": [{"path", "message"}]} on stdout')
+                   help='print {"path", "kind", "ok", "problems": [{"path", "message"}], "checked": {...}} '
+                        'on stdout')
     p.add_argument("--no-video", action="store_true",
                    help="dataset: do not demux chunk videos to count frames (faster)")
     return p
+
+
+def _noun(key: str, n: int) -> str:
+    """``files_hashed`` -> ``files hashed``; singular for 1 (``1 video``, ``1 file hashed``)."""
+    words = key.split("_")
+    if n == 1 and words[0].endswith("s"):
+        words[0] = words[0][:-1]
+    return " ".join(words)
 
 
 def main(argv=None) -> int:
@@ -34,19 +43,20 @@ def main(argv=None) -> int:
     def run() -> int:
         from pathlib import Path
 
-        from ..validate import detect_kind, validate_path
-        kind = detect_kind(Path(args.path))
-        problems = validate_path(args.path, check_videos=not args.no_video)
+        from ..validate import validate_report
+        kind, problems, facts = validate_report(Path(args.path), check_videos=not args.no_video)
         if args.json:
             print(json.dumps({"path": args.path, "kind": kind, "ok": not problems,
-                              "problems": [p.to_dict() for p in problems]}, indent=2))
+                              "problems": [p.to_dict() for p in problems], "checked": facts},
+                             indent=2))
         else:
             for p in problems:
                 print(str(p))
             if problems:
                 print(f"nm-validate: {len(problems)} problem(s) in {kind} {args.path}", file=sys.stderr)
             else:
-                print(f"OK: {kind} {args.path} matches the contract")
+                what = ", ".join(f"{v} {_noun(k, v)}" for k, v in facts.items())
+                print(f"OK: {kind} {args.path} matches the contract" + (f" ({what})" if what else ""))
         return 1 if problems else 0
 
     return run_cli("nm-validate", run)

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from ..util.errors import BadInput
 from .common import Problem
-from .dataset import validate_dataset
-from .session import validate_session
+from .common import Report
+from .dataset import dataset_report, validate_dataset
+from .session import session_report, validate_session
 
-__all__ = ["Problem", "validate_path", "validate_session", "validate_dataset", "detect_kind"]
+__all__ = ["Problem", "validate_path", "validate_report", "validate_session", "validate_dataset",
+           "detect_kind", "Report"]
 
 
 def detect_kind(path: Path) -> str:
@@ -39,16 +41,29 @@ def detect_kind(path: Path) -> str:
 def validate_path(path: str | Path, check_videos: bool = True) -> list[Problem]:
     """Every problem found in the session folder, folder of sessions, or dataset root
     ``path``. ``check_videos=False`` skips demuxing chunk videos in a dataset (faster)."""
+    return validate_report(path, check_videos)[1]
+
+
+def validate_report(path: str | Path, check_videos: bool = True) -> tuple[str, list[Problem], dict]:
+    """``(kind, problems, facts)``: what :func:`validate_path` finds plus counts of what
+    was checked (frames, events, files_hashed / videos, chunks, events; sessions)."""
     path = Path(path)
     try:
         kind = detect_kind(path)
     except PermissionError as e:
         raise BadInput(f"{path}: cannot read ({e.strerror})") from None
     if kind == "dataset":
-        return validate_dataset(path, check_videos=check_videos)
+        rep = dataset_report(path, check_videos=check_videos)
+        return kind, rep.problems, rep.facts
     if kind == "session":
-        return validate_session(path)
-    out: list[Problem] = []
+        rep = session_report(path)
+        return kind, rep.problems, rep.facts
+    problems: list[Problem] = []
+    facts: dict[str, int] = {"sessions": 0}
     for sub in sorted(p for p in path.iterdir() if p.is_dir() and (p / "metadata.json").exists()):
-        out.extend(validate_session(sub))
-    return out
+        rep = session_report(sub)
+        problems.extend(rep.problems)
+        facts["sessions"] += 1
+        for k, v in rep.facts.items():
+            facts[k] = facts.get(k, 0) + v
+    return kind, problems, facts

@@ -39,6 +39,7 @@ class Report:
     def __init__(self, root: Path):
         self.root = root
         self.problems: list[Problem] = []
+        self.facts: dict[str, int] = {}   # what was checked (for the OK summary)
 
     def add(self, rel: str | Path, message: str) -> None:
         rel = str(rel)

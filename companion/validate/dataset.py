@@ -53,21 +53,28 @@ def _video_lengths(meta) -> dict[str, int]:
 
 def validate_dataset(root: Path, check_videos: bool = True) -> list:
     """All problems of the dataset root ``root`` (empty list = valid)."""
+    return dataset_report(root, check_videos).problems
+
+
+def dataset_report(root: Path, check_videos: bool = True) -> Report:
+    """Problems and facts (``videos``, ``chunks``, ``events``) of a dataset root."""
     rep = Report(root)
     meta = read_json(rep, "dataset.json", "dataset")
     schema = read_parquet_schema(rep, "index.parquet")
     if schema is None:
-        return rep.problems
+        return rep
     rep.extend("index.parquet", checks.compare_schema(schema, CHUNK_INDEX_SCHEMA))
     idx = read_parquet(rep, "index.parquet", CHUNK_INDEX_SCHEMA.names)
     if idx is None:
-        return rep.problems
+        return rep
     # the per-row checks need the contract's column types; a schema problem is already reported
     for f in CHUNK_INDEX_SCHEMA:
         if f.name not in idx.column_names or not idx.schema.field(f.name).type.equals(f.type):
-            return rep.problems
+            return rep
     rep.extend("index.parquet", checks.check_nulls(idx, CHUNK_INDEX_SCHEMA))
     rows = idx.to_pylist()
+    rep.facts.update(videos=len({r.get("video_id") for r in rows}), chunks=len(rows),
+                     events=sum(r["n_events"] for r in rows if isinstance(r.get("n_events"), int)))
     if not rows:
         rep.add("index.parquet", "has no chunks")
 
@@ -103,7 +110,7 @@ def validate_dataset(root: Path, check_videos: bool = True) -> list:
     _check_index_parts(rep, rows)
     _check_orphans(rep, rows)
     _check_integrity_files(rep)
-    return rep.problems
+    return rep
 
 
 CRC32_RULE = "crc32(utf8(video_id)) % num_shards"

@@ -73,6 +73,11 @@ def _is_artifact(name: str, sid: str | None) -> bool:
 
 def validate_session(root: Path) -> list:
     """All problems of the session folder ``root`` (empty list = valid)."""
+    return session_report(root).problems
+
+
+def session_report(root: Path) -> Report:
+    """Problems and facts (``frames``, ``events``, ``files_hashed``) of a session folder."""
     rep = Report(root)
     meta = read_json(rep, "metadata.json", "session_metadata")
     sid = meta.get("session_id") if isinstance(meta, dict) else None
@@ -93,6 +98,7 @@ def validate_session(root: Path) -> list:
             text = ""
         entries, probs = parse_integrity(text)
         rep.extend(INTEGRITY, probs)
+        rep.facts["files_hashed"] = len(entries)
         for name, digest in sorted(entries.items()):
             p = root / name
             if not p.is_file():
@@ -126,12 +132,16 @@ def validate_session(root: Path) -> list:
     n_frames = None
     if (root / "frames.parquet").exists() or (root / INTEGRITY).exists():
         frame_t, n_frames = _check_frames(rep, vc, video)
+        if n_frames is not None:
+            rep.facts["frames"] = n_frames
     if (root / "events.parquet").exists() or (root / INTEGRITY).exists():
         end_t = None
         al = meta.get("alignment") if isinstance(meta, dict) else None
         if isinstance(al, dict) and isinstance(al.get("end_t_ns"), int):
             end_t = al["end_t_ns"]
         n_events = _check_events(rep, sid, frame_t, end_t)
+        if n_events is not None:
+            rep.facts["events"] = n_events
         if isinstance(al, dict):
             fc = al.get("frame_count")
             if isinstance(fc, int) and n_frames is not None and fc != n_frames:
@@ -139,7 +149,7 @@ def validate_session(root: Path) -> list:
             ec = al.get("event_count")
             if isinstance(ec, int) and n_events is not None and ec != n_events:
                 rep.add("metadata.json", f"alignment.event_count is {ec}, events.parquet has {n_events} rows")
-    return rep.problems
+    return rep
 
 
 def _check_frames(rep: Report, vc, video: str | None):
