@@ -61,8 +61,6 @@ def test_sidecar_lines_never_crash(lines):
         assert all(isinstance(s, SegmentAnchor) for s in sc.segments)
 
 
-@pytest.mark.xfail(strict=True, reason="contract/sidecar.py: int(inf) raises OverflowError, which "
-                   "parse_sidecar_lines does not catch (reported; remove this mark once fixed)")
 @pytest.mark.parametrize("value", ["1e999", "-1e999"])
 def test_sidecar_huge_float_field(value):
     """json.loads turns 1e999 into inf; int(inf) raises OverflowError."""

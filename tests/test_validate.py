@@ -676,9 +676,6 @@ def test_frames_pts_ns_keyframes_and_slots_against_video(session):
         assert "frames.parquet: slot is not strictly increasing: row 9" in out
 
 
-@pytest.mark.xfail(strict=True, reason="align (session.build_frames, OWA cue branch) fits one line "
-                   "through the cues, so frame times across a pause/jump are off by up to ~1 s with no "
-                   "warning; per-frame cues should be used directly (reported to the lead)")
 def test_owa_round_trip_across_a_pause_keeps_frame_times(real_outputs, tmp_path):
     from companion.align.session import align_session
     from companion.interop.owa import export_owa

@@ -27,6 +27,7 @@ class AnchorSet:
     segments: list[SegmentAnchor] = field(default_factory=list)
     clocks: list[ClockPair] = field(default_factory=list)
     cues: list[tuple[int, int]] = field(default_factory=list)   # (pts_ns, epoch_ns) for OWA
+    raw_cues: list[tuple[int, int, str]] = field(default_factory=list)  # OWA (start, end, text)
     start_epoch_ns: int | None = None                           # marker fallback
     warnings: list[str] = field(default_factory=list)
     crosscheck: dict | None = None
@@ -111,7 +112,8 @@ def choose_anchors(captions: Sequence[tuple[int, str]], sidecar: Sidecar | None,
                          list(sidecar.clocks), warnings=warnings, header=sidecar.header)
     cues = cues_from_subtitles(subtitle_cues)
     if cues:
-        return AnchorSet("owa_subtitles", "approximate", None, cues=cues, warnings=warnings)
+        return AnchorSet("owa_subtitles", "approximate", None, cues=cues,
+                         raw_cues=list(subtitle_cues), warnings=warnings)
     if start_marker is not None:
         t, kind = start_marker
         warnings.append(f"no timing anchors in the video or a sidecar: frame 0 pinned to the "

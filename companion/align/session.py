@@ -68,18 +68,24 @@ def build_frames(scan, anchors: AnchorSet) -> tuple[pa.Table, dict]:
         facts["frame_slots_missing"] = int(slots[-1] + 1 - n) if n else 0
         end_ns = int(t_ns[-1] + interval) if n else None
         facts["to_mono"] = fit.mono_of
-    elif anchors.cues:
-        # open-world-agents: cue at container time pts_ns says epoch_ns; fit offset (+drift)
-        from ..contract.captions import ClockPair
-        pairs = [ClockPair("", e, p) for p, e in anchors.cues]
-        fit = timeline.fit_clock(pairs)
-        t_ns = fit.epoch_of(pts_ns)
+    elif anchors.raw_cues:
+        # open-world-agents: a cue says "the frame at this container time was captured at
+        # epoch E". Frames with a cue take it exactly; the others keep the offset of the
+        # last cue before them (the first cue's for frames before it), so a pause between
+        # cues moves the offset at the next cue instead of bending a fitted line.
+        from ..interop.owa import frames_from_epoch_cues
+        idx, epoch, ignored = frames_from_epoch_cues(pts_ns, anchors.raw_cues)
+        if len(idx) == 0:
+            raise BadInput(f"{scan.path}: the subtitle track has no epoch-ns cues on video frames")
+        offs = epoch - pts_ns[idx]
+        k = np.searchsorted(idx, np.arange(n), side="right") - 1
+        t_ns = pts_ns + offs[np.clip(k, 0, len(idx) - 1)]
         fps = Fraction(scan.fps)
         interval = int(round(1e9 / float(fps))) if fps else 0
         slots = np.arange(n, dtype=np.int64)
         seg_idx = np.zeros(n, dtype=np.int32)
-        facts.update({k.replace("clock_", "cue_"): v for k, v in fit.summary().items()})
-        facts["clock_drift_ppm"] = None
+        facts.update({"cue_frames": int(len(idx)), "cues_ignored": int(ignored),
+                      "clock_drift_ppm": None})
         end_ns = int(t_ns[-1] + interval) if n else None
     else:
         t_ns = pts_ns + np.int64(anchors.start_epoch_ns)
@@ -209,7 +215,7 @@ def resolve_inputs(video: Path, events: Path | None, workdir: Path | None) -> tu
 
 def align_session(video, events=None, out=None, dataset=None, chunk_seconds: float = 20.0,
                   video_id: str | None = None, session_id: str | None = None,
-                  progress: bool = True, owa_out=None) -> dict:
+                  progress: bool = True, owa_out=None, owa_per: str = "frame") -> dict:
     """Align one recording. Returns a JSON-able summary. Raises NMError subclasses."""
     from .demux import scan_video
     from .events import build_events_table, read_events_jsonl
@@ -279,7 +285,7 @@ def align_session(video, events=None, out=None, dataset=None, chunk_seconds: flo
         # the dataset (and OWA export) run while the video is still being hashed
         if owa_out:
             from ..interop.owa import export_owa
-            export_owa(video, frames, Path(owa_out))
+            export_owa(video, frames, Path(owa_out), per=owa_per, jsonl=events_path)
             summary["owa_out"] = str(owa_out)
         if dataset:
             from ..dataset.writer import write_dataset

@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session-id", help="session id (default: the video's file name stem)")
     p.add_argument("--owa-out", metavar="MKV", help="also write an open-world-agents MKV "
                    "(stream copy + per-frame epoch-ns subtitle track)")
+    p.add_argument("--owa-per", choices=("frame", "second"), default="frame",
+                   help="with --owa-out: one epoch-ns cue per frame (default) or per second")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
         summary = align_session(args.video, events=args.events, out=args.out, dataset=args.dataset,
                                 chunk_seconds=args.chunk_seconds, video_id=args.video_id,
                                 session_id=args.session_id, progress=not args.quiet and not args.json,
-                                owa_out=args.owa_out)
+                                owa_out=args.owa_out, owa_per=args.owa_per)
         if args.json:
             print(json.dumps(summary, indent=2, default=str))
         else:

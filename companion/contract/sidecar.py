@@ -75,7 +75,7 @@ def parse_sidecar_lines(lines: list[str], source: str = "sidecar") -> Sidecar:
                                            int(rec["epoch_ns"]), int(rec["mono_ns"])))
             elif kind == "stop":
                 sc.stop = rec
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise BadInput(f"{source}: line {i + 1} is a malformed {kind!r} record")
     return sc
 
