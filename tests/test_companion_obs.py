@@ -140,7 +140,13 @@ def test_session_with_duration_and_real_input(obs, env, tmp_path):
     d = out / "s1"
     assert stdout.strip() == str(d)
     names = sorted(x.name for x in d.iterdir())
-    assert names == ["metadata.json", "s1.anchors.jsonl", "s1.jsonl", "s1.mkv"], names
+    assert names == ["integrity.sha256", "metadata.json", "s1.anchors.jsonl", "s1.jsonl",
+                     "s1.mkv"], names
+    # capture-time integrity covers every file of the finished session
+    import hashlib
+    lines = dict(reversed(ln.split("  ", 1)) for ln in (d / "integrity.sha256").read_text().splitlines())
+    assert sorted(lines) == ["metadata.json", "s1.anchors.jsonl", "s1.jsonl", "s1.mkv"]
+    assert all(hashlib.sha256((d / n).read_bytes()).hexdigest() == h for n, h in lines.items())
     assert (d / "s1.mkv").stat().st_size > 1000
 
     recs, torn = read_jsonl(d / "s1.jsonl")
@@ -480,7 +486,7 @@ def test_simple_output_mode_session(obs, tmp_path):
     assert r.returncode == 0, r.stderr
     d = tmp_path / "out" / "simple1"
     assert sorted(p.name for p in d.iterdir()) == [
-        "metadata.json", "simple1.anchors.jsonl", "simple1.jsonl", "simple1.mkv"]
+        "integrity.sha256", "metadata.json", "simple1.anchors.jsonl", "simple1.jsonl", "simple1.mkv"]
     md = json.loads((d / "metadata.json").read_text())
     assert md["env"]["obs_output_mode"] == "Simple" and md["codec"] == "h264"
     assert md["bitrate_kbps"] == 2500  # Simple mode, recording quality "same as stream"

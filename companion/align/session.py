@@ -8,7 +8,6 @@ integrity.sha256 (each written atomically) -> optional dataset chunks.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
@@ -25,7 +24,8 @@ from ..contract.captions import SegmentAnchor
 from ..contract.schemas import FRAMES_SCHEMA, parquet_write_options
 from ..contract.sidecar import read_sidecar, sidecar_path_for
 from ..contract.version import FORMAT_VERSION
-from ..util.atomic import atomic_path, write_json_atomic, write_text_atomic
+from ..util.atomic import atomic_path, write_json_atomic
+from ..util.integrity import recorded_hash, sha256_file, write_integrity
 from ..util.errors import BadInput, NMError
 from ..util.progress import Progress
 from . import timeline
@@ -128,32 +128,6 @@ def _iso(t_ns: int) -> str:
     return d.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % ((t_ns // 1_000_000) % 1000)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def recorded_hash(folder: Path, name: str) -> str | None:
-    """The sha256 that ``folder/integrity.sha256`` already records for ``name``, if that
-    file is newer than ``name`` (make-style: the companion hashes the recording when it
-    finalizes a session, and nm-align reruns reuse their own). ``nm-validate`` always
-    recomputes, so a later silent change is still caught."""
-    integ, target = folder / "integrity.sha256", folder / name
-    try:
-        if integ.stat().st_mtime_ns < target.stat().st_mtime_ns:
-            return None
-        for ln in integ.read_text(encoding="utf-8", errors="replace").splitlines():
-            digest, _, fname = ln.partition("  ")
-            if fname.strip() == name and len(digest) == 64:
-                return digest.lower()
-    except OSError:
-        return None
-    return None
-
-
 class _BackgroundHash:
     """sha256 of a large file computed on another core while the aligner works
     (hashlib releases the GIL for large updates); reused from integrity.sha256 when
@@ -170,7 +144,7 @@ class _BackgroundHash:
 
     def _run(self):
         try:
-            self.digest = _sha256(self.path)
+            self.digest = sha256_file(self.path)
         except OSError as e:
             self.error = e
 
@@ -180,13 +154,6 @@ class _BackgroundHash:
         if self.error is not None:
             raise self.error
         return self.digest
-
-
-def write_integrity(folder: Path, names: list[str], known: dict | None = None) -> None:
-    known = known or {}
-    lines = [f"{known.get(n) or _sha256(folder / n)}  {n}\n" for n in sorted(set(names))
-             if (folder / n).is_file()]
-    write_text_atomic(folder / "integrity.sha256", "".join(lines))
 
 
 def _write_parquet(table: pa.Table, final: Path) -> None:

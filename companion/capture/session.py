@@ -771,6 +771,14 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
         env={"recording_format": enc.get("format"), "obs_output_mode": enc.get("output_mode")})
     try:
         write_json_atomic(session_dir / "metadata.json", md)
+        if final_rec is not None and final_rec.exists() and final_rec.parent == session_dir \
+                and stop_ev is not None:
+            # capture-time integrity: hashes of the finished files (nm-align reuses the
+            # recording's hash and adds its own outputs; nm-validate checks them)
+            from companion.util.integrity import write_integrity
+            write_integrity(session_dir, [q.name for q in session_dir.iterdir()
+                                          if q.is_file() and not q.name.startswith(".")
+                                          and q.name != "integrity.sha256"])
     except OSError as e:
         exit_code = exit_code or 4
         message = message or f"cannot write {session_dir / 'metadata.json'}: {e.strerror}"
