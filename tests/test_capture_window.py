@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import threading
 import time
 
@@ -26,23 +25,14 @@ pytestmark = [pytest.mark.x11,
 DISPLAYS = range(74, 77)
 
 
-def _start_xvfb(numbers) -> tuple[subprocess.Popen, str]:
-    from Xlib import display as xdisplay
-    for n in numbers:
-        if os.path.exists(f"/tmp/.X{n}-lock") or os.path.exists(f"/tmp/.X11-unix/X{n}"):
-            continue
-        proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp", "-noreset"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                xdisplay.Display(f":{n}").close()
-                return proc, f":{n}"
-            except Exception:
-                time.sleep(0.05)
-        proc.kill()
-        proc.wait()
-    pytest.fail(f"could not start Xvfb on any of :{numbers[0]}..:{numbers[-1]}")
+def _start_xvfb(numbers):
+    """A real Xvfb (companion/capture/headless.py) on the first free display of ``numbers``."""
+    from companion.capture.headless import Xvfb
+    try:
+        x = Xvfb(displays=numbers)
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    return x.proc, x.display
 
 
 class FakeWM:

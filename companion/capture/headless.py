@@ -46,7 +46,9 @@ def _display_free(n: int) -> bool:
 
 
 class Xvfb:
-    """An Xvfb server on the first free display in ``range``."""
+    """An Xvfb server on the first free display in ``displays``, ready when a client can
+    connect. ``-noreset``: without it Xvfb briefly refuses connections after its last
+    client leaves, which makes back-to-back tests flaky."""
 
     def __init__(self, displays=range(50, 65), size="1280x720x24"):
         self.proc = None
@@ -54,20 +56,35 @@ class Xvfb:
             if not _display_free(n):
                 continue
             proc = subprocess.Popen(
-                ["Xvfb", f":{n}", "-screen", "0", size, "-nolisten", "tcp", "+extension", "GLX",
-                 "+extension", "RECORD", "-ac"],
+                ["Xvfb", f":{n}", "-screen", "0", size, "-nolisten", "tcp", "-noreset",
+                 "+extension", "GLX", "+extension", "RECORD", "-ac"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for _ in range(100):
-                if Path(f"/tmp/.X11-unix/X{n}").exists():
-                    break
-                if proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-            if proc.poll() is None and Path(f"/tmp/.X11-unix/X{n}").exists():
+            if self._wait_ready(proc, f":{n}"):
                 self.proc, self.display = proc, f":{n}"
                 return
             proc.kill()
-        raise RuntimeError("no free X display for Xvfb")
+            proc.wait()
+        raise RuntimeError(f"no free X display for Xvfb in :{displays[0]}..:{displays[-1]}")
+
+    @staticmethod
+    def _wait_ready(proc, display, timeout=10.0) -> bool:
+        try:
+            from Xlib import display as xdisplay
+        except ImportError:  # no python-xlib: the socket appearing is the best we can do
+            xdisplay = None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            if xdisplay is None:
+                if Path(f"/tmp/.X11-unix/X{display[1:]}").exists():
+                    return True
+            else:
+                try:
+                    xdisplay.Display(display).close()
+                    return True
+                except Exception:
+                    pass
+            time.sleep(0.05)
+        return False
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -140,7 +157,6 @@ class ObsInstance:
             "[BasicWindow]\nSysTrayEnabled=false\nSysTrayWhenStarted=false\n"
             "[Basic]\nProfile=nm\nProfileDir=nm\nSceneCollection=nm\nSceneCollectionFile=nm\n"
             + ws)
-        enc = "x264" if self.encoder == "obs_x264" else self.encoder
         (cfg / "basic" / "profiles" / "nm" / "basic.ini").write_text(
             "[General]\nName=nm\n"
             f"[Video]\nBaseCX={self.width}\nBaseCY={self.height}\nOutputCX={self.width}\n"

@@ -359,16 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     handlers = {"start": cmd_start, "status": cmd_status, "stop": cmd_stop,
                 "check-obs": cmd_check, "setup-obs": cmd_setup_obs}
-    try:
-        return handlers[args.cmd](args)
-    except NMError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 1
+    from .common import run_cli
+    return run_cli(PROG, lambda: handlers[args.cmd](args))
 
 
 if __name__ == "__main__":  # pragma: no cover

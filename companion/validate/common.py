@@ -2,9 +2,10 @@
 without ever raising for bad content (a bad file becomes a Problem)."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..util.integrity import sha256_file  # noqa: F401  (re-exported for validate.*)
 from typing import Any
 
 import numpy as np
@@ -119,14 +120,6 @@ def column(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray] | None:
     else:
         vals = col.fill_null(0).to_numpy(zero_copy_only=False).astype(np.float64)
     return vals, valid
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
