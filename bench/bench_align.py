@@ -57,7 +57,6 @@ def make_input(minutes: float) -> Path:
              "-c:v", "copy", "-c:a", "aac", "-b:a", "128k", str(mkv)])
         video.unlink()
     secs = minutes * 60
-    nframes = int(round(secs * FPS))
     side = mkv.with_name(mkv.stem + ".anchors.jsonl")
     if not side.exists():
         lines = [{"kind": "header", "caption_version": 1, "recording_id": "BENCH001", "fps_num": FPS,

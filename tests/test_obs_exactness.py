@@ -8,7 +8,6 @@ zero frames of error, at 30 and 60 fps, across a pause/unpause.
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 """The app's zip export (seed 000) imported as a session folder: real zips, real WebM."""
 from __future__ import annotations
 
-import io
 import json
 import stat
 import zipfile

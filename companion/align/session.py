@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import platform
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,13 +17,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..contract.captions import SegmentAnchor
 from ..contract.schemas import FRAMES_SCHEMA, parquet_write_options
 from ..contract.sidecar import read_sidecar, sidecar_path_for
 from ..contract.version import FORMAT_VERSION
 from ..util.atomic import atomic_path, write_json_atomic
 from ..util.integrity import recorded_hash, sha256_file, write_integrity
-from ..util.errors import BadInput, NMError
+from ..util.errors import BadInput
 from ..util.progress import Progress
 from . import timeline
 from .anchors import AnchorSet, choose_anchors

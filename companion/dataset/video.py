@@ -402,7 +402,7 @@ def _reencode(container, vs, scan, pts: np.ndarray, plan: ChunkPlan, path: Path,
         raise EnvProblem(f"chunk {plan.chunk_id} starts or ends off a keyframe and must be "
                          f"re-encoded, but this FFmpeg build has no {ENCODE_CODEC} encoder")
     want = pts[plan.start_frame:plan.end_frame].tolist()
-    first, last = want[0], want[-1]
+    first = want[0]
     kf = np.flatnonzero(np.asarray(scan.keyframe[:plan.start_frame + 1], dtype=bool))
     targets = [int(pts[kf[-1]])] if kf.size else []
     targets.append(int(pts[0]))

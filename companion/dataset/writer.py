@@ -14,7 +14,6 @@ writing different videos never lose each other's rows.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
