@@ -13,7 +13,7 @@ import pytest
 from companion.load import open_dataset
 from companion.load import preview as pv
 from companion.util.errors import BadInput
-from tests.test_load_support import FPS, H, W, ev, frame_number, make_dataset
+from tests.test_load_support import H, W, ev, frame_number, make_dataset
 
 
 def preview_events():

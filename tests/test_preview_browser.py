@@ -219,7 +219,6 @@ def test_viewer_plays_and_timeline_follows(tmp_path, browser):
 
 def test_viewer_with_linked_video(tmp_path, browser):
     built = make_dataset(tmp_path / "ds", bounds=((0, 20), (20, 30)), events=preview_events())
-    ds = open_dataset(built.root)
     src = pv.load_chunk(built.root, "vid0", 1)
     html = pv.write_viewer(src, tmp_path / "out" / "view.html", embed=False)
     assert (tmp_path / "out" / "view.mp4").is_file()
