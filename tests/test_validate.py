@@ -722,3 +722,16 @@ def test_committed_obs_recording_aligned_validates(tmp_path):
 def test_real_obs_capture_session_and_dataset_validate(obs_aligned):
     assert msgs(validate_path(obs_aligned["session"])) == []
     assert msgs(validate_path(obs_aligned["dataset"])) == []
+
+
+def test_invalid_utf8_in_a_parquet_string_column_is_a_problem_not_a_crash(tmp_path):
+    """Found by the fuzzer: a damaged page can hold bytes that are not UTF-8."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from companion.validate.common import Report, read_parquet
+    bad = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(b"\x00\x00\x00\x00\x02\x00\x00\x00"),
+                                                 pa.py_buffer(b"\x80\x81")])
+    pq.write_table(pa.table({"video_id": bad}), tmp_path / "index.parquet")
+    rep = Report(tmp_path)
+    assert read_parquet(rep, "index.parquet", ["video_id"]) is None
+    assert any("index.parquet" in str(p) for p in rep.problems)

@@ -98,7 +98,9 @@ def read_parquet(rep: Report, rel: str, columns: list[str]) -> pa.Table | None:
     p = rep.root / rel
     try:
         names = pq.read_schema(p).names
-        return pq.read_table(p, columns=[c for c in columns if c in names])
+        table = pq.read_table(p, columns=[c for c in columns if c in names])
+        table.validate(full=True)   # e.g. invalid UTF-8 in a string column of a damaged page
+        return table
     except Exception as e:  # corrupt pages surface only when the data is read
         rep.add(rel, f"not a readable Parquet file ({_err(e)})")
         return None
