@@ -201,7 +201,25 @@ def _subtitle_text(codec: str, data: bytes) -> str:
     return text.strip()
 
 
-def scan_video(path: str | os.PathLike, progress=None) -> VideoScan:
+@dataclass(frozen=True)
+class HeaderInfo:
+    """What the container header says before any packet is read (for work that can
+    start early; the scan's own results are the truth). ``first_pts``: the video
+    stream's start time (ticks of ``time_base``) or None; ``rates``: declared frame
+    rates (guessed, average, base; may be empty); ``declared_end_s``: declared end of
+    the video in seconds or None."""
+
+    codec: str
+    time_base: Fraction
+    first_pts: int | None
+    rates: tuple[Fraction, ...]
+    declared_end_s: float | None
+    audio_rate: int | None
+    audio_channels: int | None
+
+
+def scan_video(path: str | os.PathLike, progress=None, *, on_header=None,
+               audio_sink=None) -> VideoScan:
     """Demux ``path`` once (no decoding) and return a :class:`VideoScan`.
 
     ``progress``: a :class:`companion.util.progress.Progress` (or anything with
@@ -209,16 +227,23 @@ def scan_video(path: str | os.PathLike, progress=None) -> VideoScan:
     to the estimated frame count if it has none. Raises :class:`BadInput` with a
     one-line message naming the file if it is missing, empty, not a media file, or has
     no video stream.
+
+    ``on_header(info: HeaderInfo)``: called once the header is read, before the first
+    packet (its exceptions propagate). ``audio_sink(rate, channels)``: called then when
+    the file has audio; it may return an object whose ``put(pkt)`` receives every packet
+    of the first audio stream in stream order (PyAV's empty end-of-stream packet last)
+    and whose ``finish()`` is called after the last one (also when demuxing stopped
+    early); returning None leaves the audio discarded as without a sink.
     """
     path = Path(path)
     container = _open(path)
     try:
-        return _scan(container, path, progress)
+        return _scan(container, path, progress, on_header, audio_sink)
     finally:
         container.close()
 
 
-def _scan(container, path: Path, progress) -> VideoScan:
+def _scan(container, path: Path, progress, on_header=None, audio_sink=None) -> VideoScan:
     fmt = (container.format.name or "") if container.format else ""
     if fmt.startswith("image2") or fmt.endswith("_pipe"):
         raise _bad(path, f"is a still image ({fmt}), not a video")
@@ -252,7 +277,21 @@ def _scan(container, path: Path, progress) -> VideoScan:
         if s.codec_context.name in TEXT_SUBTITLE_CODECS:
             sub = s
             break
-    wanted = [vs] + ([sub] if sub is not None else [])
+    declared_end_s, declared_src = _declared_video_end_s(container, vs)
+    if on_header is not None:
+        rates = []
+        for attr in ("guessed_rate", "average_rate", "base_rate"):
+            r = getattr(vs, attr, None)
+            if r and 0 < r < 2000:
+                rates.append(Fraction(r))
+        on_header(HeaderInfo(codec=codec, time_base=tb,
+                             first_pts=int(vs.start_time) if vs.start_time is not None else None,
+                             rates=tuple(rates), declared_end_s=declared_end_s,
+                             audio_rate=audio_rate, audio_channels=audio_channels))
+    sink = None
+    if audio_sink is not None and audio is not None and audio_rate and audio_channels:
+        sink = audio_sink(audio_rate, audio_channels)
+    wanted = [vs] + ([sub] if sub is not None else []) + ([audio] if sink is not None else [])
     for s in container.streams:
         if s not in wanted:
             try:
@@ -260,7 +299,6 @@ def _scan(container, path: Path, progress) -> VideoScan:
             except Exception:  # pragma: no cover - older PyAV without Discard
                 pass
 
-    declared_end_s, declared_src = _declared_video_end_s(container, vs)
     if progress is not None and getattr(progress, "total", 1) is None and declared_end_s:
         rate = vs.average_rate or vs.guessed_rate
         if rate:
@@ -282,44 +320,56 @@ def _scan(container, path: Path, progress) -> VideoScan:
     sub_tb = Fraction(sub.time_base) if sub is not None and sub.time_base else None
     demux_error = None
     pending = 0
+    aidx = audio.index if sink is not None else -1
+    aput = sink.put if sink is not None else None
 
     try:
-        for pkt in container.demux(*wanted):
-            if pkt.stream_index != vidx:
-                if sub is not None and pkt.stream_index == sub.index and pkt.size and pkt.pts is not None:
-                    t0 = pkt.pts * sub_tb
-                    start_ns = int(t0 * 1_000_000_000)
-                    end_ns = int((t0 + (pkt.duration or 0) * sub_tb) * 1_000_000_000)
-                    cues.append((start_ns, end_ns, _subtitle_text(sub_codec, bytes(pkt))))
-                continue
-            if not pkt.size:
-                continue  # PyAV's end-of-stream flush packet
-            pts = pkt.pts
-            if pts is None:
-                pts = pkt.dts
-                if pts is None:
-                    no_ts += 1
+        try:
+            for pkt in container.demux(*wanted):
+                if not pkt.size:
+                    # PyAV's end-of-stream flush packets (their stream_index is 0: ask .stream)
+                    if aput is not None and pkt.stream is audio:
+                        aput(pkt)
                     continue
-            if prev_pts is not None and pts < prev_pts:
-                reordered = True
-            prev_pts = pts
-            if end_l_max is None or pts >= end_l_max[0]:
-                end_l_max = (pts, pkt.duration or 0)
-            if cap_codec is not None:
-                trips = cc_data_from_packet(memoryview(pkt), cap_codec, nls)
-                if trips:
-                    for valid, typ, b1, b2 in trips:
-                        if valid and typ == 0:
-                            text = feed(b1, b2)
-                            if text is not None:
-                                caps_raw.append((len(pts_l), text))
-            pts_l.append(pts)
-            key_l.append(1 if pkt.is_keyframe else 0)
-            if progress is not None:
-                pending += 1
-                if pending >= 64:
-                    progress.update(pending)
-                    pending = 0
+                si = pkt.stream_index
+                if si != vidx:
+                    if si == aidx:
+                        aput(pkt)
+                    elif sub is not None and si == sub.index and pkt.pts is not None:
+                        t0 = pkt.pts * sub_tb
+                        start_ns = int(t0 * 1_000_000_000)
+                        end_ns = int((t0 + (pkt.duration or 0) * sub_tb) * 1_000_000_000)
+                        cues.append((start_ns, end_ns, _subtitle_text(sub_codec, bytes(pkt))))
+                    continue
+                pts = pkt.pts
+                if pts is None:
+                    pts = pkt.dts
+                    if pts is None:
+                        no_ts += 1
+                        continue
+                if prev_pts is not None and pts < prev_pts:
+                    reordered = True
+                prev_pts = pts
+                if end_l_max is None or pts >= end_l_max[0]:
+                    end_l_max = (pts, pkt.duration or 0)
+                if cap_codec is not None:
+                    trips = cc_data_from_packet(memoryview(pkt), cap_codec, nls)
+                    if trips:
+                        for valid, typ, b1, b2 in trips:
+                            if valid and typ == 0:
+                                text = feed(b1, b2)
+                                if text is not None:
+                                    caps_raw.append((len(pts_l), text))
+                pts_l.append(pts)
+                key_l.append(1 if pkt.is_keyframe else 0)
+                if progress is not None:
+                    pending += 1
+                    if pending >= 64:
+                        progress.update(pending)
+                        pending = 0
+        finally:
+            if sink is not None:
+                sink.finish()
     except av.error.EOFError:
         pass
     except av.error.FFmpegError as e:

@@ -176,10 +176,32 @@ def resolve_inputs(video: Path, events: Path | None, workdir: Path | None) -> tu
     return video, events or video.with_suffix(".jsonl"), None
 
 
+def _sidecar_fps(path: Path) -> Fraction | None:
+    """fps_num/fps_den of a sidecar's header line (a hint only; None if unreadable)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            hdr = json.loads(f.readline())
+        fps = Fraction(int(hdr["fps_num"]), int(hdr["fps_den"]))
+        return fps if hdr.get("kind") == "header" and fps > 0 else None
+    except Exception:  # noqa: BLE001 - no hint; the scan decides
+        return None
+
+
 def align_session(video, events=None, out=None, dataset=None, chunk_seconds: float = 20.0,
                   video_id: str | None = None, session_id: str | None = None,
                   progress: bool = True, owa_out=None, owa_per: str = "frame") -> dict:
     """Align one recording. Returns a JSON-able summary. Raises NMError subclasses."""
+    early: list = []   # dataset work started before the scan (writer.EarlyStart)
+    try:
+        return _align_session(video, events, out, dataset, chunk_seconds, video_id, session_id,
+                              progress, owa_out, owa_per, early)
+    finally:
+        for e in early:
+            e.discard()
+
+
+def _align_session(video, events, out, dataset, chunk_seconds, video_id, session_id,
+                   progress, owa_out, owa_per, early: list) -> dict:
     from .demux import scan_video
     from .events import build_events_table, read_events_jsonl
 
@@ -194,6 +216,15 @@ def align_session(video, events=None, out=None, dataset=None, chunk_seconds: flo
     if not events_path.exists():
         raise BadInput(f"{events_path}: events file not found (pass --events FILE)")
     video_hash = _BackgroundHash(video)
+    pre = None
+    if dataset and not owa_out:
+        # the chunk MP4s are cut (ffmpeg) and the audio decoded while the video is
+        # scanned; write_dataset checks both against the scan and plan before use
+        from ..dataset.writer import EarlyStart
+        pre = EarlyStart.begin(Path(dataset), video_id or sid, chunk_seconds, video,
+                               _sidecar_fps(sidecar_path_for(video)))
+        if pre is not None:
+            early.append(pre)
     # the events file is parsed on another core while the video is demuxed
     # (pyarrow's JSON reader and FFmpeg's demuxer both run outside the GIL)
     from concurrent.futures import ThreadPoolExecutor
@@ -201,7 +232,9 @@ def align_session(video, events=None, out=None, dataset=None, chunk_seconds: flo
         raw_future = pool.submit(read_events_jsonl, events_path)
         p = Progress(f"scan {video.name}", enabled=progress)
         try:
-            scan = scan_video(video, progress=p)
+            scan = scan_video(video, progress=p,
+                              on_header=pre.on_header if pre is not None else None,
+                              audio_sink=pre.audio_sink if pre is not None else None)
         finally:
             p.close()
         raw = raw_future.result()
@@ -255,7 +288,7 @@ def align_session(video, events=None, out=None, dataset=None, chunk_seconds: flo
             vid = video_id or sid
             dp = Progress(f"dataset {vid}", enabled=progress)
             ds = write_dataset(Path(dataset), vid, scan, frames, events_tbl, meta,
-                               chunk_seconds=chunk_seconds, progress=dp)
+                               chunk_seconds=chunk_seconds, progress=dp, early=pre)
             dp.close()
             summary["dataset"] = ds
     finally:

@@ -332,21 +332,129 @@ def read_mp4_video_track(path: Path) -> Mp4Track:
     return Mp4Track(n, timescale, pts.astype(np.int64), first_sync)
 
 
+# ---- early start: ffmpeg running while the recording is still being scanned ------------
+
+class EarlyCopy:
+    """The ffmpeg run of ``run_ffmpeg_copy`` started *before* the scan, from what the
+    container header says (codec, first pts, declared duration) and a frame-rate guess.
+
+    Chunk boundaries only depend on the frame rate and the chunk length, so the
+    ``-segment_frames`` list is every multiple of ``frames_per_chunk`` up to a generous
+    estimate of the frame count (entries >= the real count never cut). ``adopt`` then
+    accepts the output only if the command is the one ``ffmpeg_command`` builds from the
+    real scan and plans (same options; the planned cut list a prefix of the guessed one,
+    the rest at or past the end) and ``check_segments`` passes, exactly as for a normal
+    run; anything else discards it (the caller then takes the normal path)."""
+
+    def __init__(self, ffmpeg: str, src, work: Path, codec: str, time_base: Fraction,
+                 first_pts: int, chunk_frames: int, est_frames: int):
+        self.ffmpeg, self.src, self.work = ffmpeg, Path(src), Path(work)
+        self.chunk_frames = int(chunk_frames)
+        cuts = list(range(self.chunk_frames, int(est_frames) + 1, self.chunk_frames))
+        if not cuts or len(",".join(map(str, cuts))) > 100_000:
+            raise ValueError("no usable cut list")
+        self.cuts = cuts
+        stub = _HeaderScan(codec, time_base, first_pts)
+        plans = [ChunkPlan(i, c, c, True) for i, c in enumerate([0] + cuts)]
+        self.cmd = ffmpeg_command(ffmpeg, self.src, stub, plans, "segments.csv", "seg%05d.mp4")
+        self.work.mkdir(parents=True)
+        self._err = open(self.work / "stderr.txt", "wb")
+        try:
+            self.proc = subprocess.Popen(self.cmd, cwd=self.work, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=self._err)
+        except BaseException:
+            self._err.close()
+            shutil.rmtree(self.work, ignore_errors=True)
+            raise
+
+    def _mismatch(self, scan, plans: Sequence[ChunkPlan]) -> str | None:
+        real = [p.start_frame for p in plans[1:]]
+        n = plans[-1].end_frame
+        if self.cuts[:len(real)] != real or any(c < n for c in self.cuts[len(real):]):
+            return "the chunk plan differs from the one guessed before the scan"
+        want = ffmpeg_command(self.ffmpeg, self.src, scan, plans, "segments.csv", "seg%05d.mp4")
+        i = want.index("-segment_frames") + 1
+        if want[:i] + want[i + 1:] != self.cmd[:i] + self.cmd[i + 1:]:
+            return "the ffmpeg command differs from the one guessed before the scan"
+        return None
+
+    def adopt(self, scan, plans: Sequence[ChunkPlan], video_paths: Sequence[Path]) -> str | None:
+        """Wait for ffmpeg and move its checked segments to ``video_paths``. None: done;
+        else why not (nothing is left at ``video_paths``; the work folder is removed)."""
+        moved: list[Path] = []
+        ok = False
+        try:
+            why = self._mismatch(scan, plans)
+            if why is not None:
+                return why
+            try:
+                self.proc.wait()
+            finally:
+                self.stop()
+            if self.proc.returncode != 0:
+                lines = [ln for ln in (self.work / "stderr.txt").read_text(
+                    errors="replace").splitlines() if ln.strip()]
+                return (f"ffmpeg exited with {self.proc.returncode}: "
+                        f"{lines[-1].strip() if lines else 'no message'}")
+            why = check_segments(self.work, "segments.csv", scan,
+                                 np.asarray(scan.pts, dtype=np.int64), plans)
+            if why is not None:
+                return why
+            for p in plans:
+                dest = Path(video_paths[p.chunk_id])
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.work / f"seg{p.chunk_id:05d}.mp4", dest)
+                moved.append(dest)
+            ok = True
+            return None
+        except OSError as e:
+            return f"ffmpeg output could not be handled: {e.strerror or e}"
+        finally:
+            self.discard()
+            if not ok:
+                for m in moved:
+                    with contextlib.suppress(FileNotFoundError):
+                        m.unlink()
+
+    def stop(self) -> None:
+        """Kill ffmpeg if it still runs (idempotent)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._err.close()
+
+    def discard(self) -> None:
+        """Stop ffmpeg and remove the work folder (idempotent)."""
+        self.stop()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+class _HeaderScan:
+    """The few scan fields ``ffmpeg_command`` reads, from the container header."""
+
+    def __init__(self, codec: str, time_base: Fraction, first_pts: int):
+        self.codec, self.time_base, self.pts = codec, Fraction(time_base), [int(first_pts)]
+
+
 # ---- audio on a thread -----------------------------------------------------------------
 
 class _AudioThread:
     """``split_audio_file`` (the unchanged AudioSplitter path) on a thread, cancellable."""
 
-    def __init__(self, src, ranges, paths, rate: int, channels: int):
+    def __init__(self, src, ranges, paths, rate: int, channels: int, spool=None):
         self.stop_event = threading.Event()
         self.result: list[dict] | None = None
         self.error: BaseException | None = None
-        self._t = threading.Thread(target=self._run, args=(src, ranges, paths, rate, channels),
+        self._t = threading.Thread(target=self._run,
+                                   args=(src, ranges, paths, rate, channels, spool),
                                    name="nm-audio", daemon=True)
         self._t.start()
 
-    def _run(self, src, ranges, paths, rate, channels):
+    def _run(self, src, ranges, paths, rate, channels, spool):
         try:
+            if spool is not None:     # PCM decoded during the scan: no second read
+                self.result = spool.split(ranges, paths, cancel=self.stop_event)
+                return
             self.result = split_audio_file(src, ranges, paths, rate, channels,
                                            cancel=self.stop_event, missing_ok=True)
         except BaseException as e:  # noqa: BLE001 - re-raised by finish()
@@ -368,10 +476,17 @@ class _AudioThread:
 def split_video_fast(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
                      video_paths: Sequence[Path], audio_paths: Sequence[Path] | None = None,
                      on_chunk: Callable[[int, str], None] | None = None,
-                     ffmpeg: str | None | bool = None) -> SplitResult:
+                     ffmpeg: str | None | bool = None, early: EarlyCopy | None = None,
+                     audio_spool=None) -> SplitResult:
     """``video.split_video`` with the ffmpeg CLI fast path (same outputs, see module doc).
 
     ``ffmpeg``: path of the CLI (None: look it up on PATH; False: do not use it).
+    ``early``: an ``EarlyCopy`` started before the scan; its output is used when it
+    matches the plan (``SplitResult.early_rejected`` says why not; then ffmpeg is run
+    again as usual). It is always consumed (adopted or discarded).
+    ``audio_spool``: an ``audio.AudioSpool`` that decoded the audio during the scan
+    (its WAVs are byte-identical to ``split_audio_file``'s); used by the fast path
+    when it finished cleanly, else the audio is decoded from ``src`` as before.
     Falls back to ``split_video`` when ffmpeg is missing, the plan is not all copies,
     the codec is not one of ``FAST_CODECS``, ffmpeg fails, or its output differs from
     the plan; ``SplitResult.copy_tool`` says which path wrote the MP4s and
@@ -380,6 +495,8 @@ def split_video_fast(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
     exe = None if ffmpeg is False else (ffmpeg or find_ffmpeg())
     blocker = "ffmpeg not found" if exe is None else fast_path_blocker(scan, plans)
     if blocker is not None:
+        if early is not None:
+            early.discard()
         res = split_video(src, scan, plans, video_paths, audio_paths, on_chunk=on_chunk)
         res.fast_skipped = blocker
         return res
@@ -387,9 +504,18 @@ def split_video_fast(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
     try:
         if audio_paths is not None and scan.has_audio and scan.audio_rate \
                 and scan.audio_channels:
+            rate, ch = int(scan.audio_rate), int(scan.audio_channels)
+            spool = audio_spool if audio_spool is not None and \
+                audio_spool.usable(rate, ch) else None
             audio = _AudioThread(src, chunk_time_ranges(scan, plans), audio_paths,
-                                 int(scan.audio_rate), int(scan.audio_channels))
-        why = run_ffmpeg_copy(exe, src, scan, plans, video_paths)
+                                 rate, ch, spool=spool)
+        early_why = None
+        adopted = False
+        if early is not None:
+            e, early = early, None
+            early_why = e.adopt(scan, plans, video_paths)
+            adopted = early_why is None
+        why = None if adopted else run_ffmpeg_copy(exe, src, scan, plans, video_paths)
         if why is None:
             res = SplitResult(modes=["copy"] * len(plans), copy_tool="ffmpeg")
             if on_chunk:
@@ -398,10 +524,13 @@ def split_video_fast(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
         else:
             res = split_video(src, scan, plans, video_paths, None, on_chunk=on_chunk)
             res.fast_fallback = why
+        res.early_rejected = early_why
         if audio is not None:
             a, audio = audio, None
             res.audio = a.finish()
         return res
     finally:
+        if early is not None:
+            early.discard()
         if audio is not None:        # failing: no thread may write into a doomed folder
             audio.stop()

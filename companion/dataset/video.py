@@ -56,7 +56,8 @@ class SplitResult:
     ``copy_tool``: what wrote the chunk MP4s, ``"pyav"`` (this module) or ``"ffmpeg"``
     (the CLI fast path, ``ffmpeg_copy.py``); ``fast_skipped``: why the fast path was not
     tried (ffmpeg missing, a chunk needs re-encoding, ...); ``fast_fallback``: why its
-    output was rejected or it failed (then this module cut the chunks)."""
+    output was rejected or it failed (then this module cut the chunks);
+    ``early_rejected``: see below."""
 
     modes: list[str]
     demoted: dict[int, str] = field(default_factory=dict)
@@ -65,6 +66,9 @@ class SplitResult:
     copy_tool: str = "pyav"
     fast_skipped: str | None = None
     fast_fallback: str | None = None
+    early_rejected: str | None = None
+    """why the ffmpeg run started before the scan (``ffmpeg_copy.EarlyCopy``) was not
+    used (None: it was, or there was none)."""
 
 
 class _CopyChunk:

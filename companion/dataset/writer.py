@@ -34,8 +34,8 @@ from companion.util.errors import BadInput, EnvProblem, NMError
 
 from .actions import chunk_actions, prepare_actions
 from .chunking import ChunkPlan, plan_chunks
-from .layout import (INDEX_FILE, INDEX_PARTS, STAGING, VideoLayout, ensure_dataset,
-                     layout_for, locked, validate_video_id)
+from .layout import (DATASET_META, INDEX_FILE, INDEX_PARTS, STAGING, VideoLayout,
+                     ensure_dataset, layout_for, locked, validate_video_id)
 from .ffmpeg_copy import split_video_fast
 
 _PARQUET_OPTS = {"compression": "zstd"}
@@ -177,10 +177,124 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, **_PARQUET_OPTS)
 
 
+class EarlyStart:
+    """Dataset work begun before the recording is scanned (``nm-align --dataset``).
+
+    ``begin`` makes the video's staging folder; the scan then calls ``on_header`` (starts
+    ``ffmpeg_copy.EarlyCopy``: the chunk MP4s are cut while the scan runs) and
+    ``audio_sink`` (an ``audio.AudioSpool`` decoding the audio packets the scan reads,
+    so the WAVs need no second read of the recording). ``write_dataset(...,
+    early=...)`` adopts the staging folder and uses both only after checking them
+    against the real scan and plan. Everything is best effort: what cannot start is
+    skipped and the normal path does that work. ``discard`` (idempotent) stops both and
+    removes what was not adopted, including a root folder ``begin`` created."""
+
+    def __init__(self, root: Path, video_id: str, chunk_seconds: float, src: Path,
+                 fps_hint: Fraction | None, use_ffmpeg: bool):
+        self.root, self.video_id, self.chunk_seconds = root, video_id, chunk_seconds
+        self.src, self.fps_hint, self.use_ffmpeg = src, fps_hint, use_ffmpeg
+        self.staging: Path | None = None
+        self.copy = None
+        self.spool = None
+        self.adopted = False
+        self._made: list[Path] = []
+
+    @classmethod
+    def begin(cls, root, video_id: str, chunk_seconds: float, src, fps_hint=None,
+              use_ffmpeg: bool = True) -> "EarlyStart | None":
+        root = Path(root)
+        try:
+            validate_video_id(video_id)
+            if root.exists() and not (root / DATASET_META).is_file():
+                return None        # new roots and datasets only; ensure_dataset judges the rest
+        except (NMError, OSError):
+            return None
+        e = cls(root, video_id, chunk_seconds, Path(src), fps_hint, use_ffmpeg)
+        try:
+            for d in (root, root / STAGING):
+                if not d.exists():
+                    d.mkdir(parents=True)
+                    e._made.append(d)
+            st = root / STAGING / f"{video_id}.{os.getpid()}.{secrets.token_hex(4)}"
+            st.mkdir()
+            e.staging = st
+        except OSError:
+            e.discard()
+            return None
+        return e
+
+    def on_header(self, info) -> None:
+        """Start the ffmpeg stream copy from the container header (scan callback)."""
+        try:
+            self._start_copy(info)
+        except Exception:  # noqa: BLE001 - best effort: the normal path runs ffmpeg
+            self.copy = None
+
+    def _start_copy(self, info) -> None:
+        from .chunking import frames_per_chunk
+        from .ffmpeg_copy import _DECODER_ALIASES, FAST_CODECS, EarlyCopy, find_ffmpeg
+        from companion.align.demux import STANDARD_RATES
+        if self.staging is None or not self.use_ffmpeg:
+            return
+        exe = find_ffmpeg()
+        if exe is None or _DECODER_ALIASES.get(info.codec, info.codec) not in FAST_CODECS:
+            return
+        if info.first_pts is None or not info.declared_end_s:
+            return
+        fps = self.fps_hint
+        if not fps and info.rates:
+            r = info.rates[0]
+            best = min(STANDARD_RATES, key=lambda x: abs(x - r))
+            fps = best if abs(best - r) <= best / 2000 else r
+        if not fps or fps <= 0:
+            return
+        size = frames_per_chunk(fps, self.chunk_seconds)
+        est = int(info.declared_end_s * float(fps) * 1.05) + 2 * size
+        self.copy = EarlyCopy(exe, self.src, self.staging / "video" / ".nm-ffmpeg-early",
+                              info.codec, info.time_base, info.first_pts, size, est)
+
+    def audio_sink(self, rate: int, channels: int):
+        """An ``AudioSpool`` in the staging folder for the scan's audio packets, or None."""
+        from .audio import AudioSpool
+        if self.staging is None:
+            return None
+        try:
+            self.spool = AudioSpool(self.staging / ".audio-spool.s16", rate, channels)
+        except OSError:
+            self.spool = None
+        return self.spool
+
+    def take(self, root: Path, video_id: str) -> Path | None:
+        """The staging folder for ``write_dataset`` (None: not usable for this call)."""
+        if self.staging is None or self.adopted or video_id != self.video_id or \
+                Path(root).resolve() != self.root.resolve() or not self.staging.is_dir():
+            return None
+        self.adopted = True
+        return self.staging
+
+    def discard(self) -> None:
+        if self.copy is not None:
+            c, self.copy = self.copy, None
+            c.discard()
+        if self.spool is not None:
+            sp, self.spool = self.spool, None
+            sp.remove()
+        if not self.adopted and self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
+        if not self.adopted:
+            for d in reversed(self._made):
+                try:
+                    d.rmdir()              # only if still empty
+                except OSError:
+                    pass
+        self._made = []
+
+
 def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table | None,
                   session_meta: dict | None, chunk_seconds: float = 20.0, progress=None, *,
                   num_shards: int | None = None, video_path=None,
-                  use_ffmpeg: bool = True) -> dict:
+                  use_ffmpeg: bool = True, early: EarlyStart | None = None) -> dict:
     """Write the chunks of one video into the dataset at ``root`` (seed 000 layout).
 
     ``scan``: the ``VideoScan`` of the recording (``scan.path`` is read unless
@@ -196,6 +310,9 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
     Returns a JSON-able summary: ``video_id, shard, chunks, copied, reencoded,
     frames, events, audio, seconds, root``, ``copy_tool`` (``ffmpeg``/``pyav``) and,
     when the ffmpeg output was rejected, ``ffmpeg_fallback`` (why).
+
+    ``early``: an ``EarlyStart`` begun before the scan; its staging folder, ffmpeg
+    output and audio spool are used when they match (same outputs either way).
     """
     t_start = time.monotonic()
     session_meta = dict(session_meta or {})
@@ -220,11 +337,19 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
         end_t_ns = int(frame_t[-1]) + _frame_interval_ns(scan.fps)
 
     recover(root, video_id)
-    staging = root / STAGING / f"{video_id}.{os.getpid()}.{secrets.token_hex(4)}"
-    try:
-        staging.mkdir(parents=True)
-    except OSError as e:
-        raise EnvProblem(f"cannot create {staging}: {e.strerror}") from None
+    staging = early.take(root, video_id) if early is not None else None
+    early_copy = early_spool = None
+    if staging is not None:
+        early_copy, early.copy = early.copy, None
+        early_spool, early.spool = early.spool, None
+    else:
+        if early is not None:
+            early.discard()
+        staging = root / STAGING / f"{video_id}.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            staging.mkdir(parents=True)
+        except OSError as e:
+            raise EnvProblem(f"cannot create {staging}: {e.strerror}") from None
     committing = False
     try:
         has_audio = bool(scan.has_audio and scan.audio_rate and scan.audio_channels)
@@ -255,9 +380,14 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nm-actions") as pool:
             fut = pool.submit(build_actions)
             try:
+                e_copy, early_copy = early_copy, None
                 res = split_video_fast(src, scan, plans, vpaths, apaths, on_chunk=on_chunk,
-                                       ffmpeg=None if use_ffmpeg else False)
+                                       ffmpeg=None if use_ffmpeg else False, early=e_copy,
+                                       audio_spool=early_spool)
             finally:
+                if early_spool is not None:
+                    early_spool.remove()
+                    early_spool = None
                 act_err = fut.exception()
             if act_err is not None:
                 raise act_err
@@ -311,6 +441,10 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
             committing = True   # from here on the journal, not this process, owns staging
             _apply_journal(root, journal)
     except BaseException as e:
+        if early_copy is not None:
+            early_copy.discard()
+        if early_spool is not None:
+            early_spool.remove()
         if not committing:
             shutil.rmtree(staging, ignore_errors=True)
         if isinstance(e, OSError) and not isinstance(e, NMError):

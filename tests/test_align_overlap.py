@@ -1,0 +1,322 @@
+"""nm-align --dataset overlapping work with the scan: the ffmpeg stream copy started
+from the container header (``ffmpeg_copy.EarlyCopy`` via ``writer.EarlyStart``) and
+the audio decoded during the scan (``audio.AudioSpool``). Both must give exactly the
+outputs of the path without them, and anything unexpected must fall back to it."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import companion.dataset.writer as writer_mod
+from companion.align.demux import scan_video
+from companion.align.session import align_session
+from companion.dataset import ffmpeg_copy
+from companion.dataset.audio import AudioSpool, split_audio_file
+from companion.dataset.chunking import plan_chunks
+from companion.dataset.video import chunk_time_ranges
+from companion.util.errors import BadInput
+from tests.test_dataset_media import decode_numbers, make_video
+
+FFMPEG = shutil.which("ffmpeg")
+needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg CLI not installed")
+T0 = 1_700_000_000_000_000_000
+
+
+def _line(t, src, data):
+    return json.dumps({"timestamp_ns": int(t), "event_src": src,
+                       "event_data": json.dumps(data, separators=(",", ":"))})
+
+
+def _session(tmp_path: Path, name="s1", n=95, fps=30, gop=30, bframes=2, audio="aac",
+             channels=2) -> Path:
+    d = tmp_path / name
+    d.mkdir()
+    make_video(d / f"{name}.mkv", n, fps=fps, gop=gop, bframes=bframes, audio=audio,
+               channels=channels)
+    iv = 1_000_000_000 // fps
+    lines = [_line(T0 - 2_000_000, "recorder", {"event": "recording.started"})]
+    for i in range(0, n, 3):
+        lines.append(_line(T0 + i * iv + 7, "control_publisher", ["mouse.move", i, 2 * i]))
+    lines.append(_line(T0 + 40 * iv, "control_publisher", ["keyboard.press", 87, "w"]))
+    lines.append(_line(T0 + 70 * iv, "control_publisher", ["keyboard.release", 87, "w"]))
+    (d / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    return d
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every chunk file of a dataset (MP4, WAV, actions) by relative path."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and rel.split("/")[0] in ("video", "audio", "actions"):
+            out[rel] = p.read_bytes()
+    return out
+
+
+class _Spy:
+    """Records what split_video_fast returned / was given inside write_dataset."""
+
+    def __init__(self, monkeypatch):
+        self.results, self.early, self.spool = [], [], []
+        orig = writer_mod.split_video_fast
+
+        def wrapped(*a, **k):
+            self.early.append(k.get("early"))
+            self.spool.append(k.get("audio_spool"))
+            r = orig(*a, **k)
+            self.results.append(r)
+            return r
+        monkeypatch.setattr(writer_mod, "split_video_fast", wrapped)
+
+
+def _reference(tmp_path, d, monkeypatch, name="ref"):
+    """The dataset as written without any early work."""
+    with monkeypatch.context() as m:
+        m.setattr(writer_mod.EarlyStart, "begin", classmethod(lambda cls, *a, **k: None))
+        ref = tmp_path / name
+        align_session(d, dataset=ref, chunk_seconds=1.0, progress=False)
+    return _tree(ref)
+
+
+# ---- the audio spool ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("audio,channels", [("aac", 2), ("aac", 1), ("pcm", 2)])
+def test_spooled_wavs_are_byte_identical_to_split_audio_file(tmp_path, audio, channels):
+    src = tmp_path / "a.mkv"
+    make_video(src, 95, gop=10, bframes=2, audio=audio, channels=channels)
+    spools = []
+
+    def sink(rate, ch):
+        spools.append(AudioSpool(tmp_path / "spool.s16", rate, ch))
+        return spools[-1]
+    sc = scan_video(src, audio_sink=sink)
+    assert len(spools) == 1 and spools[0].usable(sc.audio_rate, sc.audio_channels)
+    for chunk_s in (1.0, 0.7, 2.5):
+        plans = plan_chunks(len(sc.pts), sc.fps, sc.keyframe, chunk_s)
+        ranges = chunk_time_ranges(sc, plans)
+        pa_ = [tmp_path / f"spool{chunk_s}" / f"{i}.wav" for i in range(len(plans))]
+        pb = [tmp_path / f"file{chunk_s}" / f"{i}.wav" for i in range(len(plans))]
+        got = spools[0].split(ranges, pa_)
+        want = split_audio_file(str(src), ranges, pb, sc.audio_rate, sc.audio_channels)
+        assert got == want
+        assert [p.read_bytes() for p in pa_] == [p.read_bytes() for p in pb]
+    spools[0].remove()
+    assert not (tmp_path / "spool.s16").exists()
+
+
+def test_scan_with_sink_and_header_callback_is_the_same_scan(tmp_path):
+    src = tmp_path / "a.mkv"
+    make_video(src, 95, gop=10, bframes=3, audio="aac")
+    plain = scan_video(src)
+    seen = []
+    withsink = scan_video(src, on_header=seen.append,
+                          audio_sink=lambda r, c: AudioSpool(tmp_path / "x.s16", r, c))
+    for f in ("codec", "width", "height", "fps", "time_base", "captions", "subtitle_cues",
+              "has_audio", "audio_rate", "audio_channels", "duration_ns", "truncated",
+              "has_bframes", "warnings"):
+        assert getattr(plain, f) == getattr(withsink, f), f
+    assert np.array_equal(plain.pts, withsink.pts)
+    assert np.array_equal(plain.keyframe, withsink.keyframe)
+    (h,) = seen
+    assert h.codec == "h264" and h.time_base == plain.time_base
+    assert h.first_pts == int(plain.pts[0]) and h.declared_end_s
+
+
+def test_scan_sink_is_finished_even_when_the_scan_fails(tmp_path):
+    """The header callback raising stops the scan; the sink still gets finish()."""
+    src = tmp_path / "a.mkv"
+    make_video(src, 30, gop=10, audio="aac")
+    calls = []
+
+    class Sink:
+        def put(self, pkt):
+            calls.append("put")
+
+        def finish(self):
+            calls.append("finish")
+
+    def boom(info):
+        raise RuntimeError("stop")
+    with pytest.raises(RuntimeError):
+        scan_video(src, on_header=boom, audio_sink=lambda r, c: Sink())
+    assert calls == []                # the sink is made after the header callback
+    # a sink that is made: finish() once, after the last put (the end-of-stream packet)
+    scan_video(src, audio_sink=lambda r, c: Sink())
+    assert calls[-1] == "finish" and calls.count("finish") == 1 and "put" in calls
+
+
+# ---- nm-align --dataset with the early start -----------------------------------------------
+
+@needs_ffmpeg
+@pytest.mark.parametrize("audio", ["aac", "pcm", None])
+def test_early_start_is_used_and_outputs_are_identical(tmp_path, monkeypatch, audio):
+    d = _session(tmp_path, audio=audio)
+    ref = _reference(tmp_path, d, monkeypatch)
+    spy = _Spy(monkeypatch)
+    root = tmp_path / "ds"
+    s = align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
+    (res,) = spy.results
+    assert spy.early[0] is not None, "ffmpeg was not started early"
+    assert res.early_rejected is None and res.copy_tool == "ffmpeg" and res.fast_fallback is None
+    assert (spy.spool[0] is not None) == (audio is not None)
+    assert s["dataset"]["copied"] == 4 and s["dataset"]["audio"] == (audio is not None)
+    got = _tree(root)
+    assert got.keys() == ref.keys() and got == ref
+    assert any(k.endswith(".wav") for k in got) == (audio is not None)
+    for k in got:
+        if k.endswith(".mp4"):
+            assert decode_numbers(root / k)[0] == decode_numbers(tmp_path / "ref" / k)[0]
+    assert not list((root / ".staging").iterdir())          # nothing left behind
+    assert not list(root.rglob("*.s16")) and not list(root.rglob(".nm-ffmpeg*"))
+
+
+@needs_ffmpeg
+def test_wrong_frame_rate_guess_falls_back_to_the_normal_run(tmp_path, monkeypatch):
+    """A sidecar header claiming 25 fps for a 30 fps video: the guessed cut list is not
+    the plan, the early output is discarded and ffmpeg runs again as before."""
+    d = _session(tmp_path, audio="aac")
+    ref = _reference(tmp_path, d, monkeypatch)
+    monkeypatch.setattr("companion.align.session._sidecar_fps", lambda p: Fraction(25))
+    spy = _Spy(monkeypatch)
+    root = tmp_path / "ds"
+    align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
+    (res,) = spy.results
+    assert res.early_rejected == "the chunk plan differs from the one guessed before the scan"
+    assert res.copy_tool == "ffmpeg" and res.fast_fallback is None
+    assert _tree(root) == ref
+    assert not list((root / ".staging").iterdir())
+
+
+@needs_ffmpeg
+def test_early_ffmpeg_output_that_fails_the_check_is_not_used(tmp_path, monkeypatch):
+    """An ffmpeg that cuts elsewhere (a wrapper dropping the first cut): the segment
+    check rejects the early output and the normal run's, PyAV cuts the chunks."""
+    d = _session(tmp_path, audio="aac")
+    ref = _reference(tmp_path, d, monkeypatch)
+    fake = tmp_path / "bin" / "ffmpeg"
+    fake.parent.mkdir()
+    fake.write_text(f"#!{sys.executable}\nimport os, sys\na = sys.argv[1:]\n"
+                    "i = a.index('-segment_frames')\n"
+                    "a[i + 1] = ','.join(a[i + 1].split(',')[1:]) or '1000000'\n"
+                    f"os.execv({FFMPEG!r}, [{FFMPEG!r}] + a)\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(ffmpeg_copy, "find_ffmpeg", lambda: str(fake))
+    spy = _Spy(monkeypatch)
+    root = tmp_path / "ds"
+    align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
+    (res,) = spy.results
+    assert res.early_rejected == "ffmpeg wrote 3 segments for 4 chunks"
+    assert res.fast_fallback == "ffmpeg wrote 3 segments for 4 chunks"
+    assert res.copy_tool == "pyav"
+    got = _tree(root)
+    assert got.keys() == ref.keys()
+    assert {k: v for k, v in got.items() if k.endswith(".parquet")} == \
+        {k: v for k, v in ref.items() if k.endswith(".parquet")}
+    assert {k: v for k, v in got.items() if k.endswith(".wav")} == \
+        {k: v for k, v in ref.items() if k.endswith(".wav")}
+    for k in got:
+        if k.endswith(".mp4"):
+            assert decode_numbers(root / k) == decode_numbers(tmp_path / "ref" / k)
+    assert not list(root.rglob(".nm-ffmpeg*"))
+
+
+@needs_ffmpeg
+def test_early_ffmpeg_failing_is_a_fallback_not_an_error(tmp_path, monkeypatch):
+    d = _session(tmp_path, audio="aac")
+    ref = _reference(tmp_path, d, monkeypatch)
+
+    def bad_popen(*a, **k):
+        return subprocess.Popen(["sh", "-c", "echo 'boom: bad' >&2; exit 1"], **{
+            x: k[x] for x in ("cwd", "stdin", "stdout", "stderr") if x in k})
+    orig_init = ffmpeg_copy.EarlyCopy.__init__
+
+    def init(self, *a, **k):
+        orig_init(self, *a, **k)
+        self.proc.wait()
+        self.proc = bad_popen(cwd=self.work, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=self._err)
+    monkeypatch.setattr(ffmpeg_copy.EarlyCopy, "__init__", init)
+    spy = _Spy(monkeypatch)
+    root = tmp_path / "ds"
+    align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
+    (res,) = spy.results
+    assert res.early_rejected == "ffmpeg exited with 1: boom: bad"
+    assert res.copy_tool == "ffmpeg" and _tree(root) == ref
+
+
+def test_failed_spool_falls_back_to_decoding_the_file(tmp_path, monkeypatch):
+    d = _session(tmp_path, audio="aac")
+    ref = _reference(tmp_path, d, monkeypatch)
+    from companion.dataset import audio as audio_mod
+
+    def broken(self, pos, data):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(audio_mod._LogSplitter, "add_samples", broken)
+    spy = _Spy(monkeypatch)
+    root = tmp_path / "ds"
+    s = align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
+    assert spy.spool[0] is not None and not spy.spool[0].finished
+    assert s["dataset"]["audio"] is True and _tree(root) == ref
+    assert not list(root.rglob("*.s16"))
+
+
+@needs_ffmpeg
+def test_alignment_failure_leaves_no_dataset_and_no_ffmpeg(tmp_path, monkeypatch):
+    """Anchors missing (no recording.started marker): BadInput after the scan; the early
+    ffmpeg is stopped and the dataset root it created is removed again."""
+    d = _session(tmp_path, audio="aac")
+    (d / "s1.jsonl").write_text(_line(T0, "control_publisher", ["mouse.move", 1, 2]) + "\n")
+    started = []
+    orig_init = ffmpeg_copy.EarlyCopy.__init__
+
+    def init(self, *a, **k):
+        orig_init(self, *a, **k)
+        started.append(self)
+    monkeypatch.setattr(ffmpeg_copy.EarlyCopy, "__init__", init)
+    root = tmp_path / "new" / "ds"
+    with pytest.raises(BadInput, match="no timing anchors"):
+        align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
+    assert len(started) == 1 and started[0].proc.poll() is not None
+    assert not root.exists() and (tmp_path / "new").exists()
+    # an existing dataset root keeps only what it had
+    root2 = tmp_path / "ds2"
+    align_session(_session(tmp_path, name="s2", audio=None), dataset=root2, chunk_seconds=1.0,
+                  progress=False)
+    before = sorted(p.relative_to(root2).as_posix() for p in root2.rglob("*"))
+    with pytest.raises(BadInput):
+        align_session(d, dataset=root2, chunk_seconds=1.0, progress=False)
+    assert sorted(p.relative_to(root2).as_posix() for p in root2.rglob("*")) == before
+
+
+def test_no_early_start_in_a_folder_that_is_not_a_dataset(tmp_path, monkeypatch):
+    d = _session(tmp_path, audio=None)
+    root = tmp_path / "busy"
+    root.mkdir()
+    (root / "notes.txt").write_text("mine")
+    with pytest.raises(BadInput, match="not a dataset root"):
+        align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
+    assert sorted(p.name for p in root.iterdir()) == ["notes.txt"]
+
+
+def test_reencoded_chunks_discard_the_early_copy(tmp_path, monkeypatch):
+    """Keyframes every 45 frames, 30-frame chunks: PyAV cuts; the early ffmpeg output
+    and the work folder are gone; the audio comes from PyAV's own pass."""
+    d = _session(tmp_path, gop=45, bframes=0, audio="aac")
+    ref = _reference(tmp_path, d, monkeypatch)
+    spy = _Spy(monkeypatch)
+    root = tmp_path / "ds"
+    s = align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
+    (res,) = spy.results
+    assert res.copy_tool == "pyav" and "keyframes" in res.fast_skipped
+    assert s["dataset"]["reencoded"] >= 1
+    assert _tree(root).keys() == ref.keys()
+    assert {k: v for k, v in _tree(root).items() if k.endswith(".wav")} == \
+        {k: v for k, v in ref.items() if k.endswith(".wav")}
+    assert not list(root.rglob(".nm-ffmpeg*")) and not list(root.rglob("*.s16"))
