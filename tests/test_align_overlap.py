@@ -284,7 +284,7 @@ def test_alignment_failure_leaves_no_dataset_and_no_ffmpeg(tmp_path, monkeypatch
     with pytest.raises(BadInput, match="no timing anchors"):
         align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
     assert len(started) == 1 and started[0].proc.poll() is not None
-    assert not root.exists() and (tmp_path / "new").exists()
+    assert not (tmp_path / "new").exists()         # nor the parent it had to create
     # an existing dataset root keeps only what it had
     root2 = tmp_path / "ds2"
     align_session(_session(tmp_path, name="s2", audio=None), dataset=root2, chunk_seconds=1.0,

@@ -211,10 +211,15 @@ class EarlyStart:
             return None
         e = cls(root, video_id, chunk_seconds, Path(src), fps_hint, use_ffmpeg)
         try:
-            for d in (root, root / STAGING):
+            missing = [root / STAGING]
+            d = root
+            while not d.exists() and d != d.parent:
+                missing.append(d)
+                d = d.parent
+            for d in sorted(missing, key=lambda x: len(x.parts)):
                 if not d.exists():
-                    d.mkdir(parents=True)
-                    e._made.append(d)
+                    d.mkdir()
+                    e._made.append(d)       # removed again by discard() if still empty
             st = root / STAGING / f"{video_id}.{os.getpid()}.{secrets.token_hex(4)}"
             st.mkdir()
             e.staging = st
