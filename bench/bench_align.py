@@ -9,7 +9,10 @@ The anchors are generated, not recorded by OBS: OBS cannot render 1080p60 in rea
 this machine's software GPU. Caption scanning still inspects every packet's NAL headers.
 
 Prints wall time of both, the ratio (goal <= 1.5, stretch 1.2), and peak RSS of
-nm-align (goal < 500 MB).
+nm-align (goal < 500 MB). Times are the minimum over ``--repeat`` runs; the mean is
+printed too. ``--ref DIR`` also times the nm-align of another checkout (e.g. one made
+with ``git archive REV | tar -x -C DIR``), alternating with this tree's runs so both see
+the same machine load: a before/after comparison on a shared machine.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 OUT = Path(__file__).resolve().parent / "out" / "align"
 E0 = 1_795_000_000_000_000_000
 M0 = 500_000_000_000
@@ -83,9 +87,9 @@ def make_input(minutes: float) -> Path:
     return mkv
 
 
-def timed(cmd) -> tuple[float, int]:
+def timed(cmd, cwd=None) -> tuple[float, int]:
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
     _, status, ru = os.wait4(p.pid, 0)
     dt = time.perf_counter() - t0
     err = p.stderr.read().decode(errors="replace")
@@ -101,19 +105,16 @@ def main() -> int:
     ap.add_argument("--captured", action="store_true",
                     help="as after nm-companion: integrity.sha256 written at capture (not timed), "
                          "so nm-align reuses the recording's hash instead of computing it")
+    ap.add_argument("--ref", type=Path, default=None,
+                    help="also time nm-align of the checkout in this folder (alternating runs)")
     args = ap.parse_args()
     mkv = make_input(args.minutes)
     seg_dir = OUT / "ffmpeg_segments"
     ds = OUT / "dataset"
-    res = {"ffmpeg": [], "nm-align": []}
+    res = {"ffmpeg": [], "nm-align": [], "ref": []}
     rss = 0
-    for _ in range(args.repeat):
-        shutil.rmtree(seg_dir, ignore_errors=True)
-        seg_dir.mkdir(parents=True)
-        dt, _ = timed(["ffmpeg", "-v", "error", "-y", "-i", str(mkv), "-map", "0", "-c", "copy",
-                       "-f", "segment", "-segment_time", "20", "-reset_timestamps", "1",
-                       str(seg_dir / "seg_%04d.mp4")])
-        res["ffmpeg"].append(dt)
+
+    def prepare():
         shutil.rmtree(ds, ignore_errors=True)
         for f in ("frames.parquet", "events.parquet", "metadata.json", "integrity.sha256"):
             (mkv.parent / f).unlink(missing_ok=True)
@@ -121,16 +122,35 @@ def main() -> int:
             from companion.util.integrity import write_integrity
             write_integrity(mkv.parent, [mkv.name, mkv.with_suffix(".jsonl").name,
                                          mkv.stem + ".anchors.jsonl"])
-        dt, r = timed([sys.executable, "-m", "companion.cli.align_cli", str(mkv), "--dataset", str(ds),
-                       "--chunk-seconds", "20", "--quiet"])
+
+    align_cmd = [sys.executable, "-m", "companion.cli.align_cli", str(mkv), "--dataset", str(ds),
+                 "--chunk-seconds", "20", "--quiet"]
+    for _ in range(args.repeat):
+        shutil.rmtree(seg_dir, ignore_errors=True)
+        seg_dir.mkdir(parents=True)
+        dt, _ = timed(["ffmpeg", "-v", "error", "-y", "-i", str(mkv), "-map", "0", "-c", "copy",
+                       "-f", "segment", "-segment_time", "20", "-reset_timestamps", "1",
+                       str(seg_dir / "seg_%04d.mp4")])
+        res["ffmpeg"].append(dt)
+        prepare()
+        dt, r = timed(align_cmd, cwd=REPO)
         res["nm-align"].append(dt)
         rss = max(rss, r)
+        if args.ref is not None:
+            prepare()
+            res["ref"].append(timed(align_cmd, cwd=args.ref.resolve())[0])
     base, ours = min(res["ffmpeg"]), min(res["nm-align"])
+    mean = lambda xs: sum(xs) / len(xs)
     print(f"input: {mkv.name} ({mkv.stat().st_size / 1e6:.0f} MB, {args.minutes:g} min 1080p60 H.264)")
-    print(f"baseline ffmpeg -c copy -f segment -segment_time 20: {base:.2f} s")
+    print(f"baseline ffmpeg -c copy -f segment -segment_time 20: {base:.2f} s "
+          f"(mean {mean(res['ffmpeg']):.2f})")
     mode = "recording hash reused from capture" if args.captured else "recording hashed by nm-align"
-    print(f"nm-align --dataset (chunk 20 s, {mode}): {ours:.2f} s")
+    print(f"nm-align --dataset (chunk 20 s, {mode}): {ours:.2f} s (mean {mean(res['nm-align']):.2f})")
     print(f"ratio nm-align / ffmpeg-segment: {ours / base:.2f}x  (goal <= 1.5x, stretch 1.2x)")
+    if res["ref"]:
+        ref = min(res["ref"])
+        print(f"reference nm-align ({args.ref}): {ref:.2f} s (mean {mean(res['ref']):.2f}), "
+              f"ratio {ref / base:.2f}x")
     print(f"nm-align peak RSS: {rss / 1e6:.0f} MB  (goal < 500 MB)")
     return 0
 
