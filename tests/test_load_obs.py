@@ -19,6 +19,11 @@ from companion.load import open_dataset
 from companion.load import preview as pv
 from tests.test_load_writer import oracle
 
+# Workers are started with "spawn": forking a process that already runs decoder and
+# pyarrow threads (as a long test session does) can deadlock or crash the child; the
+# same advice is in docs/loader.md.
+MP = "spawn"
+
 pytestmark = pytest.mark.obs
 
 
@@ -115,13 +120,15 @@ def test_torch_two_workers(obs_dataset, ds):
     vid = ds.videos()[0]
     seen = []
     for item in DataLoader(ChunkIterableDataset(obs_dataset, size=(160, 120)), batch_size=None,
+                           multiprocessing_context=MP,
                            num_workers=2):
         assert item["image"].shape == (3, 120, 160)
         seen.append(int(item["frame"]))
     assert sorted(seen) == list(range(ds.n_frames(vid)))
     fd = FrameDataset(obs_dataset, size=(160, 120))
     idx = list(range(0, len(fd), max(1, len(fd) // 16)))
-    batches = list(DataLoader(torch.utils.data.Subset(fd, idx), batch_size=4, num_workers=2))
+    batches = list(DataLoader(torch.utils.data.Subset(fd, idx), batch_size=4, num_workers=2,
+                              multiprocessing_context=MP))
     got = torch.cat([b["frame"] for b in batches]).tolist()
     assert got == [fd.key(i)[1] for i in idx]
     for b in batches:

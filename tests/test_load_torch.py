@@ -15,6 +15,11 @@ from companion.load import open_dataset
 from companion.load.torch import ChunkIterableDataset, FrameDataset
 from tests.test_load_support import H, W, frame_number, make_dataset
 
+# Workers are started with "spawn": forking a process that already runs decoder and
+# pyarrow threads (as a long test session does) can deadlock or crash the child; the
+# same advice is in docs/loader.md.
+MP = "spawn"
+
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
@@ -36,7 +41,7 @@ def _check_batch_against_loader(ds, batch):
 def test_map_style_dataloader_two_workers(built):
     fd = FrameDataset(built.root)
     assert len(fd) == 66
-    dl = DataLoader(fd, batch_size=5, num_workers=2, shuffle=True,
+    dl = DataLoader(fd, batch_size=5, num_workers=2, shuffle=True, multiprocessing_context=MP,
                     generator=torch.Generator().manual_seed(0))
     seen = []
     ds = open_dataset(built.root)
@@ -49,7 +54,7 @@ def test_map_style_dataloader_two_workers(built):
 
 def test_iterable_dataloader_two_workers_covers_each_frame_once(built):
     it = ChunkIterableDataset(built.root, size=(W, H), shuffle=True, seed=1)
-    dl = DataLoader(it, batch_size=None, num_workers=2)
+    dl = DataLoader(it, batch_size=None, num_workers=2, multiprocessing_context=MP)
     seen = []
     ds = open_dataset(built.root)
     per_chunk: dict = {}

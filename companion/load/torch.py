@@ -10,6 +10,9 @@ it; without torch, importing it raises ``EnvProblem`` with the install command.
   chunks are split across DataLoader workers (and DDP ranks), optionally shuffled per
   epoch. The fast way through a whole dataset.
 
+Use ``DataLoader(..., multiprocessing_context="spawn")`` (or ``"forkserver"``) with
+workers: forking a process that already runs FFmpeg or pyarrow threads can deadlock.
+
 Items are dicts of tensors (collated by the default ``collate_fn``):
 
 ====================  ==========================  =====================================
