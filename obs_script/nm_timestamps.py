@@ -175,7 +175,7 @@ class Recording:
             self.interval = c.frame_interval_ns()
             self.path = c.output_path(self.output)
             self._open_sidecar()
-            c.connect_pause_signals(self.output, self.on_pause, self.on_unpause)
+            c.connect_pause_signals(self.output, self.on_pause, self.on_unpause, self.on_stopping)
             self._start_segment(0, self.f0, 0)
             return
         pending, self.pending_segment = self.pending_segment, None
@@ -223,6 +223,12 @@ class Recording:
                     "margin_ns": margin, "pause_offset_ns": self.pause_offset})
         self.pause_start_ns = None
         self.pending_segment = (self.frames_before, edge, self.pause_offset)
+
+    def on_stopping(self, t_signal):
+        """The output's "stopping" signal: OBS reads its stop time right after it and the
+        muxer keeps exactly the packets whose system dts is before that time."""
+        self.write({"kind": "stopping", "signal_mono_ns": t_signal,
+                    "paused": self.pause_start_ns is not None})
 
     def _start_segment(self, pts_base, frame_ns, pause_offset):
         self.segment += 1
@@ -348,12 +354,14 @@ class ObsClock:
     def lagged_frames(self):
         return obs.obs_get_lagged_frames()
 
-    def connect_pause_signals(self, output, on_pause, on_unpause):
+    def connect_pause_signals(self, output, on_pause, on_unpause, on_stopping=None):
         handler = obs.obs_output_get_signal_handler(output)
         self._cbs = (lambda cd: on_pause(obs.os_gettime_ns()),
-                     lambda cd: on_unpause(obs.os_gettime_ns()))
+                     lambda cd: on_unpause(obs.os_gettime_ns()),
+                     lambda cd: on_stopping(obs.os_gettime_ns()) if on_stopping else None)
         obs.signal_handler_connect(handler, "pause", self._cbs[0])
         obs.signal_handler_connect(handler, "unpause", self._cbs[1])
+        obs.signal_handler_connect(handler, "stopping", self._cbs[2])
 
     def disconnect_pause_signals(self, output, on_pause, on_unpause):
         cbs = getattr(self, "_cbs", None)
@@ -362,6 +370,7 @@ class ObsClock:
         handler = obs.obs_output_get_signal_handler(output)
         obs.signal_handler_disconnect(handler, "pause", cbs[0])
         obs.signal_handler_disconnect(handler, "unpause", cbs[1])
+        obs.signal_handler_disconnect(handler, "stopping", cbs[2])
         self._cbs = None
 
     def caption(self, output, text):
