@@ -413,8 +413,6 @@ def test_dataset_meta_reader_deep_nesting(tmp_path):
         one_line(e)
 
 
-@pytest.mark.xfail(strict=True, reason="companion/load/dataset.py: dataset.json 'null' (or another "
-                   "non-object) -> AttributeError in Dataset.__init__ (reported)")
 @FUZZ_IO
 @given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()),
        st.binary(max_size=200))

@@ -201,6 +201,8 @@ class Dataset:
         if not self._exists(path):
             return {}
         info = self._read_json(path)
+        if not isinstance(info, dict):
+            raise BadInput(f"{path}: not a JSON object")
         ver = str(info.get("format_version", FORMAT_VERSION))
         if ver.split(".")[0] != FORMAT_VERSION.split(".")[0]:
             raise BadInput(f"{path}: format_version {ver} is not readable by this loader "
