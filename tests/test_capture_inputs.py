@@ -19,6 +19,7 @@ from companion.capture.privacy import PrivacyFilter
 from companion.capture.writer import JsonlWriter
 from companion.contract import events as ev
 from companion.util.errors import EnvProblem
+from tests.obs_harness import start_xvfb
 
 pytestmark = [pytest.mark.x11,
               pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("xdotool")),
@@ -27,14 +28,7 @@ pytestmark = [pytest.mark.x11,
 DISPLAYS = range(70, 74)
 
 
-def _start_xvfb(numbers):
-    """A real Xvfb (companion/capture/headless.py) on the first free display of ``numbers``."""
-    from companion.capture.headless import Xvfb
-    try:
-        x = Xvfb(displays=numbers)
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    return x.proc, x.display
+_start_xvfb = start_xvfb
 
 
 @pytest.fixture(scope="module")

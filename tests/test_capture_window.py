@@ -18,6 +18,7 @@ from companion.capture import window as W
 from companion.capture.privacy import PrivacyFilter
 from companion.contract import events as ev
 from companion.util.errors import EnvProblem
+from tests.obs_harness import start_xvfb
 
 pytestmark = [pytest.mark.x11,
               pytest.mark.skipif(not shutil.which("Xvfb"), reason="needs Xvfb")]
@@ -25,14 +26,7 @@ pytestmark = [pytest.mark.x11,
 DISPLAYS = range(74, 77)
 
 
-def _start_xvfb(numbers):
-    """A real Xvfb (companion/capture/headless.py) on the first free display of ``numbers``."""
-    from companion.capture.headless import Xvfb
-    try:
-        x = Xvfb(displays=numbers)
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    return x.proc, x.display
+_start_xvfb = start_xvfb
 
 
 class FakeWM:

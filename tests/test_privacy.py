@@ -15,6 +15,7 @@ from companion.capture.privacy import REDACTED, PrivacyFilter, compile_pattern
 from companion.capture.window import WindowInfo
 from companion.contract import events as ev
 from companion.util.errors import BadInput, NMError
+from tests.obs_harness import start_xvfb
 
 
 def win(title, app=None, wid=1):
@@ -141,14 +142,7 @@ needs_x = pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("xdotool
                              reason="needs Xvfb and xdotool")
 
 
-def _start_xvfb(numbers):
-    """A real Xvfb (companion/capture/headless.py) on the first free display of ``numbers``."""
-    from companion.capture.headless import Xvfb
-    try:
-        x = Xvfb(displays=numbers)
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    return x.proc, x.display
+_start_xvfb = start_xvfb
 
 
 @pytest.fixture(scope="module")
