@@ -259,12 +259,11 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
     ev_t = np.asarray(raw.t_ns, dtype=np.int64)
     _check_same_session(video, events_path, frame_t, facts.get("end_t_ns"), ev_t, anchors)
 
-    meta_in = _load_meta(out_dir / "metadata.json") if (out_dir / "metadata.json").exists() else {}
-    events_tbl = build_events_table(raw, sid, frame_t, _input_space(meta_in, scan), to_mono=to_mono,
+    meta_path = out_dir / "metadata.json"
+    meta = _load_meta(meta_path)   # the companion's, when there is one
+    events_tbl = build_events_table(raw, sid, frame_t, _input_space(meta, scan), to_mono=to_mono,
                                     frame_interval_ns=facts.get("interval_ns") or None)
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta_path = out_dir / "metadata.json"
-    meta = _load_meta(meta_path)
     meta = _merge_metadata(meta, sid, scan, anchors, facts, events_tbl, raw, video)
     _write_parquet(frames, out_dir / "frames.parquet")
     _write_parquet(events_tbl, out_dir / "events.parquet")
