@@ -11,3 +11,16 @@ def start_xvfb(numbers):
     except RuntimeError as e:
         pytest.fail(str(e))
     return x.proc, x.display
+
+
+def xdisplay_fixture(displays):
+    """A module-scoped pytest fixture yielding the name (":N") of a fresh Xvfb."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def xdisplay():
+        proc, name = start_xvfb(displays)
+        yield name
+        proc.terminate()
+        proc.wait(10)
+    return xdisplay

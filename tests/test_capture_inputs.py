@@ -19,7 +19,7 @@ from companion.capture.privacy import PrivacyFilter
 from companion.capture.writer import JsonlWriter
 from companion.contract import events as ev
 from companion.util.errors import EnvProblem
-from tests.obs_harness import start_xvfb
+from tests.obs_harness import xdisplay_fixture
 
 pytestmark = [pytest.mark.x11,
               pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("xdotool")),
@@ -28,15 +28,9 @@ pytestmark = [pytest.mark.x11,
 DISPLAYS = range(70, 74)
 
 
-_start_xvfb = start_xvfb
 
 
-@pytest.fixture(scope="module")
-def xdisplay():
-    proc, name = _start_xvfb(DISPLAYS)
-    yield name
-    proc.terminate()
-    proc.wait(10)
+xdisplay = xdisplay_fixture(DISPLAYS)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from companion.capture import window as W
 from companion.capture.privacy import PrivacyFilter
 from companion.contract import events as ev
 from companion.util.errors import EnvProblem
-from tests.obs_harness import start_xvfb
+from tests.obs_harness import xdisplay_fixture
 
 pytestmark = [pytest.mark.x11,
               pytest.mark.skipif(not shutil.which("Xvfb"), reason="needs Xvfb")]
@@ -26,7 +26,6 @@ pytestmark = [pytest.mark.x11,
 DISPLAYS = range(74, 77)
 
 
-_start_xvfb = start_xvfb
 
 
 class FakeWM:
@@ -73,12 +72,7 @@ class FakeWM:
         self.d.close()
 
 
-@pytest.fixture(scope="module")
-def xdisplay():
-    proc, name = _start_xvfb(DISPLAYS)
-    yield name
-    proc.terminate()
-    proc.wait(10)
+xdisplay = xdisplay_fixture(DISPLAYS)
 
 
 @pytest.fixture

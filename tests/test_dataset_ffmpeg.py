@@ -23,7 +23,8 @@ from companion.dataset.ffmpeg_copy import (fast_path_blocker, read_mp4_video_tra
                                            split_video_fast)
 from companion.dataset.video import split_video
 from companion.dataset.writer import write_dataset
-from tests.test_dataset_media import (decode_numbers, draw_frame, events_table, frames_table,
+from tests.test_dataset_media import (decode_numbers, draw_frame, encode_numbered, events_table,
+                                      frames_table,
                                       make_video, scan)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -238,18 +239,7 @@ def test_hevc_and_av1_closed_gop_sources(tmp_path, codec, name, opts):
     if codec not in av.codecs_available:
         pytest.skip(f"no {codec} in this FFmpeg build")
     src = tmp_path / "h.mkv"
-    c = av.open(str(src), "w", format="matroska")
-    vs = c.add_stream(codec, rate=30)
-    vs.width, vs.height, vs.pix_fmt = 128, 64, "yuv420p"
-    vs.options = opts
-    for i in range(60):
-        f = av.VideoFrame.from_ndarray(draw_frame(i, 128, 64), format="rgb24")
-        f.pts = i
-        for p in vs.encode(f):
-            c.mux(p)
-    for p in vs.encode(None):
-        c.mux(p)
-    c.close()
+    encode_numbered(src, codec, opts)
     sc = scan(src)
     plans = plan_chunks(len(sc.pts), sc.fps, sc.keyframe, 1.0)
     vf, _ = _paths(tmp_path / "ff", plans, "h", None)

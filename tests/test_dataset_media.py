@@ -122,6 +122,24 @@ def make_video(path: Path, n_frames: int, fps: int = 30, gop: int = 10, bframes:
     c.close()
 
 
+def encode_numbered(path: Path, codec: str, options: dict, n: int = 60, w: int = 128,
+                    h: int = 64, fps: int = 30) -> Path:
+    """An MKV of ``n`` frames with the frame number burned in, encoded with ``codec``."""
+    c = av.open(str(path), "w", format="matroska")
+    vs = c.add_stream(codec, rate=fps)
+    vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+    vs.options = options
+    for i in range(n):
+        f = av.VideoFrame.from_ndarray(draw_frame(i, w, h), format="rgb24")
+        f.pts = i
+        for p in vs.encode(f):
+            c.mux(p)
+    for p in vs.encode(None):
+        c.mux(p)
+    c.close()
+    return path
+
+
 def scan(path: Path) -> Scan:
     """Minimal VideoScan: one demux pass, pts/keyframes sorted into presentation order."""
     c = av.open(str(path))

@@ -324,20 +324,9 @@ def test_hevc_and_av1_sources_copy_exactly(tmp_path, codec, opts):
     (CRA pictures) are detected and that chunk is re-encoded (to H.264)."""
     if codec not in av.codecs_available:
         pytest.skip(f"{codec} not in this FFmpeg build")
-    from tests.test_dataset_media import draw_frame
+    from tests.test_dataset_media import encode_numbered
     src = tmp_path / "src.mkv"
-    c = av.open(str(src), "w", format="matroska")
-    vs = c.add_stream(codec, rate=30)
-    vs.width, vs.height, vs.pix_fmt = 128, 64, "yuv420p"
-    vs.options = opts
-    for i in range(60):
-        f = av.VideoFrame.from_ndarray(draw_frame(i, 128, 64), format="rgb24")
-        f.pts = i
-        for p in vs.encode(f):
-            c.mux(p)
-    for p in vs.encode(None):
-        c.mux(p)
-    c.close()
+    encode_numbered(src, codec, opts)
     sc = scan(src)
     plans = plan_chunks(len(sc.pts), sc.fps, sc.keyframe, 1.0)
     assert all(p.copy for p in plans)

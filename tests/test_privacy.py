@@ -15,7 +15,7 @@ from companion.capture.privacy import REDACTED, PrivacyFilter, compile_pattern
 from companion.capture.window import WindowInfo
 from companion.contract import events as ev
 from companion.util.errors import BadInput, NMError
-from tests.obs_harness import start_xvfb
+from tests.obs_harness import xdisplay_fixture
 
 
 def win(title, app=None, wid=1):
@@ -142,15 +142,9 @@ needs_x = pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("xdotool
                              reason="needs Xvfb and xdotool")
 
 
-_start_xvfb = start_xvfb
 
 
-@pytest.fixture(scope="module")
-def xdisplay():
-    proc, name = _start_xvfb(range(77, 79))
-    yield name
-    proc.terminate()
-    proc.wait(10)
+xdisplay = xdisplay_fixture(range(77, 79))
 
 
 @needs_x
