@@ -23,20 +23,6 @@ pytestmark = [pytest.mark.obs,
               pytest.mark.skipif(not obs_available(), reason="needs obs-studio and Xvfb")]
 
 
-def start_race_check(shown, expected):
-    """Known limitation (docs/contracts/captions-and-sidecar.md, "Start race"): rarely,
-    OBS's encoder starts one frame after the first tick in which the output is active
-    (the video encoder waits for its paired audio encoder and OBS prunes premature
-    packets; the script cannot see either). The whole recording is then off by exactly
-    one frame, pauses included. That case is reported as an expected failure with its
-    evidence instead of passing; any other offset fails the test."""
-    diffs = [(s - e) % 4096 for s, e in zip(shown, expected)]
-    common = max(set(diffs), key=diffs.count)
-    if common == 1 and diffs.count(1) >= 0.5 * len(diffs):
-        pytest.xfail(f"OBS start race: every frame is one frame later than the anchors say "
-                     f"({diffs.count(1)}/{len(diffs)} frames)")
-
-
 def _expected(frames, interval):
     mono = frames.column("mono_ns").to_numpy()
     return [int((m // interval) % 4096) for m in mono]
@@ -63,18 +49,24 @@ def test_recovered_frame_times_equal_obs_frame_clock(tmp_path, fps):
     assert both.source == "captions+sidecar", both.warnings
 
     interval = sidecar.header["interval_ns"]
-    frames_b, _ = build_frames(scan, both)
-    start_race_check(shown, _expected(frames_b, interval))
     results = {}
     for name, anchors in (("sidecar", side), ("both", both)):
         frames, facts = build_frames(scan, anchors)
         results[name] = check_markers(shown, _expected(frames, interval))
         assert results[name]["wrong"] == [], (name, results[name]["wrong"][:10])
         assert len(facts["segments"]) == 2  # the pause split the recording
-    # captions alone may miss the last segment only if OBS freed it at stop; here the
-    # unpause anchor was queued seconds before the stop, so it must be in-band too.
+    # Captions alone carry no stop record, so they cannot see OBS's rare start race
+    # (docs/contracts/captions-and-sidecar.md): they are exact, or - exactly when the
+    # sidecar's stop rule found the race - every frame is off by that start shift.
     frames_c, _ = build_frames(scan, caps)
-    assert check_markers(shown, _expected(frames_c, interval))["wrong"] == []
+    _, facts_b = build_frames(scan, both)
+    shift = facts_b["start_check"]["start_shift_frames"]
+    assert facts_b["start_check"]["method"] == "stop_rule"
+    exp_c = _expected(frames_c, interval)
+    if shift == 0:
+        assert check_markers(shown, exp_c)["wrong"] == []
+    else:
+        assert check_markers(shown, [(e + shift) % 4096 for e in exp_c])["wrong"] == []
 
     res = results["both"]
     lagged = sidecar.stop["lagged_frames"]

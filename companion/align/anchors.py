@@ -33,6 +33,20 @@ class AnchorSet:
     crosscheck: dict | None = None
     bad_captions: int = 0
     header: dict = field(default_factory=dict)
+    stop: dict | None = None   # sidecar: {"signal_mono_ns", "paused", "pause_total_ns"}
+
+
+def stop_info(sidecar: Sidecar | None) -> dict | None:
+    """The sidecar's ``stopping`` record with the total paused time, or None."""
+    if sidecar is None:
+        return None
+    stops = [r for r in sidecar.records if r.get("kind") == "stopping"]
+    if not stops or not isinstance(stops[0].get("signal_mono_ns"), int):
+        return None
+    unp = [r for r in sidecar.records if r.get("kind") == "unpause"
+           and isinstance(r.get("pause_offset_ns"), int)]
+    return {"signal_mono_ns": stops[0]["signal_mono_ns"], "paused": bool(stops[0].get("paused")),
+            "pause_total_ns": unp[-1]["pause_offset_ns"] if unp else 0}
 
 
 def anchors_from_captions(captions: Sequence[tuple[int, str]]) -> tuple[list[SegmentAnchor], list[ClockPair], int, int]:
@@ -98,7 +112,8 @@ def choose_anchors(captions: Sequence[tuple[int, str]], sidecar: Sidecar | None,
                 return AnchorSet("captions+sidecar", "exact", cap_id,
                                  [seg_map[k] for k in sorted(seg_map)], clocks,
                                  warnings=warnings + cross["problems"], crosscheck=cross,
-                                 bad_captions=bad, header=sidecar.header)
+                                 bad_captions=bad, header=sidecar.header,
+                                 stop=stop_info(sidecar))
             warnings.append("captions and sidecar disagree (" + "; ".join(cross["problems"])
                             + "); using the captions, which travel inside the video")
             return AnchorSet("captions", "exact", cap_id, c_segs, c_clocks, warnings=warnings,
@@ -109,7 +124,8 @@ def choose_anchors(captions: Sequence[tuple[int, str]], sidecar: Sidecar | None,
         if sidecar.torn_tail:
             warnings.append("sidecar ends in a torn line (OBS or the script stopped abruptly)")
         return AnchorSet("sidecar", "exact", sidecar.recording_id, list(sidecar.segments),
-                         list(sidecar.clocks), warnings=warnings, header=sidecar.header)
+                         list(sidecar.clocks), warnings=warnings, header=sidecar.header,
+                         stop=stop_info(sidecar))
     cues = cues_from_subtitles(subtitle_cues)
     if cues:
         return AnchorSet("owa_subtitles", "approximate", None, cues=cues,

@@ -45,6 +45,7 @@ def build_frames(scan, anchors: AnchorSet) -> tuple[pa.Table, dict]:
     mono = None
     if anchors.segments:
         segs = timeline.check_segments(anchors.segments)
+        segs, facts["start_check"] = _check_start(segs, n, anchors)
         interval = segs[0].interval_ns
         hdr = anchors.header or {}
         fps = (Fraction(int(hdr["fps_num"]), int(hdr["fps_den"]))
@@ -105,6 +106,43 @@ def build_frames(scan, anchors: AnchorSet) -> tuple[pa.Table, dict]:
     facts.update({"fps": [fps.numerator, fps.denominator], "fps_float": round(float(fps), 6),
                   "interval_ns": int(interval), "frames": n, "end_t_ns": end_ns})
     return table, facts
+
+
+MAX_START_SHIFT = 3   # frames; a larger disagreement means something else is wrong
+
+
+def _check_start(segs, n_packets: int, anchors: AnchorSet):
+    """Pin the first recorded frame from the recording's end (timeline.start_from_stop).
+
+    The first-active-tick anchor is almost always the first recorded frame, but OBS's
+    encoder can start a frame later (docs/contracts/captions-and-sidecar.md, "Start
+    race"). With the sidecar's ``stopping`` record the start is recomputed from the
+    number of packets and the stop time, and the segments are shifted when they differ.
+    """
+    from dataclasses import replace
+    st = anchors.stop
+    if st is None:
+        return segs, {"method": None, "note": "no stopping record (captions only or an older "
+                      "script): the start is the first-active-tick anchor, not cross-checked"}
+    if st["paused"]:
+        return segs, {"method": None, "note": "stopped while paused: start not cross-checked"}
+    interval = segs[0].interval_ns
+    shift, margin = timeline.start_from_stop(segs[0].frame_ns, interval, n_packets,
+                                             st["signal_mono_ns"], st["pause_total_ns"])
+    check = {"method": "stop_rule", "start_shift_frames": shift, "margin_ns": margin}
+    if shift == 0:
+        return segs, check
+    if abs(shift) > MAX_START_SHIFT:
+        anchors.warnings.append(f"the recording's end implies a start {shift} frames off the "
+                                f"start anchor; kept the anchor (frames missing from the file?)")
+        check["applied"] = False
+        return segs, check
+    anchors.warnings.append(f"OBS started recording {shift} frame(s) after the start anchor "
+                            f"(start race); frame times corrected from the recording's end")
+    check["applied"] = True
+    fixed = [replace(segs[0], frame_ns=segs[0].frame_ns + shift * interval)]
+    fixed += [replace(s, pts_base=s.pts_base - shift) for s in segs[1:]]
+    return fixed, check
 
 
 def _recorder_events(raw) -> list[tuple[int, dict]]:
@@ -363,6 +401,7 @@ def _merge_metadata(meta: dict, sid: str, scan, anchors: AnchorSet, facts: dict,
         "first_frame_t_ns": first_t,
         "end_t_ns": facts.get("end_t_ns"),
         "segments": facts.get("segments", []),
+        "start_check": facts.get("start_check"),
         "frame_slots_missing": missing,
         "event_count": n_ev,
         "events_outside_video": outside,

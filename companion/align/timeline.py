@@ -148,3 +148,25 @@ def frame_ref(frame_t_ns: np.ndarray, t_ns: np.ndarray, frame_end_ns: int | None
     if frame_end_ns is not None:
         ref = np.where(t >= frame_end_ns, -1, ref)
     return ref.astype(np.int64)
+
+
+def start_from_stop(frame0_ns: int, interval_ns: int, n_packets: int, stop_mono_ns: int,
+                    paused_ns: int = 0) -> tuple[int, int]:
+    """Where the recording really starts, pinned from its end: ``(shift, margin_ns)``.
+
+    OBS's recording muxer keeps exactly the video packets whose system dts precede the
+    stop time it reads right after the output's ``stopping`` signal; packet ``j`` (decode
+    order) has system dts ``F0 + j * interval`` on the pause-compressed timeline. So with
+    ``n_packets`` in the file, ``F0`` is the one frame-grid time in
+    ``[T - n*interval, T - (n-1)*interval)`` with ``T = stop_mono_ns - paused_ns``.
+    ``shift`` is ``(F0 - frame0_ns) // interval`` for the first-active-tick anchor
+    ``frame0_ns`` (normally 0; 1 when OBS's encoder started a frame late). ``margin_ns``
+    is how far ``T - n*interval`` lies below that grid time: the signal handler runs
+    microseconds before OBS reads its clock, so a margin below that delay is in doubt.
+    """
+    if interval_ns <= 0 or n_packets <= 0:
+        raise TimelineError("no packets or no interval")
+    lo = stop_mono_ns - paused_ns - n_packets * interval_ns
+    shift = -((frame0_ns - lo) // interval_ns)          # smallest k: frame0 + k*I >= lo
+    margin = frame0_ns + shift * interval_ns - lo
+    return int(shift), int(margin)
