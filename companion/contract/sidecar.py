@@ -8,7 +8,10 @@ One JSON object per line, ``kind`` first. Kinds (see docs/contracts/captions-and
 - ``segment``: the SegmentAnchor fields (segment, pts_base, frame_ns, interval_ns,
   pause_offset_ns) plus epoch_ns/mono_ns read in the same tick.
 - ``clock``: epoch_ns, mono_ns (about one per second while recording).
-- ``pause`` / ``unpause``: frame_ns and the output's total_frames at that tick.
+- ``pause`` / ``unpause``: the pause edge on the frame grid (``edge_ns``), the signal
+  time and margin, frames before the pause / cumulative paused time.
+- ``stopping``: ``signal_mono_ns`` from the output's ``stopping`` signal (pins the start
+  from the end, see ``align.timeline.start_from_stop``).
 - ``stop``: total_frames, lagged_frames, skipped_frames, tick_cost_ns (mean and max
   per frame), epoch_ns, mono_ns.
 
