@@ -26,7 +26,6 @@ class AnchorSet:
     recording_id: str | None = None
     segments: list[SegmentAnchor] = field(default_factory=list)
     clocks: list[ClockPair] = field(default_factory=list)
-    cues: list[tuple[int, int]] = field(default_factory=list)   # (pts_ns, epoch_ns) for OWA
     raw_cues: list[tuple[int, int, str]] = field(default_factory=list)  # OWA (start, end, text)
     start_epoch_ns: int | None = None                           # marker fallback
     warnings: list[str] = field(default_factory=list)
@@ -74,14 +73,12 @@ def _majority_id(segs, clocks) -> str | None:
     return max(counts, key=counts.get) if counts else None
 
 
-def cues_from_subtitles(cues: Sequence[tuple[int, int, str]]) -> list[tuple[int, int]]:
-    """OWA subtitle cues whose text is an epoch-ns integer -> (pts_ns, epoch_ns)."""
-    out = []
-    for start_ns, _end, text in cues:
-        t = text.strip()
-        if t.isdigit() and len(t) >= 16:
-            out.append((int(start_ns), int(t)))
-    return out
+def has_epoch_cues(cues: Sequence[tuple[int, int, str]]) -> bool:
+    """Whether a subtitle track carries open-world-agents epoch-ns cues: integers of at
+    least 16 digits (so a track of small numbers is not mistaken for timestamps)."""
+    from ..interop.owa import parse_epoch_cue
+    return any(parse_epoch_cue(text) is not None and len(text.strip()) >= 16
+               for _s, _e, text in cues)
 
 
 def choose_anchors(captions: Sequence[tuple[int, str]], sidecar: Sidecar | None,
@@ -126,10 +123,9 @@ def choose_anchors(captions: Sequence[tuple[int, str]], sidecar: Sidecar | None,
         return AnchorSet("sidecar", "exact", sidecar.recording_id, list(sidecar.segments),
                          list(sidecar.clocks), warnings=warnings, header=sidecar.header,
                          stop=stop_info(sidecar))
-    cues = cues_from_subtitles(subtitle_cues)
-    if cues:
-        return AnchorSet("owa_subtitles", "approximate", None, cues=cues,
-                         raw_cues=list(subtitle_cues), warnings=warnings)
+    if has_epoch_cues(subtitle_cues):
+        return AnchorSet("owa_subtitles", "approximate", None, raw_cues=list(subtitle_cues),
+                         warnings=warnings)
     if start_marker is not None:
         t, kind = start_marker
         warnings.append(f"no timing anchors in the video or a sidecar: frame 0 pinned to the "
@@ -167,11 +163,10 @@ def crosscheck(c_segs: Sequence[SegmentAnchor], c_clocks: Sequence[ClockPair], s
     missing = sum(1 for c in c_clocks if (c.epoch_ns, c.mono_ns) not in side_clocks)
     if missing:
         problems.append(f"{missing} caption clock pair(s) not in the sidecar")
-    caps_only = [k for k in side if k not in {s.segment for s in c_segs}]
+    sidecar_only = [k for k in side if k not in {s.segment for s in c_segs}]
     notes = []
-    if caps_only:
-        notes.append(f"segment(s) {caps_only} only in the sidecar")
-    hard = [p for p in problems]
-    return {"agree": not hard, "problems": hard, "notes": notes,
+    if sidecar_only:
+        notes.append(f"segment(s) {sidecar_only} only in the sidecar")
+    return {"agree": not problems, "problems": problems, "notes": notes,
             "caption_segments": len(c_segs), "sidecar_segments": len(side),
             "caption_clock_pairs": len(c_clocks), "sidecar_clock_pairs": len(sidecar.clocks)}

@@ -65,27 +65,23 @@ def build_frames(scan, anchors: AnchorSet) -> tuple[pa.Table, dict]:
         facts["frame_slots_missing"] = int(slots[-1] + 1 - n) if n else 0
         end_ns = int(t_ns[-1] + interval) if n else None
         facts["to_mono"] = fit.mono_of
-    elif anchors.raw_cues:
-        # open-world-agents: a cue says "the frame at this container time was captured at
-        # epoch E". Frames with a cue take it exactly; the others keep the offset of the
-        # last cue before them (the first cue's for frames before it), so a pause between
-        # cues moves the offset at the next cue instead of bending a fitted line.
-        from ..interop.owa import frames_from_epoch_cues
-        idx, epoch, ignored = frames_from_epoch_cues(pts_ns, anchors.raw_cues)
-        if len(idx) == 0:
-            raise BadInput(f"{scan.path}: the subtitle track has no epoch-ns cues on video frames")
-        offs = epoch - pts_ns[idx]
-        k = np.searchsorted(idx, np.arange(n), side="right") - 1
-        t_ns = pts_ns + offs[np.clip(k, 0, len(idx) - 1)]
-        fps = Fraction(scan.fps)
-        interval = int(round(1e9 / float(fps))) if fps else 0
-        slots = np.arange(n, dtype=np.int64)
-        seg_idx = np.zeros(n, dtype=np.int32)
-        facts.update({"cue_frames": int(len(idx)), "cues_ignored": int(ignored),
-                      "clock_drift_ppm": None})
-        end_ns = int(t_ns[-1] + interval) if n else None
     else:
-        t_ns = pts_ns + np.int64(anchors.start_epoch_ns)
+        # no OBS frame grid: frames in file order, times from the container timeline
+        if anchors.raw_cues:
+            # open-world-agents: a cue says "the frame at this container time was captured
+            # at epoch E". Frames with a cue take it exactly; the others keep the offset of
+            # the last cue before them (the first cue's for frames before it), so a pause
+            # between cues moves the offset at the next cue instead of bending a fitted line.
+            from ..interop.owa import frames_from_epoch_cues
+            idx, epoch, ignored = frames_from_epoch_cues(pts_ns, anchors.raw_cues)
+            if len(idx) == 0:
+                raise BadInput(f"{scan.path}: the subtitle track has no epoch-ns cues on video frames")
+            offs = epoch - pts_ns[idx]
+            k = np.searchsorted(idx, np.arange(n), side="right") - 1
+            t_ns = pts_ns + offs[np.clip(k, 0, len(idx) - 1)]
+            facts.update({"cue_frames": int(len(idx)), "cues_ignored": int(ignored)})
+        else:
+            t_ns = pts_ns + np.int64(anchors.start_epoch_ns)
         fps = Fraction(scan.fps)
         interval = int(round(1e9 / float(fps))) if fps else 0
         slots = np.arange(n, dtype=np.int64)
@@ -145,12 +141,8 @@ def _check_start(segs, n_packets: int, anchors: AnchorSet):
     return fixed, check
 
 
-def _recorder_events(raw) -> list[tuple[int, dict]]:
-    return list(raw.markers)
-
-
 def _start_marker(raw) -> tuple[int, str] | None:
-    for t, data in _recorder_events(raw):
+    for t, data in raw.markers:
         if isinstance(data, dict) and data.get("event") == "recording.started":
             src = data.get("anchor_source")
             return int(t), ("export_start_time" if src == "export_start_time" else "recording_start_marker")
