@@ -23,7 +23,7 @@ from companion.dataset.ffmpeg_copy import (fast_path_blocker, read_mp4_video_tra
                                            split_video_fast)
 from companion.dataset.video import split_video
 from companion.dataset.writer import write_dataset
-from tests.test_dataset_media import (decode_numbers, draw_frame, encode_numbered, events_table,
+from tests.test_dataset_media import (decode_numbers, encode_numbered, events_table,
                                       frames_table,
                                       make_video, scan)
 
@@ -203,19 +203,8 @@ def test_open_gop_source_is_caught(tmp_path):
     previous chunk. ffmpeg's decode-order cut puts them in the wrong segment; the check
     sees it and the PyAV path (which demotes those chunks) does the work."""
     src = tmp_path / "open.mkv"
-    c = av.open(str(src), "w", format="matroska")
-    vs = c.add_stream("libx264", rate=30)
-    vs.width, vs.height, vs.pix_fmt = 128, 64, "yuv420p"
-    vs.options = {"g": "10", "keyint_min": "10", "sc_threshold": "0", "bf": "3",
-                  "x264-params": "open-gop=1", "crf": "10"}
-    for i in range(60):
-        f = av.VideoFrame.from_ndarray(draw_frame(i, 128, 64), format="rgb24")
-        f.pts = i
-        for p in vs.encode(f):
-            c.mux(p)
-    for p in vs.encode(None):
-        c.mux(p)
-    c.close()
+    encode_numbered(src, "libx264", {"g": "10", "keyint_min": "10", "sc_threshold": "0", "bf": "3",
+                                     "x264-params": "open-gop=1", "crf": "10"})
     sc = scan(src)
     plans = plan_chunks(len(sc.pts), sc.fps, sc.keyframe, 1 / 3)
     assert all(p.copy for p in plans)

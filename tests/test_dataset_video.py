@@ -16,7 +16,7 @@ import pytest
 from companion.dataset.chunking import ChunkPlan, frames_per_chunk, plan_chunks
 from companion.dataset.video import chunk_time_ranges, split_video
 from companion.util.errors import BadInput
-from tests.test_dataset_media import decode_numbers, make_video, scan
+from tests.test_dataset_media import decode_numbers, encode_numbered, make_video, scan
 
 
 # ---- chunking (pure) ----------------------------------------------------------------
@@ -195,20 +195,8 @@ def test_open_gop_copy_is_demoted_or_exact(tmp_path):
     """x264 open GOPs put leading B-frames after a non-IDR keyframe in decode order. The
     cutter must notice (or the copy is still exact): every chunk decodes to its frames."""
     src = tmp_path / "open.mkv"
-    c = av.open(str(src), "w", format="matroska")
-    vs = c.add_stream("libx264", rate=30)
-    vs.width, vs.height, vs.pix_fmt = 128, 64, "yuv420p"
-    vs.options = {"g": "10", "keyint_min": "10", "sc_threshold": "0", "bf": "3",
-                  "x264-params": "open-gop=1", "crf": "10"}
-    from tests.test_dataset_media import draw_frame
-    for i in range(60):
-        f = av.VideoFrame.from_ndarray(draw_frame(i, 128, 64), format="rgb24")
-        f.pts = i
-        for p in vs.encode(f):
-            c.mux(p)
-    for p in vs.encode(None):
-        c.mux(p)
-    c.close()
+    encode_numbered(src, "libx264", {"g": "10", "keyint_min": "10", "sc_threshold": "0", "bf": "3",
+                                     "x264-params": "open-gop=1", "crf": "10"})
     sc = scan(src)
     plans = plan_chunks(len(sc.pts), sc.fps, sc.keyframe, 1 / 3)   # one GOP per chunk
     assert all(p.copy for p in plans)
@@ -324,7 +312,6 @@ def test_hevc_and_av1_sources_copy_exactly(tmp_path, codec, opts):
     (CRA pictures) are detected and that chunk is re-encoded (to H.264)."""
     if codec not in av.codecs_available:
         pytest.skip(f"{codec} not in this FFmpeg build")
-    from tests.test_dataset_media import encode_numbered
     src = tmp_path / "src.mkv"
     encode_numbered(src, codec, opts)
     sc = scan(src)
