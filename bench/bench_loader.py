@@ -61,18 +61,14 @@ sys.path.insert(0, REPO)
 import numpy as np, pyarrow as pa
 from companion.contract.schemas import EVENTS_SCHEMA, FRAMES_SCHEMA
 from companion.align.demux import scan_video
+from companion.align.anchors import AnchorSet
+from companion.align.session import build_frames
 from companion.dataset.writer import write_dataset
 sc = scan_video(SRC)
 n = len(sc.pts)
 T0 = 1_700_000_000_000_000_000
-iv = round(1e9 / float(sc.fps))
-idx = np.arange(n, dtype=np.int64)
-tb = sc.time_base
-pts_ns = sc.pts * tb.numerator * 1_000_000_000 // tb.denominator
-cols = {"frame_idx": idx, "slot": idx, "pts": sc.pts, "pts_ns": pts_ns, "mono_ns": idx * iv,
-        "t_ns": T0 + idx * iv, "segment": np.zeros(n, np.int32), "keyframe": sc.keyframe}
-frames = pa.table({f.name: pa.array(cols[f.name], f.type) for f in FRAMES_SCHEMA
-                   if f.name in cols}).cast(pa.schema([f for f in FRAMES_SCHEMA if f.name in cols]))
+# frame times as nm-align derives them without OBS anchors (frame 0 pinned to T0)
+frames, _ = build_frames(sc, AnchorSet("recording_start_marker", "low", start_epoch_ns=T0))
 m = int(n / float(sc.fps) * 1000)
 t = T0 + np.arange(m, dtype=np.int64) * 1_000_000
 x = (np.arange(m) % 1200).astype(np.float32)
