@@ -81,7 +81,7 @@ def test_action_state_matches_events_at_every_frame(ds, session_events):
             assert st.mouse_px == pytest.approx(ref["pos"]), f
 
 
-def test_the_harness_input_is_in_the_state(ds):
+def test_the_harness_input_is_in_the_state(ds, obs_dataset):
     """What conftest.drive_input typed/clicked on the captured display."""
     vid = ds.videos()[0]
     tr = ds.actions(vid)
@@ -94,7 +94,17 @@ def test_the_harness_input_is_in_the_state(ds):
         held_w.append(87 in st.keys_vk)
     for vk in (71, 32, 87, 80, 65, 9):      # g, space, w, p, a (ctrl+a), Tab (shift+Tab)
         assert pressed[vk] >= 1, vk
-    assert pressed[71] >= 2                  # "gg"
+    # "gg": two key-downs. Under load xdotool's keystrokes can land within one frame
+    # interval, where the per-frame "pressed since the previous frame" flag is set once,
+    # so count them in the chunks' actions_processed rows.
+    import pyarrow.parquet as pq
+    g_downs = 0
+    for c in ds.chunks(vid):
+        t = pq.read_table(obs_dataset / c.actions_dir / "actions_processed.parquet",
+                          columns=["event_type", "code", "is_valid"]).to_pylist()
+        g_downs += sum(r["event_type"] == "keydown" and r["code"] == "KeyG" and r["is_valid"]
+                       for r in t)
+    assert g_downs >= 2
     assert pressed[162] >= 1 or pressed[17] >= 1     # ctrl
     assert pressed[160] >= 1 or pressed[16] >= 1     # shift
     # "keydown w; sleep 0.6; keyup w": the longest run of frames with w held is ~0.6 s
