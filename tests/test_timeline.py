@@ -82,3 +82,39 @@ def test_frame_ref_boundaries():
     ft = np.array([100, 200, 300])
     t = np.array([99, 100, 199, 200, 350, 399, 400])
     assert tl.frame_ref(ft, t, frame_end_ns=400).tolist() == [-1, 0, 0, 1, 2, 2, -1]
+
+
+@pytest.mark.parametrize("late", [0, 1, 3, 5])
+def test_stop_rule_corrects_a_late_start_at_60fps(late):
+    """OBS started `late` frames after the first-active-tick anchor (1 and 3 seen in real
+    runs at 60 fps): the stop rule finds it and the aligner shifts segment 0 and the
+    frames-before-pause counts of later segments."""
+    from companion.align.anchors import AnchorSet
+    from companion.align.session import _check_start
+    interval = 16_666_667
+    f0 = 10_000_000_000
+    true_f0 = f0 + late * interval
+    n, before, paused = 300, 90, 1_200_000_000
+    segs = [SegmentAnchor("r", 0, 0, f0, interval, 0),
+            SegmentAnchor("r", 1, before + late, true_f0 + before * interval + paused, interval, paused)]
+    stop = true_f0 + n * interval + paused - 5_000_000   # muxer keeps dts < stop
+    anchors = AnchorSet("sidecar", "exact", stop={"signal_mono_ns": stop, "paused": False,
+                                                    "pause_total_ns": paused})
+    fixed, check = _check_start(segs, n, anchors)
+    assert check["start_shift_frames"] == late
+    assert fixed[0].frame_ns == true_f0 and fixed[1].pts_base == before
+    assert bool(anchors.warnings) == (late != 0)
+
+
+def test_stop_rule_refuses_an_implausible_shift():
+    from companion.align.anchors import AnchorSet
+    from companion.align.session import _check_start, max_start_shift
+    interval = 16_666_667
+    assert max_start_shift(interval) == 9 and max_start_shift(33_333_333) == 5
+    segs = [SegmentAnchor("r", 0, 0, 0, interval, 0)]
+    # a file missing 30 frames at the end looks like a start 30 frames late: kept, warned
+    anchors = AnchorSet("sidecar", "exact", stop={"signal_mono_ns": 330 * interval - 1,
+                                                    "paused": False, "pause_total_ns": 0})
+    fixed, check = _check_start(segs, 300, anchors)
+    assert check["start_shift_frames"] == 30 and check["applied"] is False
+    assert fixed == segs and "frames missing" in anchors.warnings[0]

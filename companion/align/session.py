@@ -104,7 +104,15 @@ def build_frames(scan, anchors: AnchorSet) -> tuple[pa.Table, dict]:
     return table, facts
 
 
-MAX_START_SHIFT = 3   # frames; a larger disagreement means something else is wrong
+# How late OBS's encoder may start after the first-active-tick anchor (it waits for the
+# paired audio encoder's first packet: 1 and 3 frames seen at 60 fps under load). A larger
+# disagreement means something else is wrong (frames missing from the file).
+MAX_START_SHIFT = 3            # frames, at least
+MAX_START_SHIFT_NS = 150_000_000   # or this long, whichever is more frames
+
+
+def max_start_shift(interval_ns: int) -> int:
+    return max(MAX_START_SHIFT, -(-MAX_START_SHIFT_NS // int(interval_ns)))
 
 
 def _check_start(segs, n_packets: int, anchors: AnchorSet):
@@ -128,7 +136,7 @@ def _check_start(segs, n_packets: int, anchors: AnchorSet):
     check = {"method": "stop_rule", "start_shift_frames": shift, "margin_ns": margin}
     if shift == 0:
         return segs, check
-    if abs(shift) > MAX_START_SHIFT:
+    if abs(shift) > max_start_shift(interval):
         anchors.warnings.append(f"the recording's end implies a start {shift} frames off the "
                                 f"start anchor; kept the anchor (frames missing from the file?)")
         check["applied"] = False
