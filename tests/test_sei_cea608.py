@@ -386,3 +386,39 @@ def test_decoder_never_raises_on_arbitrary_pairs(pairs):
         if t is not None:
             rows = t.split("\n")
             assert 1 <= len(rows) <= 15 and all(0 < len(r) <= 32 for r in rows)
+
+
+def _reference_cc(data, codec, n):
+    """cc_data the slow way: split every NAL, then test each header."""
+    hdr = 1 if codec == "h264" else 2
+    out = []
+    for nal in sei.split_nal_units(data, n):
+        if len(nal) > hdr and sei._is_sei(nal[0], hdr):
+            out.extend(sei._cc_from_sei_nal(nal, hdr))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["h264", "hevc"]), st.sampled_from([1, 2, 4]),
+       st.lists(st.one_of(st.binary(min_size=1, max_size=40),
+                          st.lists(st.tuples(st.integers(0, 1), st.integers(0, 3),
+                                             st.integers(0, 255), st.integers(0, 255)),
+                                   min_size=1, max_size=5)), max_size=5),
+       st.binary(max_size=6), st.booleans())
+def test_fused_sei_scan_equals_split_then_parse(codec, n, parts, junk, annexb_framing):
+    """The per-frame fast path (one walk over the length fields) finds exactly what
+    splitting every NAL and parsing the SEIs finds, also on damaged or Annex-B data."""
+    nals = []
+    for p in parts:
+        if isinstance(p, list):
+            t35 = sei.build_ga94_t35(p)
+            nals.append(sei.build_h264_sei_nal([(4, t35)]) if codec == "h264"
+                        else sei.build_hevc_sei_nal([(4, t35)]))
+        else:
+            nals.append(p)
+    if annexb_framing:
+        data = sei.annexb(nals) + junk
+    else:
+        nals = [x for x in nals if len(x) < 256 ** n]
+        data = sei.length_prefixed(nals, n) + junk
+    assert sei.cc_data_from_packet(data, codec, n) == _reference_cc(data, codec, n)

@@ -266,17 +266,48 @@ def cc_data_from_packet(data: Buffer, codec: str, nal_length_size: int = 4) -> l
         hdr = 2
     else:
         return []
+    mv = memoryview(data)
+    spans = _sei_spans_length_prefixed(mv, nal_length_size, hdr) \
+        if nal_length_size in (1, 2, 3, 4) else None
+    if spans is None:   # not length-prefixed: Annex-B start codes
+        spans = [(s, e) for s, e in _split_annexb(mv) if e - s > hdr and _is_sei(mv[s], hdr)]
     out: list[Triplet] = []
-    for nal in split_nal_units(data, nal_length_size):
-        if len(nal) <= hdr:
-            continue
-        if c == "h264":
-            if nal[0] & 0x1F == H264_NAL_SEI:
-                out.extend(_cc_from_sei_nal(nal, 1))
+    for s, e in spans:
+        out.extend(_cc_from_sei_nal(mv[s:e], hdr))
+    return out
+
+
+def _is_sei(first: int, hdr: int) -> bool:
+    if hdr == 1:
+        return first & 0x1F == H264_NAL_SEI
+    t = (first >> 1) & 0x3F
+    return t == HEVC_NAL_PREFIX_SEI or t == HEVC_NAL_SUFFIX_SEI
+
+
+def _sei_spans_length_prefixed(mv: memoryview, n: int, hdr: int) -> list[tuple[int, int]] | None:
+    """(start, end) of the SEI NALs (longer than the ``hdr``-byte header) of a
+    length-prefixed packet, or None if the lengths do not tile it (the same test as
+    ``_split_length_prefixed``, fused with the header check: this runs once per frame)."""
+    size = len(mv)
+    i = 0
+    out = []
+    while i < size:
+        if i + n > size:
+            return None
+        if n == 4:
+            ln = mv[i] << 24 | mv[i + 1] << 16 | mv[i + 2] << 8 | mv[i + 3]
         else:
-            t = (nal[0] >> 1) & 0x3F
-            if t == HEVC_NAL_PREFIX_SEI or t == HEVC_NAL_SUFFIX_SEI:
-                out.extend(_cc_from_sei_nal(nal, 2))
+            ln = int.from_bytes(mv[i:i + n], "big")
+        i += n
+        if ln == 0 or i + ln > size:
+            return None
+        h = mv[i]
+        if h & 0x80:              # forbidden_zero_bit must be 0
+            return None
+        if ln > hdr and (h & 0x1F == H264_NAL_SEI if hdr == 1 else
+                         (h >> 1) & 0x3F in (HEVC_NAL_PREFIX_SEI, HEVC_NAL_SUFFIX_SEI)):
+            out.append((i, i + ln))
+        i += ln
     return out
 
 
