@@ -320,3 +320,46 @@ def test_reencoded_chunks_discard_the_early_copy(tmp_path, monkeypatch):
     assert {k: v for k, v in _tree(root).items() if k.endswith(".wav")} == \
         {k: v for k, v in ref.items() if k.endswith(".wav")}
     assert not list(root.rglob(".nm-ffmpeg*")) and not list(root.rglob("*.s16"))
+
+
+# ---- the CLI's head start (ffmpeg begun before the heavy imports) -------------------------
+
+@needs_ffmpeg
+def test_cli_starts_ffmpeg_before_the_scan_and_outputs_are_identical(tmp_path, monkeypatch):
+    from companion.cli import align_cli
+    from companion.dataset import early as early_mod
+    d = _session(tmp_path, audio="aac")
+    ref = _reference(tmp_path, d, monkeypatch)
+    begun = []
+    orig = early_mod.begin_early
+
+    def spy_begin(*a, **k):
+        e = orig(*a, **k)
+        begun.append(e)
+        return e
+    monkeypatch.setattr(early_mod, "begin_early", spy_begin)
+    spy = _Spy(monkeypatch)
+    root = tmp_path / "ds"
+    rc = align_cli.main([str(d / "s1.mkv"), "--dataset", str(root), "--chunk-seconds", "1",
+                         "--quiet"])
+    assert rc == 0
+    assert len(begun) == 1 and begun[0] is not None and begun[0].adopted
+    (res,) = spy.results
+    assert spy.early[0] is not None and res.early_rejected is None and res.copy_tool == "ffmpeg"
+    assert _tree(root) == ref
+    assert not list((root / ".staging").iterdir())
+
+
+@needs_ffmpeg
+def test_cli_head_start_leaves_nothing_when_the_input_is_bad(tmp_path, capsys):
+    """ffmpeg already runs when nm-align finds the events file missing: it is stopped
+    and the dataset root it created is removed again."""
+    from companion.cli import align_cli
+    d = _session(tmp_path, audio="aac")
+    (d / "s1.jsonl").unlink()
+    root = tmp_path / "new" / "ds"
+    rc = align_cli.main([str(d / "s1.mkv"), "--dataset", str(root), "--quiet"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "events file not found" in err[0]
+    assert not (tmp_path / "new").exists()

@@ -25,14 +25,10 @@ import av
 import numpy as np
 
 from companion.align.cea608 import Cea608Decoder
+from companion.align.header import STANDARD_RATES, HeaderInfo, header_info, video_streams
 from companion.align.sei import cc_data_from_packet, nal_length_size_from_extradata, normalize_codec
 from companion.util.errors import BadInput
 
-# Common capture rates; a measured rate within 0.05 % of one of these snaps to it.
-STANDARD_RATES = (Fraction(24000, 1001), Fraction(24), Fraction(25), Fraction(30000, 1001),
-                  Fraction(30), Fraction(48), Fraction(50), Fraction(60000, 1001), Fraction(60),
-                  Fraction(72), Fraction(90), Fraction(100), Fraction(120000, 1001),
-                  Fraction(120), Fraction(144), Fraction(165), Fraction(240))
 
 TEXT_SUBTITLE_CODECS = ("subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text")
 
@@ -159,25 +155,6 @@ def _choose_fps(stream, pts_sorted: np.ndarray, tb: Fraction) -> Fraction:
     return measured.limit_denominator(1001)
 
 
-def _declared_video_end_s(container, stream) -> tuple[float | None, str]:
-    """Declared end of the video in seconds and where it came from."""
-    md = dict(stream.metadata or {})
-    tag = md.get("DURATION") or md.get("duration")
-    if tag:
-        try:
-            h, m, s = tag.split(":")
-            return int(h) * 3600 + int(m) * 60 + float(s), "video track DURATION tag"
-        except ValueError:
-            pass
-    if stream.duration and stream.time_base:
-        start = stream.start_time or 0
-        return float((stream.duration + start) * stream.time_base), "video stream duration"
-    if container.duration:
-        start = container.start_time or 0
-        return (container.duration + max(start, 0)) / 1e6, "container duration"
-    return None, ""
-
-
 def _subtitle_text(codec: str, data: bytes) -> str:
     if codec == "mov_text" and len(data) >= 2:
         n = int.from_bytes(data[:2], "big")
@@ -199,23 +176,6 @@ def _subtitle_text(codec: str, data: bytes) -> str:
                 out.append(ch)
         text = "".join(out)
     return text.strip()
-
-
-@dataclass(frozen=True)
-class HeaderInfo:
-    """What the container header says before any packet is read (for work that can
-    start early; the scan's own results are the truth). ``first_pts``: the video
-    stream's start time (ticks of ``time_base``) or None; ``rates``: declared frame
-    rates (guessed, average, base; may be empty); ``declared_end_s``: declared end of
-    the video in seconds or None."""
-
-    codec: str
-    time_base: Fraction
-    first_pts: int | None
-    rates: tuple[Fraction, ...]
-    declared_end_s: float | None
-    audio_rate: int | None
-    audio_channels: int | None
 
 
 def scan_video(path: str | os.PathLike, progress=None, *, on_header=None,
@@ -247,47 +207,27 @@ def _scan(container, path: Path, progress, on_header=None, audio_sink=None) -> V
     fmt = (container.format.name or "") if container.format else ""
     if fmt.startswith("image2") or fmt.endswith("_pipe"):
         raise _bad(path, f"is a still image ({fmt}), not a video")
-    videos = [s for s in container.streams.video
-              if not (s.disposition & av.stream.Disposition.attached_pic)]
+    videos = video_streams(container)
     if not videos:
         raise _bad(path, "no video stream")
     vs = videos[0]
     cc = vs.codec_context
-    try:  # the codec, not the decoder PyAV picked (libdav1d for AV1)
-        codec = cc.codec.canonical_name or cc.name or "unknown"
-    except Exception:  # pragma: no cover
-        codec = cc.name or "unknown"
+    audio = container.streams.audio[0] if container.streams.audio else None
+    info, declared_src = header_info(container, vs, audio)
+    codec, tb = info.codec, info.time_base
+    audio_rate, audio_channels = info.audio_rate, info.audio_channels
+    declared_end_s = info.declared_end_s
     width, height = int(cc.width or 0), int(cc.height or 0)
-    tb = Fraction(vs.time_base) if vs.time_base else Fraction(1, 1000)
     cap_codec = normalize_codec(codec)
     nls = nal_length_size_from_extradata(cc.extradata, codec) or 4
-
-    audio = container.streams.audio[0] if container.streams.audio else None
-    audio_rate = audio_channels = None
-    if audio is not None:
-        acc = audio.codec_context
-        audio_rate = int(acc.sample_rate or audio.sample_rate or 0) or None
-        try:
-            audio_channels = int(acc.layout.nb_channels) or None
-        except Exception:  # pragma: no cover - layouts PyAV cannot describe
-            audio_channels = getattr(acc, "channels", None)
 
     sub = None
     for s in container.streams.subtitles:
         if s.codec_context.name in TEXT_SUBTITLE_CODECS:
             sub = s
             break
-    declared_end_s, declared_src = _declared_video_end_s(container, vs)
     if on_header is not None:
-        rates = []
-        for attr in ("guessed_rate", "average_rate", "base_rate"):
-            r = getattr(vs, attr, None)
-            if r and 0 < r < 2000:
-                rates.append(Fraction(r))
-        on_header(HeaderInfo(codec=codec, time_base=tb,
-                             first_pts=int(vs.start_time) if vs.start_time is not None else None,
-                             rates=tuple(rates), declared_end_s=declared_end_s,
-                             audio_rate=audio_rate, audio_channels=audio_channels))
+        on_header(info)
     sink = None
     if audio_sink is not None and audio is not None and audio_rate and audio_channels:
         sink = audio_sink(audio_rate, audio_channels)

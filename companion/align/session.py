@@ -215,21 +215,19 @@ def resolve_inputs(video: Path, events: Path | None, workdir: Path | None) -> tu
 
 
 def _sidecar_fps(path: Path) -> Fraction | None:
-    """fps_num/fps_den of a sidecar's header line (a hint only; None if unreadable)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            hdr = json.loads(f.readline())
-        fps = Fraction(int(hdr["fps_num"]), int(hdr["fps_den"]))
-        return fps if hdr.get("kind") == "header" and fps > 0 else None
-    except Exception:  # noqa: BLE001 - no hint; the scan decides
-        return None
+    from ..dataset.early import sidecar_fps
+    return sidecar_fps(path)
 
 
 def align_session(video, events=None, out=None, dataset=None, chunk_seconds: float = 20.0,
                   video_id: str | None = None, session_id: str | None = None,
-                  progress: bool = True, owa_out=None, owa_per: str = "frame") -> dict:
-    """Align one recording. Returns a JSON-able summary. Raises NMError subclasses."""
-    early: list = []   # dataset work started before the scan (writer.EarlyStart)
+                  progress: bool = True, owa_out=None, owa_per: str = "frame",
+                  early_start=None) -> dict:
+    """Align one recording. Returns a JSON-able summary. Raises NMError subclasses.
+
+    ``early_start``: an ``early.EarlyStart`` the caller began for exactly these
+    arguments (``begin_early``); it is consumed (used or discarded)."""
+    early: list = [early_start] if early_start is not None else []
     try:
         return _align_session(video, events, out, dataset, chunk_seconds, video_id, session_id,
                               progress, owa_out, owa_per, early)
@@ -254,8 +252,8 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
     if not events_path.exists():
         raise BadInput(f"{events_path}: events file not found (pass --events FILE)")
     video_hash = _BackgroundHash(video)
-    pre = None
-    if dataset and not owa_out:
+    pre = early[0] if early else None
+    if pre is None and dataset and not owa_out:
         # the chunk MP4s are cut (ffmpeg) and the audio decoded while the video is
         # scanned; write_dataset checks both against the scan and plan before use
         from ..dataset.writer import EarlyStart

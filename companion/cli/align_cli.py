@@ -45,14 +45,21 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def run():
-        from ..align.session import align_session
         from ..util.errors import BadInput
         if args.chunk_seconds <= 0:
             raise BadInput("--chunk-seconds must be positive")
+        pre = None
+        if args.dataset and not args.owa_out:
+            # ffmpeg (chunk MP4s + audio) starts before the heavy imports below
+            from pathlib import Path
+            from ..dataset.early import begin_early
+            pre = begin_early(args.video, args.dataset, args.chunk_seconds,
+                              args.video_id or args.session_id or Path(args.video).stem)
+        from ..align.session import align_session
         summary = align_session(args.video, events=args.events, out=args.out, dataset=args.dataset,
                                 chunk_seconds=args.chunk_seconds, video_id=args.video_id,
                                 session_id=args.session_id, progress=not args.quiet and not args.json,
-                                owa_out=args.owa_out, owa_per=args.owa_per)
+                                owa_out=args.owa_out, owa_per=args.owa_per, early_start=pre)
         if args.json:
             print(json.dumps(summary, indent=2, default=str))
         else:
