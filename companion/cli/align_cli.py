@@ -55,11 +55,17 @@ def main(argv=None) -> int:
             from ..dataset.early import begin_early
             pre = begin_early(args.video, args.dataset, args.chunk_seconds,
                               args.video_id or args.session_id or Path(args.video).stem)
-        from ..align.session import align_session
-        summary = align_session(args.video, events=args.events, out=args.out, dataset=args.dataset,
-                                chunk_seconds=args.chunk_seconds, video_id=args.video_id,
-                                session_id=args.session_id, progress=not args.quiet and not args.json,
-                                owa_out=args.owa_out, owa_per=args.owa_per, early_start=pre)
+        try:
+            from ..align.session import align_session
+            summary = align_session(args.video, events=args.events, out=args.out,
+                                    dataset=args.dataset, chunk_seconds=args.chunk_seconds,
+                                    video_id=args.video_id, session_id=args.session_id,
+                                    progress=not args.quiet and not args.json,
+                                    owa_out=args.owa_out, owa_per=args.owa_per,
+                                    early_start=pre)
+        finally:
+            if pre is not None:
+                pre.discard()   # idempotent; stops ffmpeg if anything failed before use
         if args.json:
             print(json.dumps(summary, indent=2, default=str))
         else:
