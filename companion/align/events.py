@@ -25,6 +25,10 @@ import hashlib
 import json
 import math
 import os
+import stat
+import subprocess
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -248,19 +252,28 @@ def _to_f64(a: pa.Array) -> np.ndarray:
 _HASH_DIGEST = type(hashlib.sha256()).digest
 
 
+def _contiguous(starts: np.ndarray, ends: np.ndarray) -> bool:
+    """Each line starts right after the previous one's "\\n" (no "\\r", no blank lines)."""
+    return starts.size > 0 and bool(np.all(starts[1:] == ends[:-1] + 1))
+
+
+def _hex_array(hexb: bytes, n: int) -> pa.Array:
+    """String array of ``n`` 64-character hex digests stored back to back in ``hexb``."""
+    offsets = np.arange(0, 64 * (n + 1), 64, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexb))
+
+
 def _hash_lines(data: bytes, starts: np.ndarray, ends: np.ndarray,
                 chunk: int = 65536) -> pa.Array:
     """sha256 hex of each line ``data[starts[i]:ends[i]]`` (ends exclude the newline).
 
     The loop runs in C (map over hashlib, ~0.8 us a line) on chunks of lines so memory
-    stays small; it holds the GIL, so the reader runs it in a thread while pyarrow
-    (which releases the GIL) parses. Lines are contiguous in the common case (no blank
+    stays small; it holds the GIL. Lines are contiguous in the common case (no blank
     lines); otherwise each line is sliced on its own.
     """
     n = int(starts.size)
     parts: list[bytes] = []
-    contiguous = n > 0 and bool(np.all(starts[1:] == ends[:-1] + 1))   # no "\r", no blanks
-    if contiguous:
+    if _contiguous(starts, ends):
         st = starts.tolist()
         for i0 in range(0, n, chunk):
             i1 = min(n, i0 + chunk)
@@ -273,9 +286,7 @@ def _hash_lines(data: bytes, starts: np.ndarray, ends: np.ndarray,
         for i0 in range(0, n, chunk):
             lines = [mv[s:e] for s, e in zip(st[i0:i0 + chunk], en[i0:i0 + chunk])]
             parts.append(b"".join(map(_HASH_DIGEST, map(hashlib.sha256, lines))))
-    hexb = binascii.hexlify(b"".join(parts))
-    offsets = np.arange(0, 64 * (n + 1), 64, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexb))
+    return _hex_array(binascii.hexlify(b"".join(parts)), n)
 
 
 class _Background:
@@ -299,6 +310,98 @@ class _Background:
             raise self._err[0]
         return self._out[0]
 
+    def join(self) -> None:
+        self._t.join()
+
+
+# The hashing child (see _ChildHasher): standard library only, so ``python -I -S`` starts
+# it in ~20 ms. argv: path, out. It hashes every "\n"-separated piece of the file at path
+# (the last one too, even if empty), reading 4 MB at a time, and writes the sha256 hex
+# digests, 64 bytes a piece, to the file out (a file, not a pipe: the parent reads it in
+# one call when it is done parsing; 64 MB through a pipe took 0.1 s more).
+_HASH_CHILD = r"""
+import binascii, hashlib, sys
+digest, sha256 = type(hashlib.sha256()).digest, hashlib.sha256
+carry = b""
+with open(sys.argv[1], "rb") as f, open(sys.argv[2], "wb") as o:
+    while True:
+        got = f.read(1 << 22)
+        block = carry + got
+        cut = block.rfind(b"\n") if got else len(block)
+        if cut >= 0:
+            o.write(binascii.hexlify(b"".join(map(digest, map(sha256, block[:cut].split(b"\n"))))))
+            carry = block[cut + 1:]
+        else:
+            carry = block
+        if not got:
+            break
+"""
+#: file size from which lines are hashed in a child process (below, its ~30 ms start
+#: costs more than hashing in a thread gains)
+_CHILD_MIN_BYTES = 8 << 20
+
+
+def _file_id(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+class _ChildHasher:
+    """Line hashes from a child Python process, on the other core.
+
+    sha256 of a short line through hashlib holds the GIL (it is released for buffers of
+    2 KB and more only), so a hashing thread takes turns with the parser's Python code
+    and both wait (measured: 2.0 s to read 1M lines, 1.4 s with the child). The child is
+    started before the parent reads the file and reads it itself; its digests are used
+    only when the file stayed the same (device, inode, size, mtime) from before the
+    parent's read until the child is done, and the parent's lines are exactly the
+    file's first "\n"-separated pieces (no "\r", no blank lines).
+    """
+
+    def __init__(self, path: str, st: os.stat_result):
+        self._path, self._file_id = path, _file_id(st)
+        fd, self._out = tempfile.mkstemp(prefix="nm-events-hash-", suffix=".hex")
+        os.close(fd)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _HASH_CHILD, path, self._out],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except BaseException:
+            os.unlink(self._out)
+            raise
+
+    @classmethod
+    def start(cls, path: str, st: os.stat_result) -> _ChildHasher | None:
+        """A child for a large regular file, or None (small file, or no Python to start)."""
+        if (st.st_size < _CHILD_MIN_BYTES or not stat.S_ISREG(st.st_mode)
+                or not sys.executable or getattr(sys, "frozen", False)):
+            return None
+        try:
+            return cls(path, st)
+        except OSError:
+            return None
+
+    def result(self, n: int) -> pa.Array | None:
+        """The hashes of the first ``n`` pieces, or None if they cannot be trusted."""
+        try:
+            if self._proc.wait() != 0:
+                return None
+            with open(self._out, "rb") as f:
+                hexb = f.read()
+            same = _file_id(os.stat(self._path)) == self._file_id
+        except OSError:
+            return None
+        return _hex_array(hexb, n) if same and len(hexb) >= 64 * n else None
+
+    def close(self) -> None:
+        """Stop the child if it still runs and remove its output (idempotent)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        try:
+            os.unlink(self._out)
+        except FileNotFoundError:
+            pass
+
 
 # ------------------------------------------------------------------------- reader
 def read_events_jsonl(path: str | os.PathLike, progress: Any = None) -> RawEvents:
@@ -310,16 +413,32 @@ def read_events_jsonl(path: str | os.PathLike, progress: Any = None) -> RawEvent
     advanced by lines read.
     """
     spath = os.fspath(path)
+    child = None
     try:
-        with open(spath, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise BadInput(f"{spath}: events file not found") from None
-    except IsADirectoryError:
-        raise BadInput(f"{spath}: is a directory, expected the events JSONL file") from None
-    except OSError as e:
-        raise BadInput(f"{spath}: cannot read events file ({e.strerror or e})") from None
+        try:
+            with open(spath, "rb") as f:
+                st = os.fstat(f.fileno())
+                child = _ChildHasher.start(spath, st)    # hashes while this process parses
+                data = f.read()
+                if child is not None and (len(data) != st.st_size or
+                                          _file_id(os.fstat(f.fileno())) != _file_id(st)):
+                    child.close()                        # the file changed while read
+                    child = None
+        except FileNotFoundError:
+            raise BadInput(f"{spath}: events file not found") from None
+        except IsADirectoryError:
+            raise BadInput(f"{spath}: is a directory, expected the events JSONL file") from None
+        except OSError as e:
+            raise BadInput(f"{spath}: cannot read events file ({e.strerror or e})") from None
+        return _read_events(spath, data, child, progress)
+    finally:
+        if child is not None:
+            child.close()
 
+
+def _read_events(spath: str, data: bytes, child: _ChildHasher | None,
+                 progress: Any) -> RawEvents:
+    """read_events_jsonl on the file's bytes; ``child`` hashes the lines (or None)."""
     head = data[:65536]
     first = head.split(b"\n", 1)[0]
     if b"\x00" in first or (b"\n" not in head and b"\x00" in head[:4096]):
@@ -368,25 +487,26 @@ def read_events_jsonl(path: str | os.PathLike, progress: Any = None) -> RawEvent
     if n == 0:
         return _empty(spath, torn_tail, torn_line)
 
-    # Hashes of the exact line bytes: a C loop holding the GIL, run in a thread while
-    # pyarrow (GIL released) parses below.
-    hasher = _Background(_hash_lines, data, starts, ends)
+    # Hashes of the exact line bytes, computed while this thread parses: by the child
+    # when the lines are the file's first pieces, else in a thread (which overlaps with
+    # pyarrow's parsing only, as it holds the GIL).
+    hasher = None
+    if child is None or starts[0] != 0 or not _contiguous(starts, ends):
+        hasher = _Background(_hash_lines, data, starts, ends)
     try:
         parsed = _parse_all(data, starts, ends, lineno, spath, progress)
-    except BaseException:
-        try:
-            hasher.result()
-        except Exception:  # noqa: BLE001 - the parse error is the one to report
-            pass
-        raise
+    finally:
+        if hasher is not None:
+            hasher.join()                            # a parse error is the one to report
     if parsed["keep"] is not None:                   # whitespace-only lines were dropped
-        hasher.result()
         keep = parsed["keep"]
         starts, ends, lineno = starts[keep], ends[keep], lineno[keep]
         n = int(starts.size)
         hashes = _hash_lines(data, starts, ends)
     else:
-        hashes = hasher.result()
+        hashes = hasher.result() if hasher is not None else child.result(n)
+        if hashes is None:                           # the child's digests are not usable
+            hashes = _hash_lines(data, starts, ends)
     del data
 
     windows = [_window_event(t, ln, hashes[i].as_py(), obj) for i, t, ln, obj in parsed["win"]]
@@ -663,22 +783,6 @@ def _merge_plan(t_c: np.ndarray, line_c: np.ndarray, t_f: np.ndarray,
     return order_c, pos
 
 
-def _interleave(c: pa.Array, f: pa.Array, pos: np.ndarray) -> pa.Array:
-    """Insert ``f[i]`` before ``c[pos[i]]`` (pos non-decreasing), by concatenating slices."""
-    if len(f) == 0:
-        return c
-    pieces = []
-    prev = 0
-    for i, p in enumerate(pos.tolist()):
-        if p > prev:
-            pieces.append(c.slice(prev, p - prev))
-        pieces.append(f.slice(i, 1))
-        prev = p
-    if prev < len(c):
-        pieces.append(c.slice(prev))
-    return pa.concat_arrays(pieces)
-
-
 def _repeat_string(value: str, n: int) -> pa.Array:
     """A string array of ``n`` copies of ``value`` (built from buffers, no per-row work)."""
     b = value.encode("utf-8")
@@ -747,9 +851,14 @@ def build_events_table(raw: RawEvents, session_id: str, frame_t_ns: np.ndarray |
         a = a if order_c is None else a[order_c]
         return np.insert(a, pos, np.full(nf, fill, dtype=a.dtype)) if nf else a
 
+    # Arrow columns: one take from [control rows, focus rows] in the merged order
+    merged = np.arange(nc) if order_c is None else order_c
+    merged = pa.array(np.insert(merged, pos, nc + np.arange(nf)) if nf else merged)
+
     def pacol(a: pa.Array, f: pa.Array) -> pa.Array:
-        a = a if order_c is None else a.take(pa.array(order_c))
-        return _interleave(a, f, pos)
+        if nf == 0 and order_c is None:
+            return a
+        return pa.concat_arrays([a, f]).take(merged)
 
     t_s = npcol(raw.t_ns.astype(np.int64), 0)
     if nf:
