@@ -586,7 +586,6 @@ def _ctrl_hashes(lines):
 def test_line_hashes_from_the_child_process(tmp_path, child_spy, tail):
     """Large files are hashed by a child process; same hashes, torn tail excluded, and
     its output file is removed."""
-    import tempfile
     before = _child_outputs()
     p, lines = _child_case(tmp_path, tail=tail)
     raw = read_events_jsonl(p)
