@@ -521,7 +521,6 @@ def _read_events(spath: str, data: bytes, child: _ChildHasher | None,
             else:
                 raise BadInput(f"{spath}:{ln}: clock marker needs integer epoch_ns and mono_ns")
     c = parsed["ctrl"]
-    pa.default_memory_pool().release_unused()
     return RawEvents(
         path=spath, n_lines=n, torn_tail=torn_tail, torn_line=torn_line,
         t_ns=c["t_ns"], line=c["line"], hash=hashes.filter(pa.array(parsed["ctrl_mask"])),
@@ -845,7 +844,8 @@ def build_events_table(raw: RawEvents, session_id: str, frame_t_ns: np.ndarray |
     # ---- merge control rows (file order) and focus rows into (t, line) order
     t_f = np.fromiter((w.t_ns for w in focus), np.int64, nf)
     line_f = np.fromiter((w.line for w in focus), np.int64, nf)
-    order_c, pos = _merge_plan(raw.t_ns.astype(np.int64), raw.line.astype(np.int64), t_f, line_f)
+    order_c, pos = _merge_plan(np.asarray(raw.t_ns, np.int64), np.asarray(raw.line, np.int64),
+                               t_f, line_f)
 
     def npcol(a: np.ndarray, fill: Any) -> np.ndarray:
         a = a if order_c is None else a[order_c]
@@ -860,16 +860,17 @@ def build_events_table(raw: RawEvents, session_id: str, frame_t_ns: np.ndarray |
             return a
         return pa.concat_arrays([a, f]).take(merged)
 
-    t_s = npcol(raw.t_ns.astype(np.int64), 0)
+    t_s = npcol(raw.t_ns.astype(np.int64), 0)      # a copy: the table's t_ns shares it
     if nf:
         t_s[pos + np.arange(nf)] = t_f
-    k_s = npcol(raw.kind.astype(np.int8), KIND_FOCUS)
-    vk_s = npcol(raw.vk.astype(np.int64), -1)
-    x_s = npcol(raw.x.astype(np.float64), np.nan)
-    y_s = npcol(raw.y.astype(np.float64), np.nan)
-    pressed_s = npcol(raw.pressed.astype(bool), False)
-    dx_s = npcol(raw.dx.astype(np.float64), np.nan)
-    dy_s = npcol(raw.dy.astype(np.float64), np.nan)
+    # the other columns are only read: no copy where the dtype already matches
+    k_s = npcol(np.asarray(raw.kind, np.int8), KIND_FOCUS)
+    vk_s = npcol(np.asarray(raw.vk, np.int64), -1)
+    x_s = npcol(np.asarray(raw.x, np.float64), np.nan)
+    y_s = npcol(np.asarray(raw.y, np.float64), np.nan)
+    pressed_s = npcol(np.asarray(raw.pressed, bool), False)
+    dx_s = npcol(np.asarray(raw.dx, np.float64), np.nan)
+    dy_s = npcol(np.asarray(raw.dy, np.float64), np.nan)
     hashes = pacol(raw.hash.cast(pa.string()), pa.array([w.hash for w in focus], pa.string()))
     button = pacol(raw.button.cast(pa.string()), pa.nulls(nf, pa.string()))
     metadata = pacol(_key_metadata(raw), _focus_metadata(focus))
