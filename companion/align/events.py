@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -581,54 +582,82 @@ def _parse_all(data: bytes, starts: np.ndarray, ends: np.ndarray, lineno: np.nda
     of control rows among kept lines, the kept-lines mask (None = all) and the number
     of skipped lines."""
     n = int(starts.size)
-    ctrl_parts: list[dict[str, Any]] = []
-    ctrl_mask_parts: list[np.ndarray] = []
-    keep_parts: list[np.ndarray] = []
-    any_dropped = False
-    win: list[tuple[int, int, int, dict]] = []
-    rec: list[tuple[int, int, int, dict]] = []
-    skipped = 0
-    base = 0                                          # index among kept lines
-    for c0 in range(0, n, _CHUNK_LINES):
-        c1 = min(n, c0 + _CHUNK_LINES)
-        ts, src, edata, keep = _outer_chunk(data, starts[c0:c1], ends[c0:c1],
-                                            lineno[c0:c1], spath)
-        ln = lineno[c0:c1]
+    chunks = [(c0, min(n, c0 + _CHUNK_LINES)) for c0 in range(0, n, _CHUNK_LINES)]
+    acc = _Chunks(spath)
+    # pyarrow parses the next chunk's outer objects (GIL released) while this thread
+    # parses the current chunk's event_data
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nm-events-json") as pool:
+        def outer(k: int) -> Future:
+            c0, c1 = chunks[k]
+            return pool.submit(_outer_chunk, data, starts[c0:c1], ends[c0:c1], lineno[c0:c1],
+                               spath)
+        ahead = outer(0)
+        for k, (c0, c1) in enumerate(chunks):
+            ts, src, edata, keep = ahead.result()
+            if k + 1 < len(chunks):
+                ahead = outer(k + 1)
+            acc.add(ts, src, edata, keep, lineno[c0:c1])
+            if progress is not None:
+                progress.update(c1 - c0)
+    return acc.result()
+
+
+class _Chunks:
+    """_parse_all's results, a chunk of lines at a time."""
+
+    def __init__(self, spath: str):
+        self.spath = spath
+        self.ctrl_parts: list[dict[str, Any]] = []
+        self.ctrl_mask_parts: list[np.ndarray] = []
+        self.keep_parts: list[np.ndarray] = []
+        self.any_dropped = False
+        self.win: list[tuple[int, int, int, dict]] = []
+        self.rec: list[tuple[int, int, int, dict]] = []
+        self.skipped = 0
+        self.base = 0                                 # index among kept lines
+
+    def add(self, ts: np.ndarray, src: pa.Array, edata: pa.Array, keep: np.ndarray | None,
+            ln: np.ndarray) -> None:
+        """One chunk's outer columns (see _outer_chunk) and line numbers."""
+        spath = self.spath
+        self.keep_parts.append(np.ones(ln.size, bool) if keep is None else keep)
         if keep is not None:
             ln = ln[keep]
-            any_dropped = True
-        keep_parts.append(np.ones(c1 - c0, bool) if keep is None else keep)
+            self.any_dropped = True
         is_ctrl_a = pc.equal(src, ev.SRC_CONTROL)
         is_ctrl = np.asarray(is_ctrl_a.to_numpy(zero_copy_only=False), bool)
         is_win = np.asarray(pc.equal(src, ev.SRC_WINDOW).to_numpy(zero_copy_only=False), bool)
         is_rec = np.asarray(pc.equal(src, ev.SRC_RECORDER).to_numpy(zero_copy_only=False),
                             bool)
-        skipped += int(ts.size - is_ctrl.sum() - is_win.sum() - is_rec.sum())
+        self.skipped += int(ts.size - is_ctrl.sum() - is_win.sum() - is_rec.sum())
         for i in np.flatnonzero(is_win | is_rec).tolist():
             try:
                 obj = _parse_json_object(edata[i].as_py(), "window" if is_win[i] else "recorder")
             except _LineError as err:
                 raise BadInput(f"{spath}:{int(ln[i])}: {err}") from None
-            (win if is_win[i] else rec).append((base + i, int(ts[i]), int(ln[i]), obj))
+            (self.win if is_win[i] else self.rec).append((self.base + i, int(ts[i]), int(ln[i]),
+                                                          obj))
         cidx = np.flatnonzero(is_ctrl)
         c = _parse_controls(edata.filter(is_ctrl_a), ln[cidx], spath)
         known = c["kind"] >= 0                        # unknown actions are skipped
-        skipped += int((~known).sum())
+        self.skipped += int((~known).sum())
         c["t_ns"], c["line"] = ts[cidx], ln[cidx]
         if not known.all():
             ka = pa.array(known)
             c = {k: (v.filter(ka) if isinstance(v, pa.Array) else v[known]) for k, v in c.items()}
             is_ctrl = is_ctrl.copy()
             is_ctrl[cidx[~known]] = False
-        ctrl_parts.append(c)
-        ctrl_mask_parts.append(is_ctrl)
-        base += int(ts.size)
-        if progress is not None:
-            progress.update(c1 - c0)
-    ctrl = {k: (pa.concat_arrays([p[k] for p in ctrl_parts]) if isinstance(ctrl_parts[0][k], pa.Array)
-                else np.concatenate([p[k] for p in ctrl_parts])) for k in ctrl_parts[0]}
-    return {"ctrl": ctrl, "ctrl_mask": np.concatenate(ctrl_mask_parts), "win": win, "rec": rec,
-            "keep": np.concatenate(keep_parts) if any_dropped else None, "skipped": skipped}
+        self.ctrl_parts.append(c)
+        self.ctrl_mask_parts.append(is_ctrl)
+        self.base += int(ts.size)
+
+    def result(self) -> dict[str, Any]:
+        parts = self.ctrl_parts
+        ctrl = {k: (pa.concat_arrays([p[k] for p in parts]) if isinstance(parts[0][k], pa.Array)
+                    else np.concatenate([p[k] for p in parts])) for k in parts[0]}
+        return {"ctrl": ctrl, "ctrl_mask": np.concatenate(self.ctrl_mask_parts),
+                "win": self.win, "rec": self.rec, "skipped": self.skipped,
+                "keep": np.concatenate(self.keep_parts) if self.any_dropped else None}
 
 
 def _empty(spath: str, torn_tail: bool, torn_line: int | None) -> RawEvents:
