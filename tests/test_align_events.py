@@ -635,6 +635,29 @@ def test_parse_error_stops_the_child(tmp_path, child_spy):
     assert _child_outputs() == before
 
 
+def test_numpy_huge_page_setting_is_restored(tmp_path):
+    """Reading and building turn NumPy's huge-page advice off meanwhile and restore it,
+    also after an error."""
+    import companion.align.events as mod
+    setting = mod._NO_HUGE_PAGES._set
+    if setting is None:
+        pytest.skip("this NumPy has no huge-page switch")
+    p = tmp_path / "s.jsonl"
+    write_jsonl(p, ALL_FORMS)
+    bad = tmp_path / "bad.jsonl"
+    write_jsonl(bad, ALL_FORMS, tail="{\n" + format_line(T0, CTRL, ["mouse.move", 1, 2]))
+    original = setting(True)
+    try:
+        for want in (True, False):
+            setting(want)
+            build(read_events_jsonl(p), [T0])
+            with pytest.raises(BadInput, match=r"bad\.jsonl:\d+: "):
+                read_events_jsonl(bad)
+            assert setting(want) == want
+    finally:
+        setting(original)
+
+
 hyp = pytest.importorskip("hypothesis")
 st = pytest.importorskip("hypothesis.strategies")
 
