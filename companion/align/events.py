@@ -15,7 +15,9 @@ Speed: the outer objects are parsed by ``pyarrow.json`` (C++) and the
 (``pyarrow.compute.extract_regex``) that accept only the exact JSON shapes; anything the
 patterns do not match (unusual spacing, escaped key names, extra elements) goes through
 ``json.loads`` one line at a time, so the fast path never changes a result, only the time.
-Line hashes (sha256) are computed in a thread meanwhile.
+A worker thread parses the next chunk of lines' outer objects while the event_data of the
+current chunk is parsed. Line hashes (sha256, which hold the GIL line by line) are computed
+meanwhile by a child Python process for large files, else by a thread.
 Column meanings: docs/contracts/events-parquet.md. Measured: bench/bench_events.py.
 """
 from __future__ import annotations
