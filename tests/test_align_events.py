@@ -597,6 +597,17 @@ def test_line_hashes_from_the_child_process(tmp_path, child_spy, tail):
     assert _child_outputs() == before
 
 
+@pytest.mark.parametrize("block", [1, 7, 100])
+def test_child_hashes_across_its_read_blocks(tmp_path, child_spy, monkeypatch, block):
+    """The child reads 4 MB at a time; with tiny blocks, lines span several of them."""
+    import companion.align.events as mod
+    assert "f.read(1 << 22)" in mod._HASH_CHILD
+    monkeypatch.setattr(mod, "_HASH_CHILD", mod._HASH_CHILD.replace("1 << 22", str(block)))
+    p, lines = _child_case(tmp_path, tail='{"timestamp_ns":17401192')
+    assert read_events_jsonl(p).hash.to_pylist() == _ctrl_hashes(lines)
+    assert child_spy == [True]
+
+
 def test_child_not_used_for_crlf_lines(tmp_path, child_spy):
     p, lines = _child_case(tmp_path, eol="\r\n")
     assert read_events_jsonl(p).hash.to_pylist() == _ctrl_hashes(lines)

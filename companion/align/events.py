@@ -329,13 +329,13 @@ carry = b""
 with open(sys.argv[1], "rb") as f, open(sys.argv[2], "wb") as o:
     while True:
         got = f.read(1 << 22)
-        block = carry + got
-        cut = block.rfind(b"\n") if got else len(block)
-        if cut >= 0:
-            o.write(binascii.hexlify(b"".join(map(digest, map(sha256, block[:cut].split(b"\n"))))))
-            carry = block[cut + 1:]
+        if got:
+            pieces = got.split(b"\n")
+            pieces[0] = carry + pieces[0]
+            carry = pieces.pop()              # (the start of) the piece the next block ends
         else:
-            carry = block
+            pieces = [carry]
+        o.write(binascii.hexlify(b"".join(map(digest, map(sha256, pieces)))))
         if not got:
             break
 """
