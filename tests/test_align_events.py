@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -544,6 +545,128 @@ def test_invalid_utf8_leading_zeros_and_lone_surrogates(tmp_path):
     assert dict(r[0]["metadata"]) == {"key_name": "\ufffd"}
     assert dict(r[1]["metadata"]) == {"title": "a\ufffd"}
     assert r[2]["mouse_button"] == "\ufffd" and r[2]["button_index"] is None
+
+
+def _child_case(tmp_path, eol="\n", tail=""):
+    """An events file (every form, a window and a few hundred moves) and its line bytes."""
+    events = list(ALL_FORMS) + [(T0 + (100 + i) * MS, CTRL, ["mouse.move", i, 2 * i])
+                                for i in range(300)]
+    lines = [format_line(t, s, d).replace("\n", eol) for t, s, d in events]
+    p = tmp_path / "s.jsonl"
+    p.write_bytes(("".join(lines) + tail).encode())
+    return p, [ln.rstrip("\r\n").encode() for ln in lines]
+
+
+@pytest.fixture
+def child_spy(monkeypatch):
+    """Hash in a child for any file size; records whether its digests were used."""
+    import companion.align.events as mod
+    monkeypatch.setattr(mod, "_CHILD_MIN_BYTES", 0)
+    used: list[bool] = []
+    orig = mod._ChildHasher.result
+
+    def result(self, n):
+        r = orig(self, n)
+        used.append(r is not None)
+        return r
+    monkeypatch.setattr(mod._ChildHasher, "result", result)
+    return used
+
+
+def _child_outputs():
+    import tempfile
+    return {f for f in os.listdir(tempfile.gettempdir()) if f.startswith("nm-events-hash-")}
+
+
+def _ctrl_hashes(lines):
+    return [hashlib.sha256(b).hexdigest() for b in lines if b'"control_publisher"' in b]
+
+
+@pytest.mark.parametrize("tail", ["", '{"timestamp_ns":17401192'])
+def test_line_hashes_from_the_child_process(tmp_path, child_spy, tail):
+    """Large files are hashed by a child process; same hashes, torn tail excluded, and
+    its output file is removed."""
+    before = _child_outputs()
+    p, lines = _child_case(tmp_path, tail=tail)
+    raw = read_events_jsonl(p)
+    assert child_spy == [True]
+    assert raw.torn_tail == bool(tail)
+    assert raw.hash.to_pylist() == _ctrl_hashes(lines)
+    assert [w.hash for w in raw.windows] == [hashlib.sha256(b).hexdigest() for b in lines
+                                             if b'"window_publisher"' in b]
+    assert _child_outputs() == before
+
+
+@pytest.mark.parametrize("block", [1, 7, 100])
+def test_child_hashes_across_its_read_blocks(tmp_path, child_spy, monkeypatch, block):
+    """The child reads 4 MB at a time; with tiny blocks, lines span several of them."""
+    import companion.align.events as mod
+    assert "f.read(1 << 22)" in mod._HASH_CHILD
+    monkeypatch.setattr(mod, "_HASH_CHILD", mod._HASH_CHILD.replace("1 << 22", str(block)))
+    p, lines = _child_case(tmp_path, tail='{"timestamp_ns":17401192')
+    assert read_events_jsonl(p).hash.to_pylist() == _ctrl_hashes(lines)
+    assert child_spy == [True]
+
+
+def test_child_not_used_for_crlf_lines(tmp_path, child_spy):
+    p, lines = _child_case(tmp_path, eol="\r\n")
+    assert read_events_jsonl(p).hash.to_pylist() == _ctrl_hashes(lines)
+    assert child_spy == []
+
+
+def test_child_failure_falls_back_to_hashing_here(tmp_path, child_spy, monkeypatch):
+    import companion.align.events as mod
+    monkeypatch.setattr(mod, "_HASH_CHILD", "import sys; sys.exit(3)")
+    p, lines = _child_case(tmp_path)
+    assert read_events_jsonl(p).hash.to_pylist() == _ctrl_hashes(lines)
+    assert child_spy == [False]
+
+
+def test_child_digests_unused_when_the_file_changes(tmp_path, child_spy, monkeypatch):
+    """A file rewritten while it is parsed: the hashes are those of the bytes read."""
+    import companion.align.events as mod
+    p, lines = _child_case(tmp_path)
+    orig = mod._parse_all
+
+    def parse_and_rewrite(*a, **kw):
+        out = orig(*a, **kw)
+        p.write_bytes(p.read_bytes() + b"\n")
+        return out
+    monkeypatch.setattr(mod, "_parse_all", parse_and_rewrite)
+    assert read_events_jsonl(p).hash.to_pylist() == _ctrl_hashes(lines)
+    assert child_spy == [False]
+
+
+def test_parse_error_stops_the_child(tmp_path, child_spy):
+    before = _child_outputs()
+    p, lines = _child_case(tmp_path)
+    p.write_bytes(p.read_bytes().replace(b'"mouse.move\\",5,', b'"mouse.move\\",5,,', 1))
+    with pytest.raises(BadInput, match=r"s\.jsonl:28: event_data is not valid JSON"):
+        read_events_jsonl(p)
+    assert _child_outputs() == before
+
+
+def test_numpy_huge_page_setting_is_restored(tmp_path):
+    """Reading and building turn NumPy's huge-page advice off meanwhile and restore it,
+    also after an error."""
+    import companion.align.events as mod
+    setting = mod._NO_HUGE_PAGES._set
+    if setting is None:
+        pytest.skip("this NumPy has no huge-page switch")
+    p = tmp_path / "s.jsonl"
+    write_jsonl(p, ALL_FORMS)
+    bad = tmp_path / "bad.jsonl"
+    write_jsonl(bad, ALL_FORMS, tail="{\n" + format_line(T0, CTRL, ["mouse.move", 1, 2]))
+    original = setting(True)
+    try:
+        for want in (True, False):
+            setting(want)
+            build(read_events_jsonl(p), [T0])
+            with pytest.raises(BadInput, match=r"bad\.jsonl:\d+: "):
+                read_events_jsonl(bad)
+            assert setting(want) == want
+    finally:
+        setting(original)
 
 
 hyp = pytest.importorskip("hypothesis")

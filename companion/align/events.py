@@ -15,7 +15,9 @@ Speed: the outer objects are parsed by ``pyarrow.json`` (C++) and the
 (``pyarrow.compute.extract_regex``) that accept only the exact JSON shapes; anything the
 patterns do not match (unusual spacing, escaped key names, extra elements) goes through
 ``json.loads`` one line at a time, so the fast path never changes a result, only the time.
-Line hashes (sha256) are computed in a thread meanwhile.
+A worker thread parses the next chunk of lines' outer objects while the event_data of the
+current chunk is parsed. Line hashes (sha256, which hold the GIL line by line) are computed
+meanwhile by a child Python process for large files, else by a thread.
 Column meanings: docs/contracts/events-parquet.md. Measured: bench/bench_events.py.
 """
 from __future__ import annotations
@@ -25,7 +27,12 @@ import hashlib
 import json
 import math
 import os
+import stat
+import subprocess
+import sys
+import tempfile
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -248,19 +255,28 @@ def _to_f64(a: pa.Array) -> np.ndarray:
 _HASH_DIGEST = type(hashlib.sha256()).digest
 
 
+def _contiguous(starts: np.ndarray, ends: np.ndarray) -> bool:
+    """Each line starts right after the previous one's "\\n" (no "\\r", no blank lines)."""
+    return starts.size > 0 and bool(np.all(starts[1:] == ends[:-1] + 1))
+
+
+def _hex_array(hexb: bytes, n: int) -> pa.Array:
+    """String array of ``n`` 64-character hex digests stored back to back in ``hexb``."""
+    offsets = np.arange(0, 64 * (n + 1), 64, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexb))
+
+
 def _hash_lines(data: bytes, starts: np.ndarray, ends: np.ndarray,
                 chunk: int = 65536) -> pa.Array:
     """sha256 hex of each line ``data[starts[i]:ends[i]]`` (ends exclude the newline).
 
     The loop runs in C (map over hashlib, ~0.8 us a line) on chunks of lines so memory
-    stays small; it holds the GIL, so the reader runs it in a thread while pyarrow
-    (which releases the GIL) parses. Lines are contiguous in the common case (no blank
+    stays small; it holds the GIL. Lines are contiguous in the common case (no blank
     lines); otherwise each line is sliced on its own.
     """
     n = int(starts.size)
     parts: list[bytes] = []
-    contiguous = n > 0 and bool(np.all(starts[1:] == ends[:-1] + 1))   # no "\r", no blanks
-    if contiguous:
+    if _contiguous(starts, ends):
         st = starts.tolist()
         for i0 in range(0, n, chunk):
             i1 = min(n, i0 + chunk)
@@ -273,9 +289,7 @@ def _hash_lines(data: bytes, starts: np.ndarray, ends: np.ndarray,
         for i0 in range(0, n, chunk):
             lines = [mv[s:e] for s, e in zip(st[i0:i0 + chunk], en[i0:i0 + chunk])]
             parts.append(b"".join(map(_HASH_DIGEST, map(hashlib.sha256, lines))))
-    hexb = binascii.hexlify(b"".join(parts))
-    offsets = np.arange(0, 64 * (n + 1), 64, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexb))
+    return _hex_array(binascii.hexlify(b"".join(parts)), n)
 
 
 class _Background:
@@ -299,6 +313,140 @@ class _Background:
             raise self._err[0]
         return self._out[0]
 
+    def join(self) -> None:
+        self._t.join()
+
+
+# The hashing child (see _ChildHasher): standard library only, so ``python -I -S`` starts
+# it in ~20 ms. argv: path, out. It hashes every "\n"-separated piece of the file at path
+# (the last one too, even if empty), reading 4 MB at a time, and writes the sha256 hex
+# digests, 64 bytes a piece, to the file out (a file, not a pipe: the parent reads it in
+# one call when it is done parsing; 64 MB through a pipe took 0.1 s more).
+_HASH_CHILD = r"""
+import binascii, hashlib, sys
+digest, sha256 = type(hashlib.sha256()).digest, hashlib.sha256
+carry = b""
+with open(sys.argv[1], "rb") as f, open(sys.argv[2], "wb") as o:
+    while True:
+        got = f.read(1 << 22)
+        if got:
+            pieces = got.split(b"\n")
+            pieces[0] = carry + pieces[0]
+            carry = pieces.pop()              # (the start of) the piece the next block ends
+        else:
+            pieces = [carry]
+        o.write(binascii.hexlify(b"".join(map(digest, map(sha256, pieces)))))
+        if not got:
+            break
+"""
+#: file size from which lines are hashed in a child process (below, its ~30 ms start
+#: costs more than hashing in a thread gains)
+_CHILD_MIN_BYTES = 8 << 20
+
+
+def _file_id(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+class _ChildHasher:
+    """Line hashes from a child Python process, on the other core.
+
+    sha256 of a short line through hashlib holds the GIL (it is released for buffers of
+    2 KB and more only), so a hashing thread takes turns with the parser's Python code
+    and both wait (measured: 2.0 s to read 1M lines, 1.4 s with the child). The child is
+    started before the parent reads the file and reads it itself; its digests are used
+    only when the file stayed the same (device, inode, size, mtime) from before the
+    parent's read until the child is done, and the parent's lines are exactly the
+    file's first "\n"-separated pieces (no "\r", no blank lines).
+    """
+
+    def __init__(self, path: str, st: os.stat_result):
+        self._path, self._file_id = path, _file_id(st)
+        fd, self._out = tempfile.mkstemp(prefix="nm-events-hash-", suffix=".hex")
+        os.close(fd)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _HASH_CHILD, path, self._out],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except BaseException:
+            os.unlink(self._out)
+            raise
+
+    @classmethod
+    def start(cls, path: str, st: os.stat_result) -> _ChildHasher | None:
+        """A child for a large regular file, or None (small file, or no Python to start)."""
+        if (st.st_size < _CHILD_MIN_BYTES or not stat.S_ISREG(st.st_mode)
+                or not sys.executable or getattr(sys, "frozen", False)):
+            return None
+        try:
+            return cls(path, st)
+        except OSError:
+            return None
+
+    def result(self, n: int) -> pa.Array | None:
+        """The hashes of the first ``n`` pieces, or None if they cannot be trusted."""
+        try:
+            if self._proc.wait() != 0:
+                return None
+            with open(self._out, "rb") as f:
+                hexb = f.read()
+            same = _file_id(os.stat(self._path)) == self._file_id
+        except OSError:
+            return None
+        return _hex_array(hexb, n) if same and len(hexb) >= 64 * n else None
+
+    def close(self) -> None:
+        """Stop the child if it still runs and remove its output (idempotent)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        try:
+            os.unlink(self._out)
+        except FileNotFoundError:
+            pass
+
+
+class _NoHugePages:
+    """``with _NO_HUGE_PAGES:`` NumPy does not ask for transparent huge pages meanwhile.
+
+    NumPy advises the kernel to back arrays of 4 MiB and more with 2 MiB pages. The reader
+    and the builder make many such short-lived arrays, and each new huge page is zeroed
+    (and its memory compacted) on first touch: on this project's machines (VMs) that took
+    0.4-0.6 s of kernel time per 1M events, against 0.1 s with small pages. NumPy's switch
+    is process-wide, so it is turned off while any thread is inside and restored when the
+    last one leaves; without the switch (another NumPy) this does nothing.
+    """
+
+    def __init__(self) -> None:
+        try:
+            from numpy._core.multiarray import _set_madvise_hugepage
+        except ImportError:                          # NumPy 1.x
+            try:
+                from numpy.core.multiarray import _set_madvise_hugepage
+            except ImportError:
+                _set_madvise_hugepage = None
+        self._set = _set_madvise_hugepage
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._saved = True
+
+    def __enter__(self) -> None:
+        if self._set is not None:
+            with self._lock:
+                if self._inside == 0:
+                    self._saved = self._set(False)
+                self._inside += 1
+
+    def __exit__(self, *exc: object) -> None:
+        if self._set is not None:
+            with self._lock:
+                self._inside -= 1
+                if self._inside == 0:
+                    self._set(self._saved)
+
+
+_NO_HUGE_PAGES = _NoHugePages()
+
 
 # ------------------------------------------------------------------------- reader
 def read_events_jsonl(path: str | os.PathLike, progress: Any = None) -> RawEvents:
@@ -310,16 +458,33 @@ def read_events_jsonl(path: str | os.PathLike, progress: Any = None) -> RawEvent
     advanced by lines read.
     """
     spath = os.fspath(path)
+    child = None
     try:
-        with open(spath, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise BadInput(f"{spath}: events file not found") from None
-    except IsADirectoryError:
-        raise BadInput(f"{spath}: is a directory, expected the events JSONL file") from None
-    except OSError as e:
-        raise BadInput(f"{spath}: cannot read events file ({e.strerror or e})") from None
+        try:
+            with open(spath, "rb") as f:
+                st = os.fstat(f.fileno())
+                child = _ChildHasher.start(spath, st)    # hashes while this process parses
+                data = f.read()
+                if child is not None and (len(data) != st.st_size or
+                                          _file_id(os.fstat(f.fileno())) != _file_id(st)):
+                    child.close()                        # the file changed while read
+                    child = None
+        except FileNotFoundError:
+            raise BadInput(f"{spath}: events file not found") from None
+        except IsADirectoryError:
+            raise BadInput(f"{spath}: is a directory, expected the events JSONL file") from None
+        except OSError as e:
+            raise BadInput(f"{spath}: cannot read events file ({e.strerror or e})") from None
+        with _NO_HUGE_PAGES:
+            return _read_events(spath, data, child, progress)
+    finally:
+        if child is not None:
+            child.close()
 
+
+def _read_events(spath: str, data: bytes, child: _ChildHasher | None,
+                 progress: Any) -> RawEvents:
+    """read_events_jsonl on the file's bytes; ``child`` hashes the lines (or None)."""
     head = data[:65536]
     first = head.split(b"\n", 1)[0]
     if b"\x00" in first or (b"\n" not in head and b"\x00" in head[:4096]):
@@ -368,25 +533,26 @@ def read_events_jsonl(path: str | os.PathLike, progress: Any = None) -> RawEvent
     if n == 0:
         return _empty(spath, torn_tail, torn_line)
 
-    # Hashes of the exact line bytes: a C loop holding the GIL, run in a thread while
-    # pyarrow (GIL released) parses below.
-    hasher = _Background(_hash_lines, data, starts, ends)
+    # Hashes of the exact line bytes, computed while this thread parses: by the child
+    # when the lines are the file's first pieces, else in a thread (which overlaps with
+    # pyarrow's parsing only, as it holds the GIL).
+    hasher = None
+    if child is None or starts[0] != 0 or not _contiguous(starts, ends):
+        hasher = _Background(_hash_lines, data, starts, ends)
     try:
         parsed = _parse_all(data, starts, ends, lineno, spath, progress)
-    except BaseException:
-        try:
-            hasher.result()
-        except Exception:  # noqa: BLE001 - the parse error is the one to report
-            pass
-        raise
+    finally:
+        if hasher is not None:
+            hasher.join()                            # a parse error is the one to report
     if parsed["keep"] is not None:                   # whitespace-only lines were dropped
-        hasher.result()
         keep = parsed["keep"]
         starts, ends, lineno = starts[keep], ends[keep], lineno[keep]
         n = int(starts.size)
         hashes = _hash_lines(data, starts, ends)
     else:
-        hashes = hasher.result()
+        hashes = hasher.result() if hasher is not None else child.result(n)
+        if hashes is None:                           # the child's digests are not usable
+            hashes = _hash_lines(data, starts, ends)
     del data
 
     windows = [_window_event(t, ln, hashes[i].as_py(), obj) for i, t, ln, obj in parsed["win"]]
@@ -401,7 +567,6 @@ def read_events_jsonl(path: str | os.PathLike, progress: Any = None) -> RawEvent
             else:
                 raise BadInput(f"{spath}:{ln}: clock marker needs integer epoch_ns and mono_ns")
     c = parsed["ctrl"]
-    pa.default_memory_pool().release_unused()
     return RawEvents(
         path=spath, n_lines=n, torn_tail=torn_tail, torn_line=torn_line,
         t_ns=c["t_ns"], line=c["line"], hash=hashes.filter(pa.array(parsed["ctrl_mask"])),
@@ -462,54 +627,82 @@ def _parse_all(data: bytes, starts: np.ndarray, ends: np.ndarray, lineno: np.nda
     of control rows among kept lines, the kept-lines mask (None = all) and the number
     of skipped lines."""
     n = int(starts.size)
-    ctrl_parts: list[dict[str, Any]] = []
-    ctrl_mask_parts: list[np.ndarray] = []
-    keep_parts: list[np.ndarray] = []
-    any_dropped = False
-    win: list[tuple[int, int, int, dict]] = []
-    rec: list[tuple[int, int, int, dict]] = []
-    skipped = 0
-    base = 0                                          # index among kept lines
-    for c0 in range(0, n, _CHUNK_LINES):
-        c1 = min(n, c0 + _CHUNK_LINES)
-        ts, src, edata, keep = _outer_chunk(data, starts[c0:c1], ends[c0:c1],
-                                            lineno[c0:c1], spath)
-        ln = lineno[c0:c1]
+    chunks = [(c0, min(n, c0 + _CHUNK_LINES)) for c0 in range(0, n, _CHUNK_LINES)]
+    acc = _Chunks(spath)
+    # pyarrow parses the next chunk's outer objects (GIL released) while this thread
+    # parses the current chunk's event_data
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nm-events-json") as pool:
+        def outer(k: int) -> Future:
+            c0, c1 = chunks[k]
+            return pool.submit(_outer_chunk, data, starts[c0:c1], ends[c0:c1], lineno[c0:c1],
+                               spath)
+        ahead = outer(0)
+        for k, (c0, c1) in enumerate(chunks):
+            ts, src, edata, keep = ahead.result()
+            if k + 1 < len(chunks):
+                ahead = outer(k + 1)
+            acc.add(ts, src, edata, keep, lineno[c0:c1])
+            if progress is not None:
+                progress.update(c1 - c0)
+    return acc.result()
+
+
+class _Chunks:
+    """_parse_all's results, a chunk of lines at a time."""
+
+    def __init__(self, spath: str):
+        self.spath = spath
+        self.ctrl_parts: list[dict[str, Any]] = []
+        self.ctrl_mask_parts: list[np.ndarray] = []
+        self.keep_parts: list[np.ndarray] = []
+        self.any_dropped = False
+        self.win: list[tuple[int, int, int, dict]] = []
+        self.rec: list[tuple[int, int, int, dict]] = []
+        self.skipped = 0
+        self.base = 0                                 # index among kept lines
+
+    def add(self, ts: np.ndarray, src: pa.Array, edata: pa.Array, keep: np.ndarray | None,
+            ln: np.ndarray) -> None:
+        """One chunk's outer columns (see _outer_chunk) and line numbers."""
+        spath = self.spath
+        self.keep_parts.append(np.ones(ln.size, bool) if keep is None else keep)
         if keep is not None:
             ln = ln[keep]
-            any_dropped = True
-        keep_parts.append(np.ones(c1 - c0, bool) if keep is None else keep)
+            self.any_dropped = True
         is_ctrl_a = pc.equal(src, ev.SRC_CONTROL)
         is_ctrl = np.asarray(is_ctrl_a.to_numpy(zero_copy_only=False), bool)
         is_win = np.asarray(pc.equal(src, ev.SRC_WINDOW).to_numpy(zero_copy_only=False), bool)
         is_rec = np.asarray(pc.equal(src, ev.SRC_RECORDER).to_numpy(zero_copy_only=False),
                             bool)
-        skipped += int(ts.size - is_ctrl.sum() - is_win.sum() - is_rec.sum())
+        self.skipped += int(ts.size - is_ctrl.sum() - is_win.sum() - is_rec.sum())
         for i in np.flatnonzero(is_win | is_rec).tolist():
             try:
                 obj = _parse_json_object(edata[i].as_py(), "window" if is_win[i] else "recorder")
             except _LineError as err:
                 raise BadInput(f"{spath}:{int(ln[i])}: {err}") from None
-            (win if is_win[i] else rec).append((base + i, int(ts[i]), int(ln[i]), obj))
+            (self.win if is_win[i] else self.rec).append((self.base + i, int(ts[i]), int(ln[i]),
+                                                          obj))
         cidx = np.flatnonzero(is_ctrl)
         c = _parse_controls(edata.filter(is_ctrl_a), ln[cidx], spath)
         known = c["kind"] >= 0                        # unknown actions are skipped
-        skipped += int((~known).sum())
+        self.skipped += int((~known).sum())
         c["t_ns"], c["line"] = ts[cidx], ln[cidx]
         if not known.all():
             ka = pa.array(known)
             c = {k: (v.filter(ka) if isinstance(v, pa.Array) else v[known]) for k, v in c.items()}
             is_ctrl = is_ctrl.copy()
             is_ctrl[cidx[~known]] = False
-        ctrl_parts.append(c)
-        ctrl_mask_parts.append(is_ctrl)
-        base += int(ts.size)
-        if progress is not None:
-            progress.update(c1 - c0)
-    ctrl = {k: (pa.concat_arrays([p[k] for p in ctrl_parts]) if isinstance(ctrl_parts[0][k], pa.Array)
-                else np.concatenate([p[k] for p in ctrl_parts])) for k in ctrl_parts[0]}
-    return {"ctrl": ctrl, "ctrl_mask": np.concatenate(ctrl_mask_parts), "win": win, "rec": rec,
-            "keep": np.concatenate(keep_parts) if any_dropped else None, "skipped": skipped}
+        self.ctrl_parts.append(c)
+        self.ctrl_mask_parts.append(is_ctrl)
+        self.base += int(ts.size)
+
+    def result(self) -> dict[str, Any]:
+        parts = self.ctrl_parts
+        ctrl = {k: (pa.concat_arrays([p[k] for p in parts]) if isinstance(parts[0][k], pa.Array)
+                    else np.concatenate([p[k] for p in parts])) for k in parts[0]}
+        return {"ctrl": ctrl, "ctrl_mask": np.concatenate(self.ctrl_mask_parts),
+                "win": self.win, "rec": self.rec, "skipped": self.skipped,
+                "keep": np.concatenate(self.keep_parts) if self.any_dropped else None}
 
 
 def _empty(spath: str, torn_tail: bool, torn_line: int | None) -> RawEvents:
@@ -663,22 +856,6 @@ def _merge_plan(t_c: np.ndarray, line_c: np.ndarray, t_f: np.ndarray,
     return order_c, pos
 
 
-def _interleave(c: pa.Array, f: pa.Array, pos: np.ndarray) -> pa.Array:
-    """Insert ``f[i]`` before ``c[pos[i]]`` (pos non-decreasing), by concatenating slices."""
-    if len(f) == 0:
-        return c
-    pieces = []
-    prev = 0
-    for i, p in enumerate(pos.tolist()):
-        if p > prev:
-            pieces.append(c.slice(prev, p - prev))
-        pieces.append(f.slice(i, 1))
-        prev = p
-    if prev < len(c):
-        pieces.append(c.slice(prev))
-    return pa.concat_arrays(pieces)
-
-
 def _repeat_string(value: str, n: int) -> pa.Array:
     """A string array of ``n`` copies of ``value`` (built from buffers, no per-row work)."""
     b = value.encode("utf-8")
@@ -708,6 +885,14 @@ def build_events_table(raw: RawEvents, session_id: str, frame_t_ns: np.ndarray |
     Window events become ``focus`` rows only when the active window changes; every window
     event (heartbeats too) updates the window rect used for ``mouse_x``/``mouse_y``.
     """
+    with _NO_HUGE_PAGES:
+        return _build_table(raw, session_id, frame_t_ns, video_size, to_mono, frame_interval_ns)
+
+
+def _build_table(raw: RawEvents, session_id: str, frame_t_ns: np.ndarray | Sequence[int],
+                 video_size: tuple[int, int] | None,
+                 to_mono: Callable[[np.ndarray], np.ndarray] | None,
+                 frame_interval_ns: int | None) -> pa.Table:
     if not isinstance(session_id, str) or not session_id:
         raise BadInput("session_id must be a non-empty string")
     if video_size is not None:
@@ -741,26 +926,33 @@ def build_events_table(raw: RawEvents, session_id: str, frame_t_ns: np.ndarray |
     # ---- merge control rows (file order) and focus rows into (t, line) order
     t_f = np.fromiter((w.t_ns for w in focus), np.int64, nf)
     line_f = np.fromiter((w.line for w in focus), np.int64, nf)
-    order_c, pos = _merge_plan(raw.t_ns.astype(np.int64), raw.line.astype(np.int64), t_f, line_f)
+    order_c, pos = _merge_plan(np.asarray(raw.t_ns, np.int64), np.asarray(raw.line, np.int64),
+                               t_f, line_f)
 
     def npcol(a: np.ndarray, fill: Any) -> np.ndarray:
         a = a if order_c is None else a[order_c]
         return np.insert(a, pos, np.full(nf, fill, dtype=a.dtype)) if nf else a
 
-    def pacol(a: pa.Array, f: pa.Array) -> pa.Array:
-        a = a if order_c is None else a.take(pa.array(order_c))
-        return _interleave(a, f, pos)
+    # Arrow columns: one take from [control rows, focus rows] in the merged order
+    merged = np.arange(nc) if order_c is None else order_c
+    merged = pa.array(np.insert(merged, pos, nc + np.arange(nf)) if nf else merged)
 
-    t_s = npcol(raw.t_ns.astype(np.int64), 0)
+    def pacol(a: pa.Array, f: pa.Array) -> pa.Array:
+        if nf == 0 and order_c is None:
+            return a
+        return pa.concat_arrays([a, f]).take(merged)
+
+    t_s = npcol(raw.t_ns.astype(np.int64), 0)      # a copy: the table's t_ns shares it
     if nf:
         t_s[pos + np.arange(nf)] = t_f
-    k_s = npcol(raw.kind.astype(np.int8), KIND_FOCUS)
-    vk_s = npcol(raw.vk.astype(np.int64), -1)
-    x_s = npcol(raw.x.astype(np.float64), np.nan)
-    y_s = npcol(raw.y.astype(np.float64), np.nan)
-    pressed_s = npcol(raw.pressed.astype(bool), False)
-    dx_s = npcol(raw.dx.astype(np.float64), np.nan)
-    dy_s = npcol(raw.dy.astype(np.float64), np.nan)
+    # the other columns are only read: no copy where the dtype already matches
+    k_s = npcol(np.asarray(raw.kind, np.int8), KIND_FOCUS)
+    vk_s = npcol(np.asarray(raw.vk, np.int64), -1)
+    x_s = npcol(np.asarray(raw.x, np.float64), np.nan)
+    y_s = npcol(np.asarray(raw.y, np.float64), np.nan)
+    pressed_s = npcol(np.asarray(raw.pressed, bool), False)
+    dx_s = npcol(np.asarray(raw.dx, np.float64), np.nan)
+    dy_s = npcol(np.asarray(raw.dy, np.float64), np.nan)
     hashes = pacol(raw.hash.cast(pa.string()), pa.array([w.hash for w in focus], pa.string()))
     button = pacol(raw.button.cast(pa.string()), pa.nulls(nf, pa.string()))
     metadata = pacol(_key_metadata(raw), _focus_metadata(focus))
