@@ -399,6 +399,13 @@ def test_rows_sorted_by_time_with_ties_in_file_order(tmp_path):
         (5, "focus", None), (5, "mouse_move", 6)]
     # the window event at t=5 applies to every event at t >= 5
     assert [x["window_id"] for x in r] == [None, None, "1", "1", "1"]
+    # out of order without focus rows: the Arrow columns (hash, metadata) move too
+    lines = write_jsonl(p, [(T0 + 5, CTRL, ["mouse.move", 5, 0]),
+                            (T0 + 3, CTRL, ["keyboard.press", 65, "a"])])
+    r = rows(build(read_events_jsonl(p)))
+    assert [(x["t_ns"] - T0, x["hash"], x["metadata"]) for x in r] == [
+        (3, hashlib.sha256(lines[1]).hexdigest(), [("key_name", "a")]),
+        (5, hashlib.sha256(lines[0]).hexdigest(), None)]
 
 
 def test_bad_arguments(tmp_path):

@@ -934,13 +934,13 @@ def _build_table(raw: RawEvents, session_id: str, frame_t_ns: np.ndarray | Seque
         return np.insert(a, pos, np.full(nf, fill, dtype=a.dtype)) if nf else a
 
     # Arrow columns: one take from [control rows, focus rows] in the merged order
-    merged = np.arange(nc) if order_c is None else order_c
-    merged = pa.array(np.insert(merged, pos, nc + np.arange(nf)) if nf else merged)
+    merged = None
+    if nf or order_c is not None:
+        ctrl = np.arange(nc) if order_c is None else order_c
+        merged = pa.array(np.insert(ctrl, pos, nc + np.arange(nf)))
 
     def pacol(a: pa.Array, f: pa.Array) -> pa.Array:
-        if nf == 0 and order_c is None:
-            return a
-        return pa.concat_arrays([a, f]).take(merged)
+        return a if merged is None else pa.concat_arrays([a, f]).take(merged)
 
     t_s = npcol(raw.t_ns.astype(np.int64), 0)      # a copy: the table's t_ns shares it
     if nf:
