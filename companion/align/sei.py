@@ -76,19 +76,27 @@ def nal_length_size_from_extradata(extradata: Buffer | None, codec: str) -> int 
     return n if n in (1, 2, 4) else None
 
 
-def _split_length_prefixed(data: Buffer, n: int) -> list[tuple[int, int]] | None:
-    """(start, end) offsets of each NAL, or None if the lengths do not tile ``data``."""
+def _split_length_prefixed(data: Buffer, n: int, keep: int | None = None
+                           ) -> list[tuple[int, int]] | None:
+    """(start, end) offsets of each NAL, or None if the lengths do not tile ``data``.
+    ``keep``: only the SEI NALs of a codec with a ``keep``-byte NAL header (1: H.264,
+    2: HEVC) are listed; the whole packet is still checked (this runs once per frame)."""
+    mv = memoryview(data)
     out = []
-    size = len(data)
+    size = len(mv)
     i = 0
     while i < size:
         if i + n > size:
             return None
-        ln = int.from_bytes(data[i:i + n], "big")
+        if n == 4:
+            ln = mv[i] << 24 | mv[i + 1] << 16 | mv[i + 2] << 8 | mv[i + 3]
+        else:
+            ln = int.from_bytes(mv[i:i + n], "big")
         i += n
-        if ln == 0 or i + ln > size or data[i] & 0x80:  # forbidden_zero_bit must be 0
+        if ln == 0 or i + ln > size or mv[i] & 0x80:  # forbidden_zero_bit must be 0
             return None
-        out.append((i, i + ln))
+        if keep is None or _is_sei(mv[i], keep):
+            out.append((i, i + ln))
         i += ln
     return out
 
@@ -267,48 +275,23 @@ def cc_data_from_packet(data: Buffer, codec: str, nal_length_size: int = 4) -> l
     else:
         return []
     mv = memoryview(data)
-    spans = _sei_spans_length_prefixed(mv, nal_length_size, hdr) \
+    spans = _split_length_prefixed(mv, nal_length_size, keep=hdr) \
         if nal_length_size in (1, 2, 3, 4) else None
     if spans is None:   # not length-prefixed: Annex-B start codes
-        spans = [(s, e) for s, e in _split_annexb(mv) if e - s > hdr and _is_sei(mv[s], hdr)]
+        spans = [(s, e) for s, e in _split_annexb(mv) if _is_sei(mv[s], hdr)]
     out: list[Triplet] = []
     for s, e in spans:
-        out.extend(_cc_from_sei_nal(mv[s:e], hdr))
+        if e - s > hdr:
+            out.extend(_cc_from_sei_nal(mv[s:e], hdr))
     return out
 
 
 def _is_sei(first: int, hdr: int) -> bool:
+    """Whether a NAL header's first byte says SEI (``hdr``: 1 H.264, 2 HEVC prefix/suffix)."""
     if hdr == 1:
         return first & 0x1F == H264_NAL_SEI
     t = (first >> 1) & 0x3F
     return t == HEVC_NAL_PREFIX_SEI or t == HEVC_NAL_SUFFIX_SEI
-
-
-def _sei_spans_length_prefixed(mv: memoryview, n: int, hdr: int) -> list[tuple[int, int]] | None:
-    """(start, end) of the SEI NALs (longer than the ``hdr``-byte header) of a
-    length-prefixed packet, or None if the lengths do not tile it (the same test as
-    ``_split_length_prefixed``, fused with the header check: this runs once per frame)."""
-    size = len(mv)
-    i = 0
-    out = []
-    while i < size:
-        if i + n > size:
-            return None
-        if n == 4:
-            ln = mv[i] << 24 | mv[i + 1] << 16 | mv[i + 2] << 8 | mv[i + 3]
-        else:
-            ln = int.from_bytes(mv[i:i + n], "big")
-        i += n
-        if ln == 0 or i + ln > size:
-            return None
-        h = mv[i]
-        if h & 0x80:              # forbidden_zero_bit must be 0
-            return None
-        if ln > hdr and (h & 0x1F == H264_NAL_SEI if hdr == 1 else
-                         (h >> 1) & 0x3F in (HEVC_NAL_PREFIX_SEI, HEVC_NAL_SUFFIX_SEI)):
-            out.append((i, i + ln))
-        i += ln
-    return out
 
 
 # ---------------------------------------------------------------------------------------
