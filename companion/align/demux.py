@@ -25,7 +25,7 @@ import av
 import numpy as np
 
 from companion.align.cea608 import Cea608Decoder
-from companion.align.header import STANDARD_RATES, HeaderInfo, header_info, video_streams
+from companion.align.header import STANDARD_RATES, header_info, video_streams
 from companion.align.sei import cc_data_from_packet, nal_length_size_from_extradata, normalize_codec
 from companion.util.errors import BadInput
 
@@ -188,7 +188,7 @@ def scan_video(path: str | os.PathLike, progress=None, *, on_header=None,
     one-line message naming the file if it is missing, empty, not a media file, or has
     no video stream.
 
-    ``on_header(info: HeaderInfo)``: called once the header is read, before the first
+    ``on_header(info: header.HeaderInfo)``: called once the header is read, before the first
     packet (its exceptions propagate). ``audio_sink(rate, channels)``: called then when
     the file has audio; it may return an object whose ``put(pkt)`` receives every packet
     of the first audio stream in stream order (PyAV's empty end-of-stream packet last)

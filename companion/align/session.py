@@ -20,6 +20,7 @@ from .. import __version__
 from ..contract.schemas import FRAMES_SCHEMA, parquet_write_options
 from ..contract.sidecar import read_sidecar, sidecar_path_for
 from ..contract.version import FORMAT_VERSION
+from ..dataset.early import sidecar_fps as _sidecar_fps
 from ..util.atomic import atomic_path, write_json_atomic
 from ..util.integrity import recorded_hash, sha256_file, write_integrity
 from ..util.errors import BadInput
@@ -212,11 +213,6 @@ def resolve_inputs(video: Path, events: Path | None, workdir: Path | None) -> tu
             raise BadInput(f"{video}: the export holds no video")
         return vids[0], events or vids[0].with_suffix(".jsonl"), folder
     return video, events or video.with_suffix(".jsonl"), None
-
-
-def _sidecar_fps(path: Path) -> Fraction | None:
-    from ..dataset.early import sidecar_fps
-    return sidecar_fps(path)
 
 
 def align_session(video, events=None, out=None, dataset=None, chunk_seconds: float = 20.0,

@@ -34,7 +34,7 @@ from companion.util.errors import BadInput, EnvProblem, NMError
 
 from .actions import chunk_actions, prepare_actions
 from .chunking import ChunkPlan, plan_chunks
-from .layout import (DATASET_META, INDEX_FILE, INDEX_PARTS, STAGING, VideoLayout,
+from .layout import (INDEX_FILE, INDEX_PARTS, STAGING, VideoLayout,
                      ensure_dataset, layout_for, locked, validate_video_id)
 from .early import EarlyStart  # noqa: F401 - nm-align starts it; re-exported
 from .ffmpeg_copy import split_video_fast
