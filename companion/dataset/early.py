@@ -74,7 +74,7 @@ class EarlyStart:
 
     def on_header(self, info) -> None:
         """Start the ffmpeg stream copy from the container header (once)."""
-        if self.copy is not None or self._header_seen:
+        if self._header_seen:
             return
         self._header_seen = True
         try:
