@@ -491,11 +491,13 @@ def test_line_hashes_across_chunk_boundaries(text):
         assert got == want
 
 
-@pytest.mark.parametrize("chunk", [1, 2, 3, 7])
-def test_chunked_parsing_gives_the_same_result(tmp_path, monkeypatch, chunk):
-    """The reader parses a chunk of lines per pyarrow call; chunk edges change nothing,
-    also with a whitespace-only line, an unknown action and an unknown source inside."""
-    import companion.align.events as mod
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 64, 300])
+@pytest.mark.parametrize("memory", [0, 1 << 30])
+def test_block_reading_gives_the_same_result(tmp_path, block, memory):
+    """The reader reads and parses a block of bytes at a time and may spill the parsed
+    blocks to disk; block edges and spilling change nothing, also with a whitespace-only
+    line, an unknown action and an unknown source inside."""
+    from companion.align.eventlog import read_event_log
     lines = [format_line(t, s, d) for t, s, d in ALL_FORMS]
     lines.insert(9, "  \n")
     lines.insert(4, format_line(T0 + 4 * MS, CTRL, ["gamepad.stick", 0.5]))
@@ -503,8 +505,11 @@ def test_chunked_parsing_gives_the_same_result(tmp_path, monkeypatch, chunk):
     p = tmp_path / "s.jsonl"
     p.write_text("".join(lines), encoding="utf-8")
     ref = read_events_jsonl(p)
-    monkeypatch.setattr(mod, "_CHUNK_LINES", chunk)
-    got = read_events_jsonl(p)
+    with read_event_log(p, block_bytes=block, memory_bytes=memory, spill_dir=tmp_path) as log:
+        got = log.raw()
+        assert log.spilled == (log.n_parts if memory == 0 else 0)
+        assert log.n_parts > (1 if block < 100 else 0)
+    assert [f.name for f in tmp_path.iterdir()] == ["s.jsonl"]     # spill file removed
     assert got.skipped == ref.skipped == 2 and len(got) == len(ref) == 16
     for f in ("t_ns", "line", "kind", "vk", "pressed", "clock_pairs"):
         assert np.array_equal(getattr(got, f), getattr(ref, f)), f
@@ -570,13 +575,13 @@ def child_spy(monkeypatch):
     import companion.align.events as mod
     monkeypatch.setattr(mod, "_CHILD_MIN_BYTES", 0)
     used: list[bool] = []
-    orig = mod._ChildHasher.result
+    orig = mod._ChildHasher.digests
 
-    def result(self, n):
-        r = orig(self, n)
-        used.append(r is not None)
+    def digests(self):
+        r = orig(self)
+        used.append(self.used)
         return r
-    monkeypatch.setattr(mod._ChildHasher, "result", result)
+    monkeypatch.setattr(mod._ChildHasher, "digests", digests)
     return used
 
 
@@ -630,16 +635,17 @@ def test_child_failure_falls_back_to_hashing_here(tmp_path, child_spy, monkeypat
 
 
 def test_child_digests_unused_when_the_file_changes(tmp_path, child_spy, monkeypatch):
-    """A file rewritten while it is parsed: the hashes are those of the bytes read."""
-    import companion.align.events as mod
+    """A file appended to while it is parsed: the hashes are those of the bytes read
+    (hashed again here: the child's digests are not trusted)."""
+    import companion.align.eventlog as mod
     p, lines = _child_case(tmp_path)
-    orig = mod._parse_all
+    orig = mod._lines
 
-    def parse_and_rewrite(*a, **kw):
+    def split_and_append(*a, **kw):
         out = orig(*a, **kw)
         p.write_bytes(p.read_bytes() + b"\n")
         return out
-    monkeypatch.setattr(mod, "_parse_all", parse_and_rewrite)
+    monkeypatch.setattr(mod, "_lines", split_and_append)
     assert read_events_jsonl(p).hash.to_pylist() == _ctrl_hashes(lines)
     assert child_spy == [False]
 

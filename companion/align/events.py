@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -317,28 +316,39 @@ class _Background:
         self._t.join()
 
 
-# The hashing child (see _ChildHasher): standard library only, so ``python -I -S`` starts
-# it in ~20 ms. argv: path, out. It hashes every "\n"-separated piece of the file at path
-# (the last one too, even if empty), reading 4 MB at a time, and writes the sha256 hex
-# digests, 64 bytes a piece, to the file out (a file, not a pipe: the parent reads it in
-# one call when it is done parsing; 64 MB through a pipe took 0.1 s more).
-_HASH_CHILD = r"""
-import binascii, hashlib, sys
-digest, sha256 = type(hashlib.sha256()).digest, hashlib.sha256
-carry = b""
-with open(sys.argv[1], "rb") as f, open(sys.argv[2], "wb") as o:
-    while True:
-        got = f.read(1 << 22)
-        if got:
-            pieces = got.split(b"\n")
-            pieces[0] = carry + pieces[0]
-            carry = pieces.pop()              # (the start of) the piece the next block ends
-        else:
-            pieces = [carry]
-        o.write(binascii.hexlify(b"".join(map(digest, map(sha256, pieces)))))
-        if not got:
-            break
+# The line hasher (see _ChildHasher): standard library only, so ``python -I -S`` starts it
+# in ~20 ms as a child; the same function runs in-process when the child cannot be used.
+# It hashes every "\n"-separated piece of the file at ``src`` (the last one too, even if
+# empty), reading 4 MB at a time, and writes the sha256 hex digests, 64 bytes a piece, to
+# the file ``out`` (a file, not a pipe: 64 MB through a pipe took 0.1 s more).
+_HASH_PIECES = r"""
+def hash_pieces(src, out):
+    import binascii, hashlib
+    digest, sha256 = type(hashlib.sha256()).digest, hashlib.sha256
+    carry = b""
+    with open(src, "rb") as f, open(out, "wb") as o:
+        while True:
+            got = f.read(1 << 22)
+            if got:
+                pieces = got.split(b"\n")
+                pieces[0] = carry + pieces[0]
+                carry = pieces.pop()          # (the start of) the piece the next block ends
+            else:
+                pieces = [carry]
+            o.write(binascii.hexlify(b"".join(map(digest, map(sha256, pieces)))))
+            if not got:
+                break
 """
+_HASH_CHILD = _HASH_PIECES + "\nimport sys\nhash_pieces(sys.argv[1], sys.argv[2])\n"
+
+
+def _hash_pieces_here(src: str, out: str) -> None:
+    """What the hashing child does, in this process (the child could not be used)."""
+    ns: dict[str, Any] = {}
+    exec(compile(_HASH_PIECES, "<nm-hash-pieces>", "exec"), ns)   # noqa: S102 - our own text
+    ns["hash_pieces"](src, out)
+
+
 #: file size from which lines are hashed in a child process (below, its ~30 ms start
 #: costs more than hashing in a thread gains)
 _CHILD_MIN_BYTES = 8 << 20
@@ -362,6 +372,7 @@ class _ChildHasher:
 
     def __init__(self, path: str, st: os.stat_result):
         self._path, self._file_id = path, _file_id(st)
+        self.used: bool | None = None       # the child's own digests were used (or not)
         fd, self._out = tempfile.mkstemp(prefix="nm-events-hash-", suffix=".hex")
         os.close(fd)
         try:
@@ -383,17 +394,22 @@ class _ChildHasher:
         except OSError:
             return None
 
-    def result(self, n: int) -> pa.Array | None:
-        """The hashes of the first ``n`` pieces, or None if they cannot be trusted."""
+    def digests(self) -> np.ndarray:
+        """The hex digests of the file's "\\n"-separated pieces: a (pieces, 64) uint8 array
+        backed by the output file (drop it before ``close``). If the child failed, or the
+        file changed (device, inode, size, mtime) since ``start``, the pieces are hashed
+        again here from the file as it is now: the companion only appends, so the lines
+        already read are still its first pieces. Raises OSError if the file is gone."""
         try:
-            if self._proc.wait() != 0:
-                return None
-            with open(self._out, "rb") as f:
-                hexb = f.read()
-            same = _file_id(os.stat(self._path)) == self._file_id
+            ok = self._proc.wait() == 0 and _file_id(os.stat(self._path)) == self._file_id
         except OSError:
-            return None
-        return _hex_array(hexb, n) if same and len(hexb) >= 64 * n else None
+            ok = False
+        self.used = ok
+        if not ok:
+            _hash_pieces_here(self._path, self._out)
+        if os.path.getsize(self._out) == 0:
+            return np.zeros((0, 64), np.uint8)
+        return np.memmap(self._out, np.uint8, mode="r").reshape(-1, 64)
 
     def close(self) -> None:
         """Stop the child if it still runs and remove its output (idempotent)."""
@@ -455,129 +471,17 @@ def read_events_jsonl(path: str | os.PathLike, progress: Any = None) -> RawEvent
     Raises BadInput (one line) when the file is missing, unreadable, binary, not an event
     log, or has an unreadable line anywhere but at the end. An empty file gives zero
     events. ``progress``: an object with ``update(n)`` (e.g. companion.util.progress.Progress),
-    advanced by lines read.
+    advanced by lines read. Everything is held in memory; the aligner reads long logs
+    with :func:`companion.align.eventlog.read_event_log` instead.
     """
-    spath = os.fspath(path)
-    child = None
-    try:
-        try:
-            with open(spath, "rb") as f:
-                st = os.fstat(f.fileno())
-                child = _ChildHasher.start(spath, st)    # hashes while this process parses
-                data = f.read()
-                if child is not None and (len(data) != st.st_size or
-                                          _file_id(os.fstat(f.fileno())) != _file_id(st)):
-                    child.close()                        # the file changed while read
-                    child = None
-        except FileNotFoundError:
-            raise BadInput(f"{spath}: events file not found") from None
-        except IsADirectoryError:
-            raise BadInput(f"{spath}: is a directory, expected the events JSONL file") from None
-        except OSError as e:
-            raise BadInput(f"{spath}: cannot read events file ({e.strerror or e})") from None
-        with _NO_HUGE_PAGES:
-            return _read_events(spath, data, child, progress)
-    finally:
-        if child is not None:
-            child.close()
+    from companion.align.eventlog import read_event_log
+    with read_event_log(path, progress, memory_bytes=1 << 62) as log:
+        if log.n_events > _MAX_LINES:
+            raise BadInput(f"{log.path}: {log.n_events} events is more than this reader holds "
+                           f"in memory ({_MAX_LINES})")
+        return log.raw()
 
 
-def _read_events(spath: str, data: bytes, child: _ChildHasher | None,
-                 progress: Any) -> RawEvents:
-    """read_events_jsonl on the file's bytes; ``child`` hashes the lines (or None)."""
-    head = data[:65536]
-    first = head.split(b"\n", 1)[0]
-    if b"\x00" in first or (b"\n" not in head and b"\x00" in head[:4096]):
-        raise BadInput(f"{spath}: not an events JSONL file (binary data)")
-    stripped = head.lstrip()
-    if stripped and not stripped.startswith(b"{"):
-        if stripped.startswith(b"\xef\xbb\xbf{"):
-            raise BadInput(f"{spath}: starts with a UTF-8 byte order mark; the events JSONL "
-                           "must be plain UTF-8 without BOM")
-        raise BadInput(f"{spath}: not an events JSONL file (line 1 is not a JSON object)")
-
-    # Line boundaries (vectorized). starts/ends index into data; ends exclude "\n" and "\r".
-    buf = np.frombuffer(data, dtype=np.uint8)
-    step = 1 << 24                                   # 16 MB at a time: small temporaries
-    nl = np.concatenate([np.flatnonzero(buf[i:i + step] == 10) + i
-                         for i in range(0, len(data), step)] or [np.zeros(0, np.int64)])
-    starts = np.concatenate(([0], nl + 1)).astype(np.int64)
-    ends = np.concatenate((nl, [len(data)])).astype(np.int64)
-    lineno = np.arange(1, starts.size + 1, dtype=np.int64)
-    if ends.size and starts[-1] == ends[-1]:         # file ends with "\n" (or is empty)
-        starts, ends, lineno = starts[:-1], ends[:-1], lineno[:-1]
-    if ends.size and b"\r" in data:
-        cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
-        ends = ends - cr
-    keep = ends > starts
-    if not keep.all():                               # blank lines are ignored
-        starts, ends, lineno = starts[keep], ends[keep], lineno[keep]
-    n = int(starts.size)
-    if n > _MAX_LINES:
-        raise BadInput(f"{spath}: {n} lines is more than this reader supports ({_MAX_LINES})")
-
-    torn_tail, torn_line = False, None
-    while n and not data[starts[n - 1]:ends[n - 1]].strip():   # trailing whitespace lines
-        n -= 1
-        starts, ends, lineno = starts[:n], ends[:n], lineno[:n]
-    if n:
-        try:
-            _parse_outer(data[starts[-1]:ends[-1]])
-        except _LineError as e:
-            if n == 1:
-                raise BadInput(f"{spath}:{int(lineno[-1])}: {e}") from None
-            torn_tail, torn_line = True, int(lineno[-1])
-            n -= 1
-            starts, ends, lineno = starts[:n], ends[:n], lineno[:n]
-
-    if n == 0:
-        return _empty(spath, torn_tail, torn_line)
-
-    # Hashes of the exact line bytes, computed while this thread parses: by the child
-    # when the lines are the file's first pieces, else in a thread (which overlaps with
-    # pyarrow's parsing only, as it holds the GIL).
-    hasher = None
-    if child is None or starts[0] != 0 or not _contiguous(starts, ends):
-        hasher = _Background(_hash_lines, data, starts, ends)
-    try:
-        parsed = _parse_all(data, starts, ends, lineno, spath, progress)
-    finally:
-        if hasher is not None:
-            hasher.join()                            # a parse error is the one to report
-    if parsed["keep"] is not None:                   # whitespace-only lines were dropped
-        keep = parsed["keep"]
-        starts, ends, lineno = starts[keep], ends[keep], lineno[keep]
-        n = int(starts.size)
-        hashes = _hash_lines(data, starts, ends)
-    else:
-        hashes = hasher.result() if hasher is not None else child.result(n)
-        if hashes is None:                           # the child's digests are not usable
-            hashes = _hash_lines(data, starts, ends)
-    del data
-
-    windows = [_window_event(t, ln, hashes[i].as_py(), obj) for i, t, ln, obj in parsed["win"]]
-    markers: list[tuple[int, dict]] = [(t, obj) for _, t, _, obj in parsed["rec"]]
-    clock: list[tuple[int, int]] = []
-    for _, _, ln, obj in parsed["rec"]:
-        if obj.get("event") == ev.REC_CLOCK:
-            e_ns, m_ns = obj.get("epoch_ns"), obj.get("mono_ns")
-            if (isinstance(e_ns, int) and isinstance(m_ns, int)
-                    and not isinstance(e_ns, bool) and not isinstance(m_ns, bool)):
-                clock.append((e_ns, m_ns))
-            else:
-                raise BadInput(f"{spath}:{ln}: clock marker needs integer epoch_ns and mono_ns")
-    c = parsed["ctrl"]
-    return RawEvents(
-        path=spath, n_lines=n, torn_tail=torn_tail, torn_line=torn_line,
-        t_ns=c["t_ns"], line=c["line"], hash=hashes.filter(pa.array(parsed["ctrl_mask"])),
-        kind=c["kind"].astype(np.int8), vk=c["vk"], key_name=c["key_name"],
-        x=c["x"], y=c["y"], button=c["button"], pressed=c["pressed"],
-        dx=c["dx"], dy=c["dy"], windows=windows, markers=markers,
-        clock_pairs=np.asarray(clock, dtype=np.int64).reshape(-1, 2),
-        skipped=parsed["skipped"])
-
-
-_CHUNK_LINES = 1 << 18     # lines parsed per pyarrow call: bounds the parser's memory
 # pyarrow's threaded JSON parse costs ~60 % more CPU than one thread; with 2 cores the
 # other one is busy hashing lines, so threads only pay off with more cores.
 _PARSE_THREADS = (os.cpu_count() or 1) >= 4
@@ -618,101 +522,6 @@ def _outer_chunk(data: bytes, starts: np.ndarray, ends: np.ndarray, lineno: np.n
         datal.append(d)
     return (np.asarray(tsl, dtype=np.int64), pa.array(srcl, pa.string()),
             pa.array(datal, pa.string()), None if keep.all() else keep)
-
-
-def _parse_all(data: bytes, starts: np.ndarray, ends: np.ndarray, lineno: np.ndarray,
-               spath: str, progress: Any) -> dict[str, Any]:
-    """Parse every line, a chunk of lines at a time. Returns the control columns, the
-    window and recorder lines as (index among kept lines, t_ns, line, object), the mask
-    of control rows among kept lines, the kept-lines mask (None = all) and the number
-    of skipped lines."""
-    n = int(starts.size)
-    chunks = [(c0, min(n, c0 + _CHUNK_LINES)) for c0 in range(0, n, _CHUNK_LINES)]
-    acc = _Chunks(spath)
-    # pyarrow parses the next chunk's outer objects (GIL released) while this thread
-    # parses the current chunk's event_data
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nm-events-json") as pool:
-        def outer(k: int) -> Future:
-            c0, c1 = chunks[k]
-            return pool.submit(_outer_chunk, data, starts[c0:c1], ends[c0:c1], lineno[c0:c1],
-                               spath)
-        ahead = outer(0)
-        for k, (c0, c1) in enumerate(chunks):
-            ts, src, edata, keep = ahead.result()
-            if k + 1 < len(chunks):
-                ahead = outer(k + 1)
-            acc.add(ts, src, edata, keep, lineno[c0:c1])
-            if progress is not None:
-                progress.update(c1 - c0)
-    return acc.result()
-
-
-class _Chunks:
-    """_parse_all's results, a chunk of lines at a time."""
-
-    def __init__(self, spath: str):
-        self.spath = spath
-        self.ctrl_parts: list[dict[str, Any]] = []
-        self.ctrl_mask_parts: list[np.ndarray] = []
-        self.keep_parts: list[np.ndarray] = []
-        self.any_dropped = False
-        self.win: list[tuple[int, int, int, dict]] = []
-        self.rec: list[tuple[int, int, int, dict]] = []
-        self.skipped = 0
-        self.base = 0                                 # index among kept lines
-
-    def add(self, ts: np.ndarray, src: pa.Array, edata: pa.Array, keep: np.ndarray | None,
-            ln: np.ndarray) -> None:
-        """One chunk's outer columns (see _outer_chunk) and line numbers."""
-        spath = self.spath
-        self.keep_parts.append(np.ones(ln.size, bool) if keep is None else keep)
-        if keep is not None:
-            ln = ln[keep]
-            self.any_dropped = True
-        is_ctrl_a = pc.equal(src, ev.SRC_CONTROL)
-        is_ctrl = np.asarray(is_ctrl_a.to_numpy(zero_copy_only=False), bool)
-        is_win = np.asarray(pc.equal(src, ev.SRC_WINDOW).to_numpy(zero_copy_only=False), bool)
-        is_rec = np.asarray(pc.equal(src, ev.SRC_RECORDER).to_numpy(zero_copy_only=False),
-                            bool)
-        self.skipped += int(ts.size - is_ctrl.sum() - is_win.sum() - is_rec.sum())
-        for i in np.flatnonzero(is_win | is_rec).tolist():
-            try:
-                obj = _parse_json_object(edata[i].as_py(), "window" if is_win[i] else "recorder")
-            except _LineError as err:
-                raise BadInput(f"{spath}:{int(ln[i])}: {err}") from None
-            (self.win if is_win[i] else self.rec).append((self.base + i, int(ts[i]), int(ln[i]),
-                                                          obj))
-        cidx = np.flatnonzero(is_ctrl)
-        c = _parse_controls(edata.filter(is_ctrl_a), ln[cidx], spath)
-        known = c["kind"] >= 0                        # unknown actions are skipped
-        self.skipped += int((~known).sum())
-        c["t_ns"], c["line"] = ts[cidx], ln[cidx]
-        if not known.all():
-            ka = pa.array(known)
-            c = {k: (v.filter(ka) if isinstance(v, pa.Array) else v[known]) for k, v in c.items()}
-            is_ctrl = is_ctrl.copy()
-            is_ctrl[cidx[~known]] = False
-        self.ctrl_parts.append(c)
-        self.ctrl_mask_parts.append(is_ctrl)
-        self.base += int(ts.size)
-
-    def result(self) -> dict[str, Any]:
-        parts = self.ctrl_parts
-        ctrl = {k: (pa.concat_arrays([p[k] for p in parts]) if isinstance(parts[0][k], pa.Array)
-                    else np.concatenate([p[k] for p in parts])) for k in parts[0]}
-        return {"ctrl": ctrl, "ctrl_mask": np.concatenate(self.ctrl_mask_parts),
-                "win": self.win, "rec": self.rec, "skipped": self.skipped,
-                "keep": np.concatenate(self.keep_parts) if self.any_dropped else None}
-
-
-def _empty(spath: str, torn_tail: bool, torn_line: int | None) -> RawEvents:
-    e_i, e_f = np.zeros(0, np.int64), np.zeros(0, np.float64)
-    return RawEvents(path=spath, n_lines=0, torn_tail=torn_tail, torn_line=torn_line,
-                     t_ns=e_i, line=e_i.copy(), hash=pa.array([], pa.string()),
-                     kind=np.zeros(0, np.int8), vk=e_i.copy(),
-                     key_name=pa.array([], pa.string()), x=e_f, y=e_f.copy(),
-                     button=pa.array([], pa.string()), pressed=np.zeros(0, bool),
-                     dx=e_f.copy(), dy=e_f.copy())
 
 
 def _parse_controls(data: pa.Array, lineno: np.ndarray, spath: str) -> dict[str, Any]:
@@ -889,10 +698,44 @@ def build_events_table(raw: RawEvents, session_id: str, frame_t_ns: np.ndarray |
         return _build_table(raw, session_id, frame_t_ns, video_size, to_mono, frame_interval_ns)
 
 
+@dataclass
+class _WindowTimeline:
+    """Window events sorted by (t_ns, line): their times, rects and ids (every window
+    event, heartbeats too, updates the rect), and the focus rows: the events where the
+    active window changes."""
+    win_t: np.ndarray
+    win_rect: np.ndarray
+    win_ids: pa.Array
+    focus: list[WindowEvent]
+
+
+def _window_timeline(windows: list[WindowEvent]) -> _WindowTimeline:
+    wins = sorted(windows, key=lambda w: (w.t_ns, w.line))
+    nw = len(wins)
+    win_t = np.fromiter((w.t_ns for w in wins), np.int64, nw)
+    win_rect = np.full((nw, 4), np.nan)
+    for i, w in enumerate(wins):
+        if w.rect is not None:
+            win_rect[i] = w.rect
+    focus: list[WindowEvent] = []
+    prev: object = object()
+    for w in wins:
+        ident = w.window_id if w.window_id is not None else ("title", w.title)
+        if ident != prev:
+            focus.append(w)
+            prev = ident
+    return _WindowTimeline(win_t, win_rect, pa.array([w.window_id for w in wins], pa.string()),
+                           focus)
+
+
 def _build_table(raw: RawEvents, session_id: str, frame_t_ns: np.ndarray | Sequence[int],
                  video_size: tuple[int, int] | None,
                  to_mono: Callable[[np.ndarray], np.ndarray] | None,
-                 frame_interval_ns: int | None) -> pa.Table:
+                 frame_interval_ns: int | None, timeline: _WindowTimeline | None = None,
+                 focus: list[WindowEvent] | None = None) -> pa.Table:
+    """build_events_table; ``timeline``: the whole log's window timeline (default: that
+    of ``raw.windows``), ``focus``: the focus rows to merge with ``raw``'s control rows
+    (default: all of the timeline's)."""
     if not isinstance(session_id, str) or not session_id:
         raise BadInput("session_id must be a non-empty string")
     if video_size is not None:
@@ -903,22 +746,11 @@ def _build_table(raw: RawEvents, session_id: str, frame_t_ns: np.ndarray | Seque
         if not (vw > 0 and vh > 0 and math.isfinite(vw) and math.isfinite(vh)):
             raise BadInput(f"video size must be positive, got {video_size!r}")
 
-    # ---- window timeline (every window event updates the rect) and focus rows
-    wins = sorted(raw.windows, key=lambda w: (w.t_ns, w.line))
-    nw = len(wins)
-    win_t = np.fromiter((w.t_ns for w in wins), np.int64, nw)
-    win_rect = np.full((nw, 4), np.nan)
-    for i, w in enumerate(wins):
-        if w.rect is not None:
-            win_rect[i] = w.rect
-    win_ids = pa.array([w.window_id for w in wins], pa.string())
-    focus: list[WindowEvent] = []
-    prev: object = object()
-    for w in wins:
-        ident = w.window_id if w.window_id is not None else ("title", w.title)
-        if ident != prev:
-            focus.append(w)
-            prev = ident
+    tl = _window_timeline(raw.windows) if timeline is None else timeline
+    if focus is None:
+        focus = tl.focus
+    win_t, win_rect, win_ids = tl.win_t, tl.win_rect, tl.win_ids
+    nw = int(win_t.size)
     nf = len(focus)
     nc = len(raw)
     n = nc + nf

@@ -234,8 +234,7 @@ def align_session(video, events=None, out=None, dataset=None, chunk_seconds: flo
 
 def _align_session(video, events, out, dataset, chunk_seconds, video_id, session_id,
                    progress, owa_out, owa_per, early: list) -> dict:
-    from .demux import scan_video
-    from .events import build_events_table, read_events_jsonl
+    from .eventlog import read_event_log
 
     video = Path(video)
     events_path = Path(events) if events else None
@@ -261,15 +260,31 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
     # (pyarrow's JSON reader and FFmpeg's demuxer both run outside the GIL)
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="events") as pool:
-        raw_future = pool.submit(read_events_jsonl, events_path)
-        p = Progress(f"scan {video.name}", enabled=progress)
+        log_future = pool.submit(read_event_log, events_path,
+                                 spill_dir=out_dir if out_dir.is_dir() else None)
         try:
-            scan = scan_video(video, progress=p,
-                              on_header=pre.on_header if pre is not None else None,
-                              audio_sink=pre.audio_sink if pre is not None else None)
+            return _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id,
+                               sid, progress, owa_out, owa_per, pre, video_hash, log_future)
         finally:
-            p.close()
-        raw = raw_future.result()
+            try:
+                log_future.result().close()           # its spill file and hash digests
+            except BaseException:  # noqa: BLE001 - the read's own error is already raised
+                pass
+
+
+def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, sid, progress,
+                owa_out, owa_per, pre, video_hash, log_future) -> dict:
+    from .demux import scan_video
+    from .eventlog import write_events_parquet
+
+    p = Progress(f"scan {video.name}", enabled=progress)
+    try:
+        scan = scan_video(video, progress=p,
+                          on_header=pre.on_header if pre is not None else None,
+                          audio_sink=pre.audio_sink if pre is not None else None)
+    finally:
+        p.close()
+    log = log_future.result()
     if scan.truncated:
         why = getattr(scan, "truncated_reason", None) or "the file ends mid-stream"
         raise BadInput(f"{video}: truncated recording ({why})")
@@ -278,7 +293,7 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
 
     sc_path = sidecar_path_for(video)
     sidecar = read_sidecar(sc_path) if sc_path.exists() else None
-    anchors = choose_anchors(scan.captions, sidecar, scan.subtitle_cues, _start_marker(raw))
+    anchors = choose_anchors(scan.captions, sidecar, scan.subtitle_cues, _start_marker(log))
     if anchors is None:
         raise BadInput(f"{video}: no timing anchors (no NM1 captions, no {sc_path.name}, no "
                        f"epoch subtitle track, no recording.started marker in {events_path.name})")
@@ -288,24 +303,24 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
         raise BadInput(f"{video}: bad anchors: {e}")
     to_mono = facts.pop("to_mono", None)
     frame_t = frames.column("t_ns").to_numpy()
-    ev_t = np.asarray(raw.t_ns, dtype=np.int64)
-    _check_same_session(video, events_path, frame_t, facts.get("end_t_ns"), ev_t, anchors)
+    _check_same_session(video, events_path, frame_t, facts.get("end_t_ns"), log, anchors)
 
     meta_path = out_dir / "metadata.json"
     meta = _load_meta(meta_path)   # the companion's, when there is one
-    events_tbl = build_events_table(raw, sid, frame_t, _input_space(meta, scan), to_mono=to_mono,
-                                    frame_interval_ns=facts.get("interval_ns") or None)
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = _merge_metadata(meta, sid, scan, anchors, facts, events_tbl, raw, video)
+    # events first: building them is what can still fail on bad input
+    ev_stats = write_events_parquet(log, out_dir / "events.parquet", sid, frame_t,
+                                    _input_space(meta, scan), to_mono=to_mono,
+                                    frame_interval_ns=facts.get("interval_ns") or None)
     _write_parquet(frames, out_dir / "frames.parquet")
-    _write_parquet(events_tbl, out_dir / "events.parquet")
+    meta = _merge_metadata(meta, sid, scan, anchors, facts, ev_stats, log, video)
     write_json_atomic(meta_path, meta)
     artifacts = [video.name, events_path.name, "frames.parquet", "events.parquet", "metadata.json"]
     if sc_path.exists():
         artifacts.append(sc_path.name)
 
     summary = {"session_id": sid, "video": str(video), "out": str(out_dir),
-               "frames": frames.num_rows, "events": events_tbl.num_rows,
+               "frames": frames.num_rows, "events": ev_stats["rows"],
                "anchor_source": anchors.source, "confidence": anchors.confidence,
                "clock_drift_ppm": facts.get("clock_drift_ppm"), "warnings": anchors.warnings}
     try:
@@ -318,7 +333,8 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
             from ..dataset.writer import write_dataset
             vid = video_id or sid
             dp = Progress(f"dataset {vid}", enabled=progress)
-            ds = write_dataset(Path(dataset), vid, scan, frames, events_tbl, meta,
+            ds = write_dataset(Path(dataset), vid, scan, frames,
+                               pq.read_table(out_dir / "events.parquet"), meta,
                                chunk_seconds=chunk_seconds, progress=dp, early=pre)
             dp.close()
             summary["dataset"] = ds
@@ -339,12 +355,12 @@ def _input_space(meta: dict, scan) -> tuple[int, int]:
     return scan.width, scan.height
 
 
-def _check_same_session(video, events_path, frame_t, end_t, ev_t, anchors: AnchorSet) -> None:
+def _check_same_session(video, events_path, frame_t, end_t, log, anchors: AnchorSet) -> None:
     """Refuse to pair a recording with an events log from another time."""
-    if len(ev_t) == 0 or len(frame_t) == 0:
+    if log.t_min is None or len(frame_t) == 0:
         return
     start, end = int(frame_t[0]), int(end_t or frame_t[-1])
-    ev_min, ev_max = int(ev_t.min()), int(ev_t.max())
+    ev_min, ev_max = int(log.t_min), int(log.t_max)
     slack = 120 * 1_000_000_000
     if ev_max < start - slack or ev_min > end + slack:
         fmt = lambda t: _dt.datetime.fromtimestamp(t / 1e9, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
@@ -364,7 +380,8 @@ def _load_meta(path: Path) -> dict:
     return meta
 
 
-def _merge_metadata(meta: dict, sid: str, scan, anchors: AnchorSet, facts: dict, events_tbl, raw, video) -> dict:
+def _merge_metadata(meta: dict, sid: str, scan, anchors: AnchorSet, facts: dict, ev_stats: dict,
+                    raw, video) -> dict:
     meta = dict(meta)
     meta.setdefault("format_version", FORMAT_VERSION)
     meta.setdefault("session_id", sid)
@@ -377,8 +394,8 @@ def _merge_metadata(meta: dict, sid: str, scan, anchors: AnchorSet, facts: dict,
     meta["clock_drift_ppm"] = facts.get("clock_drift_ppm")
     missing = facts.get("frame_slots_missing", 0)
     meta["dropped_frames"] = max(int(meta.get("dropped_frames") or 0), int(missing))
-    n_ev = events_tbl.num_rows
-    outside = int(events_tbl.column("frame_ref").null_count)
+    n_ev = int(ev_stats["rows"])
+    outside = int(ev_stats["outside_video"])
     meta["alignment"] = {
         "aligner_version": __version__,
         "aligned_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
