@@ -7,7 +7,10 @@ clicks, scrolls, a window heartbeat per second and a focus change now and then) 
 bench/out/ (gitignored), then times, each in a fresh subprocess (so peak RSS is the
 stage's own):
 
-- ``fast``: companion.align.events.read_events_jsonl + build_events_table + write Parquet.
+- ``fast``: what nm-align runs: companion.align.eventlog.read_event_log (a block at a
+  time, parts spilled to disk past 32 MB) + write_events_parquet (part by part).
+- ``whole``: the in-memory API: companion.align.events.read_events_jsonl +
+  build_events_table + write Parquet (the whole table at once).
 - ``naive`` (the named baseline): per line ``json.loads`` of the outer object and of
   event_data, ``hashlib.sha256(line).hexdigest()``, one dict per row with the same
   values, ``pa.Table.from_pylist(rows, schema=EVENTS_SCHEMA)``, write Parquet.
@@ -105,6 +108,16 @@ def frame_times(path: Path) -> "object":
 
 
 def stage_fast(src: Path, dst: Path) -> int:
+    from companion.align.eventlog import read_event_log, write_events_parquet
+    ft = frame_times(src)
+    with read_event_log(src, spill_dir=dst.parent) as log:
+        stats = write_events_parquet(log, dst, "bench", ft, video_size=(1920, 1080),
+                                     to_mono=lambda a: a - T0,
+                                     frame_interval_ns=1_000_000_000 // FPS)
+    return stats["rows"]
+
+
+def stage_whole(src: Path, dst: Path) -> int:
     import pyarrow.parquet as pq
     from companion.align.events import build_events_table, read_events_jsonl
     ft = frame_times(src)
@@ -192,12 +205,14 @@ def _child(stage: str, src: str, dst: str) -> None:
     import numpy  # noqa: F401  -- imports are not part of the measured time
     import pyarrow.parquet  # noqa: F401
     import companion.align.events  # noqa: F401
+    import companion.align.eventlog  # noqa: F401
     import companion.contract.schemas  # noqa: F401
     def child_cpu() -> float:
         r = resource.getrusage(resource.RUSAGE_CHILDREN)
         return r.ru_utime + r.ru_stime
     t0, c0, k0 = time.perf_counter(), time.process_time(), child_cpu()
-    n = {"fast": stage_fast, "naive": stage_naive}[stage](Path(src), Path(dst))
+    n = {"fast": stage_fast, "whole": stage_whole, "naive": stage_naive}[stage](Path(src),
+                                                                              Path(dst))
     dt, cpu, kids = time.perf_counter() - t0, time.process_time() - c0, child_cpu() - k0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": dt, "cpu_seconds": cpu + kids, "child_cpu_seconds": kids,
@@ -214,6 +229,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--stages", default="fast,whole,naive",
+                    help="comma-separated stages to run (naive takes ~40 s per 1M events)")
     ap.add_argument("--child", nargs=3, metavar=("STAGE", "SRC", "DST"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -227,7 +244,8 @@ def main() -> None:
         print(f"generated {src} ({src.stat().st_size / 1e6:.1f} MB) in "
               f"{time.perf_counter() - t0:.1f} s")
     res = {}
-    for stage in ("fast", "naive"):
+    stages = [s for s in args.stages.split(",") if s]
+    for stage in stages:
         runs = [run_stage(stage, src, OUT / f"events_{stage}.parquet")
                 for _ in range(args.repeat if stage == "fast" else max(1, args.repeat // 2))]
         best = min(runs, key=lambda r: r["seconds"])
@@ -238,13 +256,16 @@ def main() -> None:
               f"{len(runs)}  rows={best['rows']}  peak RSS {best['peak_rss_mb']:.0f} MB  "
               f"(load average {os.getloadavg()[0]:.1f})")
     import pyarrow.parquet as pq
-    a = pq.read_table(OUT / "events_fast.parquet")
-    b = pq.read_table(OUT / "events_naive.parquet")
-    same = a.equals(b)
-    print(f"tables identical: {same}")
-    print(f"ratio naive/fast: {res['naive']['seconds'] / res['fast']['seconds']:.1f}x wall, "
-          f"{res['naive']['cpu_seconds'] / res['fast']['cpu_seconds']:.1f}x CPU "
-          f"(baseline: per-line json.loads + pa.Table.from_pylist)")
+    tables = [pq.read_table(OUT / f"events_{s}.parquet") for s in stages]
+    same = all(t.equals(tables[0]) for t in tables)
+    print(f"tables identical ({', '.join(stages)}): {same}")
+    if "whole" in res and "fast" in res:
+        print(f"ratio whole/fast: {res['whole']['seconds'] / res['fast']['seconds']:.2f}x wall, "
+              f"peak RSS {res['whole']['peak_rss_mb'] / res['fast']['peak_rss_mb']:.2f}x")
+    if "naive" in res and "fast" in res:
+        print(f"ratio naive/fast: {res['naive']['seconds'] / res['fast']['seconds']:.1f}x wall, "
+              f"{res['naive']['cpu_seconds'] / res['fast']['cpu_seconds']:.1f}x CPU "
+              f"(baseline: per-line json.loads + pa.Table.from_pylist)")
     print(f"cpu: {os.cpu_count()} cores visible, python {sys.version.split()[0]}")
     if not same:
         sys.exit(1)

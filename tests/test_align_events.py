@@ -575,13 +575,13 @@ def child_spy(monkeypatch):
     import companion.align.events as mod
     monkeypatch.setattr(mod, "_CHILD_MIN_BYTES", 0)
     used: list[bool] = []
-    orig = mod._ChildHasher.digests
+    orig = mod._ChildHasher.digest_file
 
-    def digests(self):
+    def digest_file(self):
         r = orig(self)
         used.append(self.used)
         return r
-    monkeypatch.setattr(mod._ChildHasher, "digests", digests)
+    monkeypatch.setattr(mod._ChildHasher, "digest_file", digest_file)
     return used
 
 

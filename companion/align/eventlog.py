@@ -7,7 +7,7 @@ file, the parsed columns, the table) took ~0.7 KB an event. Here:
   keeps, per block, one *part*: the control events' columns as an Arrow record batch
   (~75 bytes an event; the ``hash`` column is left empty when the hashing child will
   provide it). Parts stay in memory up to ``memory_bytes`` in all, then go to a spill
-  file (Arrow IPC, memory-mapped when read back) in ``spill_dir``. Window events,
+  file (Arrow IPC) in ``spill_dir``. Window events,
   recorder markers and clock pairs (a few a second) are kept as they are. The parsing
   rules, errors and results are those of :func:`companion.align.events.read_events_jsonl`,
   which is this reader with everything in memory.
@@ -40,10 +40,10 @@ from companion.contract.schemas import EVENTS_SCHEMA, parquet_write_options
 from companion.util.atomic import atomic_path
 from companion.util.errors import BadInput
 
-#: bytes of the file read at a time (~145k companion lines); also the part size
-BLOCK_BYTES = 16 << 20
+#: bytes of the file read at a time (~70k companion lines); also the part size
+BLOCK_BYTES = 8 << 20
 #: parts held in memory before they are spilled to disk
-MEMORY_BYTES = 64 << 20
+MEMORY_BYTES = 32 << 20
 #: a line longer than this is an error (the reader would have to hold it whole)
 MAX_LINE_BYTES = 64 << 20
 
@@ -83,8 +83,9 @@ class EventLog:
         self._spill_sink = None
         self._spill_writer = None
         self._spill_reader = None
+        self._spill_source = None
         self._child: E._ChildHasher | None = None
-        self._digests: np.ndarray | None = None
+        self._digests = None                          # the child's digest file, open
         self._lines_split = 0                         # non-blank lines split so far
 
     # -- building (the reader) ---------------------------------------------------------
@@ -118,7 +119,9 @@ class EventLog:
             self._spill_writer.close()
             self._spill_sink.close()
             self._spill_writer = None
-            self._spill_reader = pa.ipc.open_file(pa.memory_map(self._spill_path, "r"))
+            # read, not memory-mapped: mapped pages would stay resident as it is read
+            self._spill_source = pa.OSFile(self._spill_path, "rb")
+            self._spill_reader = pa.ipc.open_file(self._spill_source)
 
     # -- reading -----------------------------------------------------------------------
     @property
@@ -126,16 +129,35 @@ class EventLog:
         return len(self._keys)
 
     def _hashes_for(self, lines: np.ndarray) -> pa.Array:
+        """The hashes of the given (1-based) lines from the hashing child's digests,
+        read from its file as needed (a part's lines are one run of the file)."""
         if self._digests is None:
             assert self._child is not None
             try:
-                self._digests = self._child.digests()
+                path = self._child.digest_file()
+                self._digests = open(path, "rb")
             except OSError as e:
                 raise BadInput(f"{self.path}: cannot read events file ({e.strerror or e})") from None
-        d = self._digests
-        if lines.size and int(lines.max()) > d.shape[0]:
-            raise BadInput(f"{self.path}: the events file changed while it was read")
-        return E._hex_array(d[lines - 1].tobytes(), int(lines.size))
+        f = self._digests
+
+        def pread(size: int, offset: int) -> bytes:   # (os.pread is not on Windows)
+            f.seek(offset)
+            return f.read(size)
+        n = int(lines.size)
+        if n == 0:
+            return pa.array([], pa.string())
+        lo, hi = int(lines.min()), int(lines.max())
+        if hi - lo + 1 <= 4 * n:                      # one read of the run
+            blob = pread(64 * (hi - lo + 1), 64 * (lo - 1))
+            rows = np.frombuffer(blob, np.uint8)
+            if rows.size != 64 * (hi - lo + 1):
+                raise BadInput(f"{self.path}: the events file changed while it was read")
+            hexb = rows.reshape(-1, 64)[lines - lo].tobytes()
+        else:                                         # a few lines far apart
+            hexb = b"".join(pread(64, 64 * (ln - 1)) for ln in lines.tolist())
+            if len(hexb) != 64 * n:
+                raise BadInput(f"{self.path}: the events file changed while it was read")
+        return E._hex_array(hexb, n)
 
     def parts(self) -> Iterator[pa.RecordBatch]:
         """The parts in file order, hash column filled."""
@@ -165,8 +187,13 @@ class EventLog:
 
     def close(self) -> None:
         """Remove the spill file and the hashing child's output (idempotent)."""
-        self._digests = None
+        if self._digests is not None:
+            self._digests.close()
+            self._digests = None
         self._spill_reader = None
+        if self._spill_source is not None:
+            self._spill_source.close()
+            self._spill_source = None
         if self._spill_writer is not None:
             try:
                 self._spill_writer.close()

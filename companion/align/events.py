@@ -394,12 +394,12 @@ class _ChildHasher:
         except OSError:
             return None
 
-    def digests(self) -> np.ndarray:
-        """The hex digests of the file's "\\n"-separated pieces: a (pieces, 64) uint8 array
-        backed by the output file (drop it before ``close``). If the child failed, or the
-        file changed (device, inode, size, mtime) since ``start``, the pieces are hashed
-        again here from the file as it is now: the companion only appends, so the lines
-        already read are still its first pieces. Raises OSError if the file is gone."""
+    def digest_file(self) -> str:
+        """The file of hex digests of the file's "\\n"-separated pieces, 64 bytes each,
+        in order. If the child failed, or the file changed (device, inode, size, mtime)
+        since ``start``, the pieces are hashed again here from the file as it is now: the
+        companion only appends, so the lines already read are still its first pieces.
+        Raises OSError if the file is gone."""
         try:
             ok = self._proc.wait() == 0 and _file_id(os.stat(self._path)) == self._file_id
         except OSError:
@@ -407,9 +407,7 @@ class _ChildHasher:
         self.used = ok
         if not ok:
             _hash_pieces_here(self._path, self._out)
-        if os.path.getsize(self._out) == 0:
-            return np.zeros((0, 64), np.uint8)
-        return np.memmap(self._out, np.uint8, mode="r").reshape(-1, 64)
+        return self._out
 
     def close(self) -> None:
         """Stop the child if it still runs and remove its output (idempotent)."""
