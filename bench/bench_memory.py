@@ -17,7 +17,6 @@ same inputs and prints the ratios.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
