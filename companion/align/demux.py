@@ -24,6 +24,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from companion.align import mkv
 from companion.align.cea608 import Cea608Decoder
 from companion.align.header import STANDARD_RATES, header_info, video_streams
 from companion.align.sei import cc_data_from_packet, nal_length_size_from_extradata, normalize_codec
@@ -78,6 +79,9 @@ class VideoScan:
     """One-line notes: why ``truncated`` is set, dropped packets, odd timing."""
     truncated_reason: str | None = None
     """Why ``truncated`` is True (one line; the same text is also in ``warnings``)."""
+    demuxer: str = "pyav"
+    """Which reader produced the packets: ``"pyav"`` or ``"matroska-walker"`` (the
+    same results either way; see :mod:`companion.align.mkv`)."""
 
     @property
     def n_frames(self) -> int:
@@ -178,8 +182,390 @@ def _subtitle_text(codec: str, data: bytes) -> str:
     return text.strip()
 
 
+@dataclass
+class _Packets:
+    """What a reader collected from the packets (decode order)."""
+
+    pts: array = field(default_factory=lambda: array("q"))  # 8 bytes per frame: flat memory
+    key: array = field(default_factory=lambda: array("b"))
+    end_max: tuple[int, int] | None = None  # (pts, duration) of the packet with the largest pts
+    reordered: bool = False
+    no_ts: int = 0
+    captions: list[tuple[int, str]] = field(default_factory=list)  # (decode index, text)
+    cues: list[tuple[int, int, str]] = field(default_factory=list)
+    error: str | None = None
+
+
+def _cue(sub_tb: Fraction, pts: int, duration: int, codec: str, data: bytes):
+    t0 = pts * sub_tb
+    start_ns = int(t0 * 1_000_000_000)
+    end_ns = int((t0 + duration * sub_tb) * 1_000_000_000)
+    return start_ns, end_ns, _subtitle_text(codec, data)
+
+
+class _PyAVReader:
+    """Packets from PyAV's demuxer (any container FFmpeg reads)."""
+
+    name = "pyav"
+
+    def __init__(self, container, vs, sub, audio):
+        self.container, self.vs, self.sub, self.audio = container, vs, sub, audio
+
+    def read(self, sink, progress, cap_codec, nls) -> _Packets:
+        container, vs, sub, audio = self.container, self.vs, self.sub, self.audio
+        wanted = [vs] + ([sub] if sub is not None else []) + ([audio] if sink is not None else [])
+        for s in container.streams:
+            if s not in wanted:
+                try:
+                    s.discard = av.stream.Discard.all
+                except Exception:  # pragma: no cover - older PyAV without Discard
+                    pass
+        r = _Packets()
+        pts_l, key_l, caps_raw, cues = r.pts, r.key, r.captions, r.cues
+        end_l_max = None
+        prev_pts = None
+        dec = Cea608Decoder()
+        feed = dec.feed
+        vidx = vs.index
+        sub_codec = sub.codec_context.name if sub is not None else ""
+        sub_tb = Fraction(sub.time_base) if sub is not None and sub.time_base else None
+        pending = 0
+        aidx = audio.index if sink is not None else -1
+        aput = sink.put if sink is not None else None
+        try:
+            try:
+                for pkt in container.demux(*wanted):
+                    if not pkt.size:
+                        # PyAV's end-of-stream flush packets (their stream_index is 0: ask .stream)
+                        if aput is not None and pkt.stream is audio:
+                            aput(pkt)
+                        continue
+                    si = pkt.stream_index
+                    if si != vidx:
+                        if si == aidx:
+                            aput(pkt)
+                        elif sub is not None and si == sub.index and pkt.pts is not None:
+                            cues.append(_cue(sub_tb, pkt.pts, pkt.duration or 0, sub_codec,
+                                             bytes(pkt)))
+                        continue
+                    pts = pkt.pts
+                    if pts is None:
+                        pts = pkt.dts
+                        if pts is None:
+                            r.no_ts += 1
+                            continue
+                    if prev_pts is not None and pts < prev_pts:
+                        r.reordered = True
+                    prev_pts = pts
+                    if end_l_max is None or pts >= end_l_max[0]:
+                        end_l_max = (pts, pkt.duration or 0)
+                    if cap_codec is not None:
+                        trips = cc_data_from_packet(memoryview(pkt), cap_codec, nls)
+                        if trips:
+                            for valid, typ, b1, b2 in trips:
+                                if valid and typ == 0:
+                                    text = feed(b1, b2)
+                                    if text is not None:
+                                        caps_raw.append((len(pts_l), text))
+                    pts_l.append(pts)
+                    key_l.append(1 if pkt.is_keyframe else 0)
+                    if progress is not None:
+                        pending += 1
+                        if pending >= 64:
+                            progress.update(pending)
+                            pending = 0
+            finally:
+                if sink is not None:
+                    sink.finish()
+        except av.error.EOFError:
+            pass
+        except av.error.FFmpegError as e:
+            r.error = _ffmsg(e)
+        if progress is not None and pending:
+            progress.update(pending)
+        r.end_max = end_l_max
+        return r
+
+
+# -- Matroska fast path ---------------------------------------------------------------
+
+# CodecIDs whose blocks FFmpeg's Matroska demuxer hands over unchanged, one frame each
+# (checked field by field against PyAV in tests/test_mkv_scan.py).
+WALKER_VIDEO_CODECS = {"V_MPEG4/ISO/AVC": "h264", "V_MPEGH/ISO/HEVC": "hevc", "V_AV1": "av1"}
+WALKER_SUBTITLE_CODECS = {"S_TEXT/UTF8": ("subrip", "srt", "text"),
+                          "S_TEXT/ASS": ("ass", "ssa"), "S_TEXT/SSA": ("ass", "ssa"),
+                          "S_ASS": ("ass", "ssa"), "S_SSA": ("ass", "ssa")}
+_STREAM_TYPE = {mkv.TRACK_VIDEO: "video", mkv.TRACK_AUDIO: "audio",
+                mkv.TRACK_SUBTITLE: "subtitle"}
+# Drop mapped pages of what was walked every this many bytes: RSS stays flat.
+_MADVISE_STEP = 64 << 20
+
+
+class WalkerDeclined(Exception):
+    """The Matroska walker does not handle this file (one-line reason)."""
+
+
+def walk_matroska(path: Path, container, vs, sub, audio):
+    """A reader for ``path`` using :mod:`companion.align.mkv` over ``mmap``, or None when
+    the file is anything the walker does not fully understand (the PyAV reader is then
+    used; nothing has been consumed). ``container`` is the open PyAV container: stream
+    parameters come from it, so both readers share the header facts. ``audio``: the
+    audio stream whose packets a sink will decode (None: audio is not needed)."""
+    try:
+        return _MkvWalk.plan(path, container, vs, sub, audio)
+    except (WalkerDeclined, mkv.MkvError, OSError, ValueError, IndexError, OverflowError,
+            BufferError):
+        return None
+
+
+def walker_decline_reason(path, *, audio: bool = True) -> str | None:
+    """Why the walker would not read ``path`` (None: it would). For tests and tools."""
+    path = Path(path)
+    with av.open(str(path)) as c:
+        videos = video_streams(c)
+        if not videos:
+            return "no video stream"
+        sub = next((s for s in c.streams.subtitles
+                    if s.codec_context.name in TEXT_SUBTITLE_CODECS), None)
+        a = c.streams.audio[0] if (audio and c.streams.audio) else None
+        try:
+            w = _MkvWalk.plan(path, c, videos[0], sub, a)
+        except (WalkerDeclined, mkv.MkvError, OSError, ValueError, IndexError,
+                OverflowError, BufferError) as e:
+            return f"{type(e).__name__}: {e}"
+        w.close()
+        return None
+
+
+class _MkvWalk:
+    name = "matroska-walker"
+
+    def __init__(self, mm, video, sub, audio, audio_stream, sub_codec, sub_tb, tb):
+        self.mm = mm
+        self.video, self.sub, self.audio = video, sub, audio  # per-track block columns
+        self.audio_stream = audio_stream
+        self.sub_codec, self.sub_tb, self.tb = sub_codec, sub_tb, tb
+
+    @classmethod
+    def plan(cls, path: Path, container, vs, sub, audio) -> "_MkvWalk":
+        import mmap
+        with open(path, "rb") as f:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            return cls._plan(mm, container, vs, sub, audio)
+        except BaseException:
+            mm.close()
+            raise
+
+    @classmethod
+    def _plan(cls, mm, container, vs, sub, audio) -> "_MkvWalk":
+        lay = mkv.parse_layout(mm)
+        size = len(mm)
+        if lay.segment_size_known and lay.segment_end != size:
+            raise WalkerDeclined("bytes after the segment")
+        tracks = lay.tracks
+        streams = list(container.streams)
+        if len(streams) < len(tracks):
+            raise WalkerDeclined("fewer streams than tracks")
+        for t, s in zip(tracks, streams):
+            if _STREAM_TYPE.get(t.type) != s.type:
+                raise WalkerDeclined(f"track {t.number} ({t.type}) is stream {s.index} ({s.type})")
+        tb = Fraction(lay.timecode_scale, 1_000_000_000)
+
+        def track_of(stream, what):
+            if stream.index >= len(tracks):
+                raise WalkerDeclined(f"{what} stream is not a track")
+            t = tracks[stream.index]
+            if t.encoded:
+                raise WalkerDeclined(f"{what} track has content encodings")
+            if t.codec_delay and what != "audio":
+                raise WalkerDeclined(f"{what} track has a codec delay")
+            if t.timecode_scale not in (None, 1.0):
+                raise WalkerDeclined(f"{what} track has a timestamp scale")
+            if not stream.time_base or Fraction(stream.time_base) != tb:
+                raise WalkerDeclined(f"{what} time base differs from TimestampScale")
+            return t
+
+        vt = track_of(vs, "video")
+        if vt.codec_id not in WALKER_VIDEO_CODECS:
+            raise WalkerDeclined(f"video codec {vt.codec_id}")
+        st = None
+        if sub is not None:
+            st = track_of(sub, "subtitle")
+            if sub.codec_context.name not in WALKER_SUBTITLE_CODECS.get(st.codec_id, ()):
+                raise WalkerDeclined(f"subtitle codec {st.codec_id}")
+        at = None
+        if audio is not None:
+            at = track_of(audio, "audio")
+            if not (at.codec_id == "A_AAC" or at.codec_id.startswith("A_AAC/")):
+                raise WalkerDeclined(f"audio codec {at.codec_id}")
+        known = {t.number for t in tracks}
+        cols = {}
+        for t in (vt, st, at):
+            if t is not None:
+                # ts, payload offset, payload size, BlockDuration (-1: none), keyframe
+                cols[t.number] = (array("q"), array("q"), array("q"), array("q"), array("b"))
+        madv = getattr(mmap_mod(), "MADV_DONTNEED", None)
+        next_drop = _MADVISE_STEP
+        for track, ts, key, off, n, dur, extras in mkv.iter_blocks(mm, lay):
+            c = cols.get(track)
+            if c is None:
+                if track not in known:
+                    raise WalkerDeclined(f"block of undeclared track {track}")
+                continue
+            if extras:
+                raise WalkerDeclined(f"block group with side data at offset {off}")
+            c[0].append(ts)
+            c[1].append(off)
+            c[2].append(n)
+            c[3].append(-1 if dur is None else dur)
+            c[4].append(key)
+            if madv is not None and off > next_drop:
+                next_drop = _drop_pages(mm, madv, off)
+        if madv is not None:
+            _drop_pages(mm, madv, size)
+        video = cols[vt.number]
+        if not len(video[0]):
+            raise WalkerDeclined("no video blocks")
+        if min(video[2]) == 0:
+            raise WalkerDeclined("empty video block")
+        # duration of the video packet with the largest pts (the last one if tied), as
+        # FFmpeg gives it: BlockDuration, else DefaultDuration in whole ticks
+        ts_col = video[0]
+        last = max(range(len(ts_col)), key=lambda i: (ts_col[i], i))
+        bd = video[3][last]
+        if bd > 0:
+            pass
+        elif bd < 0 and vt.default_duration:
+            if vt.default_duration // lay.timecode_scale <= 0:
+                raise WalkerDeclined("default duration under one tick")
+        else:
+            raise WalkerDeclined("last video block has no duration")
+        vdur = vt.default_duration // lay.timecode_scale if vt.default_duration else 0
+        if st is not None:
+            sc = cols[st.number]
+            if any(d <= 0 for d in sc[3]) or (len(sc[2]) and min(sc[2]) == 0):
+                raise WalkerDeclined("subtitle block without a duration or text")
+        if at is not None and len(cols[at.number][2]) and min(cols[at.number][2]) == 0:
+            raise WalkerDeclined("empty audio block")
+        w = cls(mm, video, cols[st.number] if st is not None else None,
+                cols[at.number] if at is not None else None, audio,
+                sub.codec_context.name if sub is not None else "",
+                Fraction(sub.time_base) if sub is not None else None, tb)
+        w.vdur = vdur
+        # FFmpeg moves an audio track's packets earlier by its CodecDelay (encoder
+        # priming), rounded to the nearest tick; the decoder drops the primed samples
+        w.audio_shift = 0
+        if at is not None and at.codec_delay:
+            num = at.codec_delay * tb.denominator
+            den = 1_000_000_000 * tb.numerator
+            w.audio_shift = (2 * num + den) // (2 * den)
+        return w
+
+    def close(self) -> None:
+        try:
+            self.mm.close()
+        except BufferError:  # pragma: no cover - a view still alive; GC closes it
+            pass
+
+    def read(self, sink, progress, cap_codec, nls) -> _Packets:
+        try:
+            return self._read(sink, progress, cap_codec, nls)
+        finally:
+            self.close()
+
+    def _read(self, sink, progress, cap_codec, nls) -> _Packets:
+        mm = self.mm
+        madv = getattr(mmap_mod(), "MADV_DONTNEED", None)
+        r = _Packets()
+        mv = memoryview(mm)
+        try:
+            if sink is not None:
+                try:
+                    self._audio(mv, sink)
+                finally:
+                    sink.finish()
+            if self.sub is not None:
+                ts, off, size, dur, _ = self.sub
+                r.cues.extend(_cue(self.sub_tb, ts[i], dur[i], self.sub_codec,
+                                   bytes(mv[off[i]:off[i] + size[i]])) for i in range(len(ts)))
+            ts, off, size, dur, key = self.video
+            n = len(ts)
+            r.pts = ts
+            r.key = key
+            prev = ts[0]
+            for t in ts:
+                if t < prev:
+                    r.reordered = True
+                    break
+                prev = t
+            last = max(range(n), key=lambda i: (ts[i], i))
+            r.end_max = (ts[last], dur[last] if dur[last] > 0 else self.vdur)
+            if cap_codec is not None:
+                dec = Cea608Decoder()
+                feed = dec.feed
+                caps_raw = r.captions
+                next_drop = _MADVISE_STEP
+                for i in range(n):
+                    o = off[i]
+                    trips = cc_data_from_packet(mv[o:o + size[i]], cap_codec, nls)
+                    if trips:
+                        for valid, typ, b1, b2 in trips:
+                            if valid and typ == 0:
+                                text = feed(b1, b2)
+                                if text is not None:
+                                    caps_raw.append((i, text))
+                    if madv is not None and o > next_drop:
+                        next_drop = _drop_pages(mm, madv, o)
+                    if progress is not None and (i & 63) == 63:
+                        progress.update(64)
+                if progress is not None and n & 63:
+                    progress.update(n & 63)
+            elif progress is not None:
+                progress.update(n)
+        finally:
+            mv.release()
+        return r
+
+    def _audio(self, mv, sink) -> None:
+        """Feed the audio sink the packets PyAV's demuxer would give it."""
+        ts, off, size, _, _ = self.audio
+        stream = self.audio_stream
+        tb = self.tb
+        put = sink.put
+        Packet = av.Packet
+        shift = self.audio_shift
+        for i in range(len(ts)):
+            o = off[i]
+            p = Packet(mv[o:o + size[i]])
+            p.pts = p.dts = ts[i] - shift
+            p.time_base = tb
+            p.stream = stream
+            put(p)
+        p = Packet()
+        p.stream = stream
+        put(p)
+
+
+def mmap_mod():
+    import mmap
+    return mmap
+
+
+def _drop_pages(mm, madv, upto: int) -> int:
+    """Unmap (not evict) the pages before ``upto``; returns the next threshold."""
+    page = mmap_mod().PAGESIZE
+    n = (upto // page) * page
+    if n:
+        try:
+            mm.madvise(madv, 0, n)
+        except (OSError, ValueError):
+            pass
+    return upto + _MADVISE_STEP
+
+
 def scan_video(path: str | os.PathLike, progress=None, *, on_header=None,
-               audio_sink=None) -> VideoScan:
+               audio_sink=None, mkv_walker: bool = True) -> VideoScan:
     """Demux ``path`` once (no decoding) and return a :class:`VideoScan`.
 
     ``progress``: a :class:`companion.util.progress.Progress` (or anything with
@@ -198,12 +584,13 @@ def scan_video(path: str | os.PathLike, progress=None, *, on_header=None,
     path = Path(path)
     container = _open(path)
     try:
-        return _scan(container, path, progress, on_header, audio_sink)
+        return _scan(container, path, progress, on_header, audio_sink, mkv_walker)
     finally:
         container.close()
 
 
-def _scan(container, path: Path, progress, on_header=None, audio_sink=None) -> VideoScan:
+def _scan(container, path: Path, progress, on_header=None, audio_sink=None,
+          mkv_walker: bool = True) -> VideoScan:
     fmt = (container.format.name or "") if container.format else ""
     if fmt.startswith("image2") or fmt.endswith("_pipe"):
         raise _bad(path, f"is a still image ({fmt}), not a video")
@@ -228,94 +615,23 @@ def _scan(container, path: Path, progress, on_header=None, audio_sink=None) -> V
             break
     if on_header is not None:
         on_header(info)
+    # The Matroska walker reads a few bytes per block instead of the whole file; it
+    # gives up (None) on anything it does not fully understand, before any side effect.
+    walk = None
+    if mkv_walker and fmt.startswith("matroska"):
+        walk = walk_matroska(path, container, vs, sub, audio if audio_sink is not None else None)
+    reader = _PyAVReader(container, vs, sub, audio) if walk is None else walk
     sink = None
     if audio_sink is not None and audio is not None and audio_rate and audio_channels:
         sink = audio_sink(audio_rate, audio_channels)
-    wanted = [vs] + ([sub] if sub is not None else []) + ([audio] if sink is not None else [])
-    for s in container.streams:
-        if s not in wanted:
-            try:
-                s.discard = av.stream.Discard.all
-            except Exception:  # pragma: no cover - older PyAV without Discard
-                pass
-
     if progress is not None and getattr(progress, "total", 1) is None and declared_end_s:
         rate = vs.average_rate or vs.guessed_rate
         if rate:
             progress.total = int(declared_end_s * float(rate)) + 1
-
+    r = reader.read(sink, progress, cap_codec, nls)
+    pts_l, key_l, end_l_max, reordered = r.pts, r.key, r.end_max, r.reordered
+    no_ts, caps_raw, cues, demux_error = r.no_ts, r.captions, r.cues, r.error
     warnings: list[str] = []
-    pts_l = array("q")  # 8 bytes per frame: memory stays flat for hours of video
-    key_l = array("b")
-    end_l_max = None  # (pts, duration) of the packet with the largest pts
-    reordered = False
-    prev_pts = None
-    no_ts = 0
-    caps_raw: list[tuple[int, str]] = []
-    cues: list[tuple[int, int, str]] = []
-    dec = Cea608Decoder()
-    feed = dec.feed
-    vidx = vs.index
-    sub_codec = sub.codec_context.name if sub is not None else ""
-    sub_tb = Fraction(sub.time_base) if sub is not None and sub.time_base else None
-    demux_error = None
-    pending = 0
-    aidx = audio.index if sink is not None else -1
-    aput = sink.put if sink is not None else None
-
-    try:
-        try:
-            for pkt in container.demux(*wanted):
-                if not pkt.size:
-                    # PyAV's end-of-stream flush packets (their stream_index is 0: ask .stream)
-                    if aput is not None and pkt.stream is audio:
-                        aput(pkt)
-                    continue
-                si = pkt.stream_index
-                if si != vidx:
-                    if si == aidx:
-                        aput(pkt)
-                    elif sub is not None and si == sub.index and pkt.pts is not None:
-                        t0 = pkt.pts * sub_tb
-                        start_ns = int(t0 * 1_000_000_000)
-                        end_ns = int((t0 + (pkt.duration or 0) * sub_tb) * 1_000_000_000)
-                        cues.append((start_ns, end_ns, _subtitle_text(sub_codec, bytes(pkt))))
-                    continue
-                pts = pkt.pts
-                if pts is None:
-                    pts = pkt.dts
-                    if pts is None:
-                        no_ts += 1
-                        continue
-                if prev_pts is not None and pts < prev_pts:
-                    reordered = True
-                prev_pts = pts
-                if end_l_max is None or pts >= end_l_max[0]:
-                    end_l_max = (pts, pkt.duration or 0)
-                if cap_codec is not None:
-                    trips = cc_data_from_packet(memoryview(pkt), cap_codec, nls)
-                    if trips:
-                        for valid, typ, b1, b2 in trips:
-                            if valid and typ == 0:
-                                text = feed(b1, b2)
-                                if text is not None:
-                                    caps_raw.append((len(pts_l), text))
-                pts_l.append(pts)
-                key_l.append(1 if pkt.is_keyframe else 0)
-                if progress is not None:
-                    pending += 1
-                    if pending >= 64:
-                        progress.update(pending)
-                        pending = 0
-        finally:
-            if sink is not None:
-                sink.finish()
-    except av.error.EOFError:
-        pass
-    except av.error.FFmpegError as e:
-        demux_error = _ffmsg(e)
-    if progress is not None and pending:
-        progress.update(pending)
 
     n = len(pts_l)
     if n == 0:
@@ -385,4 +701,4 @@ def _scan(container, path: Path, progress, on_header=None, audio_sink=None) -> V
         has_audio=audio is not None, audio_rate=audio_rate, audio_channels=audio_channels,
         duration_ns=duration_ns, truncated=truncated, has_bframes=reordered,
         duplicate_pts=duplicate_pts, missing_frames=missing, pts_gaps=gaps, warnings=warnings,
-        truncated_reason="; ".join(reasons) or None)
+        truncated_reason="; ".join(reasons) or None, demuxer=reader.name)
