@@ -305,16 +305,22 @@ class WalkerDeclined(Exception):
     """The Matroska walker does not handle this file (one-line reason)."""
 
 
-def walk_matroska(path: Path, container, vs, sub, audio):
-    """A reader for ``path`` using :mod:`companion.align.mkv` over ``mmap``, or None when
-    the file is anything the walker does not fully understand (the PyAV reader is then
-    used; nothing has been consumed). ``container`` is the open PyAV container: stream
-    parameters come from it, so both readers share the header facts. ``audio``: the
-    audio stream whose packets a sink will decode (None: audio is not needed)."""
+def walk_matroska(path: Path, container, vs, sub, audio, progress=None, cap_codec=None,
+                  nls: int = 4):
+    """Read ``path``'s packets with :mod:`companion.align.mkv` over ``mmap``: returns a
+    reader whose ``read`` hands the audio to the sink, or None when the file is anything
+    the walker does not fully understand (then nothing was consumed and the PyAV reader
+    is used). The walk itself (block headers, caption NALs) has no side effect besides
+    ``progress``. ``container`` is the open PyAV container: stream parameters come from
+    it, so both readers share the header facts. ``audio``: the audio stream a sink will
+    decode (None: audio blocks are not read)."""
+    counted = [0]
     try:
-        return _MkvWalk.plan(path, container, vs, sub, audio)
+        return _MkvWalk.plan(path, container, vs, sub, audio, progress, cap_codec, nls, counted)
     except (WalkerDeclined, mkv.MkvError, OSError, ValueError, IndexError, OverflowError,
             BufferError):
+        if counted[0] and isinstance(getattr(progress, "done", None), int):
+            progress.done -= counted[0]   # the PyAV reader counts the packets again
         return None
 
 
@@ -329,37 +335,43 @@ def walker_decline_reason(path, *, audio: bool = True) -> str | None:
                     if s.codec_context.name in TEXT_SUBTITLE_CODECS), None)
         a = c.streams.audio[0] if (audio and c.streams.audio) else None
         try:
-            w = _MkvWalk.plan(path, c, videos[0], sub, a)
+            _MkvWalk.plan(path, c, videos[0], sub, a, None, None, 4, [0])
         except (WalkerDeclined, mkv.MkvError, OSError, ValueError, IndexError,
                 OverflowError, BufferError) as e:
             return f"{type(e).__name__}: {e}"
-        w.close()
         return None
 
 
 class _MkvWalk:
     name = "matroska-walker"
 
-    def __init__(self, mm, video, sub, audio, audio_stream, sub_codec, sub_tb, tb):
-        self.mm = mm
-        self.video, self.sub, self.audio = video, sub, audio  # per-track block columns
-        self.audio_stream = audio_stream
-        self.sub_codec, self.sub_tb, self.tb = sub_codec, sub_tb, tb
+    def __init__(self, path: Path, packets: _Packets, audio_cols, audio_stream, audio_shift: int,
+                 tb: Fraction):
+        self.path, self.packets = path, packets
+        self.audio_cols, self.audio_stream, self.audio_shift = audio_cols, audio_stream, audio_shift
+        self.tb = tb
 
     @classmethod
-    def plan(cls, path: Path, container, vs, sub, audio) -> "_MkvWalk":
+    def plan(cls, path: Path, container, vs, sub, audio, progress, cap_codec, nls,
+             counted: list) -> "_MkvWalk":
         import mmap
         with open(path, "rb") as f:
             mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        mv = memoryview(mm)
         try:
-            return cls._plan(mm, container, vs, sub, audio)
-        except BaseException:
-            mm.close()
-            raise
+            return cls._plan(path, mm, mv, container, vs, sub, audio, progress, cap_codec,
+                             nls, counted)
+        finally:
+            mv.release()
+            try:
+                mm.close()
+            except BufferError:  # pragma: no cover - a view still alive; GC closes it
+                pass
 
     @classmethod
-    def _plan(cls, mm, container, vs, sub, audio) -> "_MkvWalk":
-        lay = mkv.parse_layout(mm)
+    def _plan(cls, path, mm, mv, container, vs, sub, audio, progress, cap_codec, nls,
+              counted) -> "_MkvWalk":
+        lay = mkv.parse_layout(mv)
         size = len(mm)
         if lay.segment_size_known and lay.segment_end != size:
             raise WalkerDeclined("bytes after the segment")
@@ -400,148 +412,114 @@ class _MkvWalk:
             if not (at.codec_id == "A_AAC" or at.codec_id.startswith("A_AAC/")):
                 raise WalkerDeclined(f"audio codec {at.codec_id}")
         known = {t.number for t in tracks}
-        cols = {}
-        for t in (vt, st, at):
-            if t is not None:
-                # ts, payload offset, payload size, BlockDuration (-1: none), keyframe
-                cols[t.number] = (array("q"), array("q"), array("q"), array("q"), array("b"))
+        vnum = vt.number
+        snum = st.number if st is not None else -1
+        anum = at.number if at is not None else -1
+        r = _Packets()
+        pts_l, key_l, caps_raw, cues = r.pts, r.key, r.captions, r.cues
+        a_ts, a_off, a_size = array("q"), array("q"), array("q")
+        feed = Cea608Decoder().feed
+        sub_codec = sub.codec_context.name if sub is not None else ""
+        sub_tb = Fraction(sub.time_base) if sub is not None else None
         madv = getattr(mmap_mod(), "MADV_DONTNEED", None)
         next_drop = _MADVISE_STEP
-        for track, ts, key, off, n, dur, extras in mkv.iter_blocks(mm, lay):
-            c = cols.get(track)
-            if c is None:
-                if track not in known:
-                    raise WalkerDeclined(f"block of undeclared track {track}")
-                continue
-            if extras:
-                raise WalkerDeclined(f"block group with side data at offset {off}")
-            c[0].append(ts)
-            c[1].append(off)
-            c[2].append(n)
-            c[3].append(-1 if dur is None else dur)
-            c[4].append(key)
-            if madv is not None and off > next_drop:
-                next_drop = _drop_pages(mm, madv, off)
-        if madv is not None:
-            _drop_pages(mm, madv, size)
-        video = cols[vt.number]
-        if not len(video[0]):
-            raise WalkerDeclined("no video blocks")
-        if min(video[2]) == 0:
-            raise WalkerDeclined("empty video block")
-        # duration of the video packet with the largest pts (the last one if tied), as
-        # FFmpeg gives it: BlockDuration, else DefaultDuration in whole ticks
-        ts_col = video[0]
-        last = max(range(len(ts_col)), key=lambda i: (ts_col[i], i))
-        bd = video[3][last]
-        if bd > 0:
-            pass
-        elif bd < 0 and vt.default_duration:
-            if vt.default_duration // lay.timecode_scale <= 0:
-                raise WalkerDeclined("default duration under one tick")
-        else:
-            raise WalkerDeclined("last video block has no duration")
-        vdur = vt.default_duration // lay.timecode_scale if vt.default_duration else 0
-        if st is not None:
-            sc = cols[st.number]
-            if any(d <= 0 for d in sc[3]) or (len(sc[2]) and min(sc[2]) == 0):
-                raise WalkerDeclined("subtitle block without a duration or text")
-        if at is not None and len(cols[at.number][2]) and min(cols[at.number][2]) == 0:
-            raise WalkerDeclined("empty audio block")
-        w = cls(mm, video, cols[st.number] if st is not None else None,
-                cols[at.number] if at is not None else None, audio,
-                sub.codec_context.name if sub is not None else "",
-                Fraction(sub.time_base) if sub is not None else None, tb)
-        w.vdur = vdur
-        # FFmpeg moves an audio track's packets earlier by its CodecDelay (encoder
-        # priming), rounded to the nearest tick; the decoder drops the primed samples
-        w.audio_shift = 0
-        if at is not None and at.codec_delay:
-            num = at.codec_delay * tb.denominator
-            den = 1_000_000_000 * tb.numerator
-            w.audio_shift = (2 * num + den) // (2 * den)
-        return w
-
-    def close(self) -> None:
-        try:
-            self.mm.close()
-        except BufferError:  # pragma: no cover - a view still alive; GC closes it
-            pass
-
-    def read(self, sink, progress, cap_codec, nls) -> _Packets:
-        try:
-            return self._read(sink, progress, cap_codec, nls)
-        finally:
-            self.close()
-
-    def _read(self, sink, progress, cap_codec, nls) -> _Packets:
-        mm = self.mm
-        madv = getattr(mmap_mod(), "MADV_DONTNEED", None)
-        r = _Packets()
-        mv = memoryview(mm)
-        try:
-            if sink is not None:
-                try:
-                    self._audio(mv, sink)
-                finally:
-                    sink.finish()
-            if self.sub is not None:
-                ts, off, size, dur, _ = self.sub
-                r.cues.extend(_cue(self.sub_tb, ts[i], dur[i], self.sub_codec,
-                                   bytes(mv[off[i]:off[i] + size[i]])) for i in range(len(ts)))
-            ts, off, size, dur, key = self.video
-            n = len(ts)
-            r.pts = ts
-            r.key = key
-            prev = ts[0]
-            for t in ts:
-                if t < prev:
+        end_pts = -1
+        end_dur = None
+        prev = None
+        pending = 0
+        for track, ts, key, off, n, dur, extras in mkv.iter_blocks(mv, lay):
+            if track == vnum:
+                if extras:
+                    raise WalkerDeclined(f"video block group with side data at offset {off}")
+                if not n:
+                    raise WalkerDeclined(f"empty video block at offset {off}")
+                if prev is not None and ts < prev:
                     r.reordered = True
-                    break
-                prev = t
-            last = max(range(n), key=lambda i: (ts[i], i))
-            r.end_max = (ts[last], dur[last] if dur[last] > 0 else self.vdur)
-            if cap_codec is not None:
-                dec = Cea608Decoder()
-                feed = dec.feed
-                caps_raw = r.captions
-                next_drop = _MADVISE_STEP
-                for i in range(n):
-                    o = off[i]
-                    trips = cc_data_from_packet(mv[o:o + size[i]], cap_codec, nls)
+                prev = ts
+                if ts >= end_pts:
+                    end_pts, end_dur = ts, dur
+                if cap_codec is not None:
+                    trips = cc_data_from_packet(mv[off:off + n], cap_codec, nls)
                     if trips:
                         for valid, typ, b1, b2 in trips:
                             if valid and typ == 0:
                                 text = feed(b1, b2)
                                 if text is not None:
-                                    caps_raw.append((i, text))
-                    if madv is not None and o > next_drop:
-                        next_drop = _drop_pages(mm, madv, o)
-                    if progress is not None and (i & 63) == 63:
-                        progress.update(64)
-                if progress is not None and n & 63:
-                    progress.update(n & 63)
-            elif progress is not None:
-                progress.update(n)
-        finally:
-            mv.release()
-        return r
+                                    caps_raw.append((len(pts_l), text))
+                pts_l.append(ts)
+                key_l.append(key)
+                if progress is not None:
+                    pending += 1
+                    if pending >= 64:
+                        progress.update(pending)
+                        counted[0] += pending
+                        pending = 0
+                if madv is not None and off > next_drop:
+                    next_drop = _drop_pages(mm, madv, off)
+            elif track == anum:
+                if extras or not n:
+                    raise WalkerDeclined(f"audio block with side data or empty at offset {off}")
+                a_ts.append(ts)
+                a_off.append(off)
+                a_size.append(n)
+            elif track == snum:
+                if extras or not n or not dur:
+                    raise WalkerDeclined(f"subtitle block without a duration at offset {off}")
+                cues.append(_cue(sub_tb, ts, dur, sub_codec, bytes(mv[off:off + n])))
+            elif track not in known:
+                raise WalkerDeclined(f"block of undeclared track {track}")
+        if progress is not None and pending:
+            progress.update(pending)
+            counted[0] += pending
+        if not len(pts_l):
+            raise WalkerDeclined("no video blocks")
+        # duration of the video packet with the largest pts (the last one if tied), as
+        # FFmpeg gives it: BlockDuration, else DefaultDuration in whole ticks
+        if end_dur is None and vt.default_duration:
+            end_dur = vt.default_duration // lay.timecode_scale
+        if not end_dur or end_dur <= 0:
+            raise WalkerDeclined("last video block has no duration")
+        r.end_max = (end_pts, end_dur)
+        # FFmpeg moves an audio track's packets earlier by its CodecDelay (encoder
+        # priming), rounded to the nearest tick; the decoder drops the primed samples
+        shift = 0
+        if at is not None and at.codec_delay:
+            num = at.codec_delay * tb.denominator
+            den = 1_000_000_000 * tb.numerator
+            shift = (2 * num + den) // (2 * den)
+        return cls(path, r, (a_ts, a_off, a_size) if at is not None else None, audio, shift, tb)
 
-    def _audio(self, mv, sink) -> None:
-        """Feed the audio sink the packets PyAV's demuxer would give it."""
-        ts, off, size, _, _ = self.audio
-        stream = self.audio_stream
-        tb = self.tb
+    def read(self, sink, progress, cap_codec, nls) -> _Packets:
+        """Feed the audio sink the packets PyAV's demuxer would give it (read with
+        ``pread``: a few hundred bytes each, no mapping) and return the walk's packets."""
+        if sink is not None:
+            try:
+                if self.audio_cols is not None:
+                    self._audio(sink)
+            finally:
+                sink.finish()
+        return self.packets
+
+    def _audio(self, sink) -> None:
+        ts, off, size = self.audio_cols
+        stream, tb, shift = self.audio_stream, self.tb, self.audio_shift
         put = sink.put
         Packet = av.Packet
-        shift = self.audio_shift
-        for i in range(len(ts)):
-            o = off[i]
-            p = Packet(mv[o:o + size[i]])
-            p.pts = p.dts = ts[i] - shift
-            p.time_base = tb
-            p.stream = stream
-            put(p)
+        pread = os.pread
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for i in range(len(ts)):
+                n = size[i]
+                data = pread(fd, n, off[i])
+                if len(data) != n:
+                    raise OSError(f"{self.path}: changed while being read")
+                p = Packet(data)
+                p.pts = p.dts = ts[i] - shift
+                p.time_base = tb
+                p.stream = stream
+                put(p)
+        finally:
+            os.close(fd)
         p = Packet()
         p.stream = stream
         put(p)
@@ -615,19 +593,20 @@ def _scan(container, path: Path, progress, on_header=None, audio_sink=None,
             break
     if on_header is not None:
         on_header(info)
-    # The Matroska walker reads a few bytes per block instead of the whole file; it
-    # gives up (None) on anything it does not fully understand, before any side effect.
-    walk = None
-    if mkv_walker and fmt.startswith("matroska"):
-        walk = walk_matroska(path, container, vs, sub, audio if audio_sink is not None else None)
-    reader = _PyAVReader(container, vs, sub, audio) if walk is None else walk
-    sink = None
-    if audio_sink is not None and audio is not None and audio_rate and audio_channels:
-        sink = audio_sink(audio_rate, audio_channels)
     if progress is not None and getattr(progress, "total", 1) is None and declared_end_s:
         rate = vs.average_rate or vs.guessed_rate
         if rate:
             progress.total = int(declared_end_s * float(rate)) + 1
+    # The Matroska walker reads a few bytes per block instead of the whole file; it
+    # gives up (None) on anything it does not fully understand, before any side effect.
+    walk = None
+    if mkv_walker and fmt.startswith("matroska"):
+        walk = walk_matroska(path, container, vs, sub, audio if audio_sink is not None else None,
+                             progress, cap_codec, nls)
+    reader = _PyAVReader(container, vs, sub, audio) if walk is None else walk
+    sink = None
+    if audio_sink is not None and audio is not None and audio_rate and audio_channels:
+        sink = audio_sink(audio_rate, audio_channels)
     r = reader.read(sink, progress, cap_codec, nls)
     pts_l, key_l, end_l_max, reordered = r.pts, r.key, r.end_max, r.reordered
     no_ts, caps_raw, cues, demux_error = r.no_ts, r.captions, r.cues, r.error

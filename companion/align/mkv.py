@@ -347,10 +347,10 @@ def iter_blocks(buf, layout: Layout
         ctime = None
         p = data
         while p < cend:
-            # inlined read_header for the common short forms
-            first = buf[p]
-            if first & 0x80:
-                cid, q = first, p + 1
+            # element header, inlined for the short forms muxers write in clusters
+            cid = buf[p]
+            if cid & 0x80:
+                q = p + 1
             else:
                 cid, q = read_id(buf, p, cend)
                 q += p
@@ -360,6 +360,10 @@ def iter_blocks(buf, layout: Layout
             if s & 0x80:
                 csize, d = s & 0x7F, q + 1
                 if csize == 0x7F:
+                    raise MkvError(f"element of unknown size in a cluster at offset {p}")
+            elif s & 0x40 and q + 1 < cend:
+                csize, d = (s & 0x3F) << 8 | buf[q + 1], q + 2
+                if csize == 0x3FFF:
                     raise MkvError(f"element of unknown size in a cluster at offset {p}")
             else:
                 csize, n = read_vint(buf, q, cend)
@@ -372,13 +376,24 @@ def iter_blocks(buf, layout: Layout
             if cid == SIMPLE_BLOCK:
                 if ctime is None:
                     raise MkvError(f"block before the cluster timestamp at offset {p}")
-                track, rel, flags, pay = parse_block_head(buf, d, nxt)
+                track = buf[d]
+                if track & 0x80 and d + 4 <= nxt:
+                    track &= 0x7F
+                    if track == 0x7F:
+                        raise MkvError(f"block of unknown track at offset {p}")
+                    pay = d + 4
+                    rel = buf[d + 1] << 8 | buf[d + 2]
+                    flags = buf[d + 3]
+                    if rel >= 0x8000:
+                        rel -= 0x10000
+                else:
+                    track, rel, flags, pay = parse_block_head(buf, d, nxt)
                 if flags & 0x06:
                     raise MkvError(f"laced block at offset {p}")
                 ts = ctime + rel
                 if ts < 0:
                     raise MkvError(f"negative block timestamp at offset {p}")
-                yield track, ts, bool(flags & 0x80), pay, nxt - pay, None, False
+                yield track, ts, flags >= 0x80, pay, nxt - pay, None, False
             elif cid == BLOCK_GROUP:
                 if ctime is None:
                     raise MkvError(f"block before the cluster timestamp at offset {p}")
