@@ -27,7 +27,8 @@ import numpy as np
 from companion.align import mkv
 from companion.align.cea608 import Cea608Decoder
 from companion.align.header import STANDARD_RATES, header_info, video_streams
-from companion.align.sei import cc_data_from_packet, nal_length_size_from_extradata, normalize_codec
+from companion.align.sei import (cc_data_from_packet, cc_data_from_reader,
+                                 nal_length_size_from_extradata, normalize_codec)
 from companion.util.errors import BadInput
 
 
@@ -297,9 +298,6 @@ WALKER_SUBTITLE_CODECS = {"S_TEXT/UTF8": ("subrip", "srt", "text"),
                           "S_ASS": ("ass", "ssa"), "S_SSA": ("ass", "ssa")}
 _STREAM_TYPE = {mkv.TRACK_VIDEO: "video", mkv.TRACK_AUDIO: "audio",
                 mkv.TRACK_SUBTITLE: "subtitle"}
-# Drop mapped pages of what was walked every this many bytes: RSS stays flat.
-_MADVISE_STEP = 64 << 20
-
 
 class WalkerDeclined(Exception):
     """The Matroska walker does not handle this file (one-line reason)."""
@@ -307,7 +305,7 @@ class WalkerDeclined(Exception):
 
 def walk_matroska(path: Path, container, vs, sub, audio, progress=None, cap_codec=None,
                   nls: int = 4):
-    """Read ``path``'s packets with :mod:`companion.align.mkv` over ``mmap``: returns a
+    """Read ``path``'s packets with :mod:`companion.align.mkv` by ``pread``: returns a
     reader whose ``read`` hands the audio to the sink, or None when the file is anything
     the walker does not fully understand (then nothing was consumed and the PyAV reader
     is used). The walk itself (block headers, caption NALs) has no side effect besides
@@ -354,25 +352,28 @@ class _MkvWalk:
     @classmethod
     def plan(cls, path: Path, container, vs, sub, audio, progress, cap_codec, nls,
              counted: list) -> "_MkvWalk":
-        import mmap
-        with open(path, "rb") as f:
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        mv = memoryview(mm)
+        fd = os.open(path, os.O_RDONLY)
         try:
-            return cls._plan(path, mm, mv, container, vs, sub, audio, progress, cap_codec,
-                             nls, counted)
+            return cls._plan(path, fd, container, vs, sub, audio, progress, cap_codec, nls,
+                             counted)
         finally:
-            mv.release()
-            try:
-                mm.close()
-            except BufferError:  # pragma: no cover - a view still alive; GC closes it
-                pass
+            os.close(fd)
 
     @classmethod
-    def _plan(cls, path, mm, mv, container, vs, sub, audio, progress, cap_codec, nls,
+    def _plan(cls, path, fd, container, vs, sub, audio, progress, cap_codec, nls,
               counted) -> "_MkvWalk":
-        lay = mkv.parse_layout(mv)
-        size = len(mm)
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, min(size, 1 << 16), 0)
+        while True:
+            try:
+                lay = mkv.parse_layout(head, size)
+                break
+            except mkv.MkvShort:
+                if len(head) >= size:
+                    raise
+                head = os.pread(fd, min(size, 8 * len(head)), 0)
+        del head
+        read = _pread_reader(fd)
         if lay.segment_size_known and lay.segment_end != size:
             raise WalkerDeclined("bytes after the segment")
         tracks = lay.tracks
@@ -421,13 +422,11 @@ class _MkvWalk:
         feed = Cea608Decoder().feed
         sub_codec = sub.codec_context.name if sub is not None else ""
         sub_tb = Fraction(sub.time_base) if sub is not None else None
-        madv = getattr(mmap_mod(), "MADV_DONTNEED", None)
-        next_drop = _MADVISE_STEP
         end_pts = -1
         end_dur = None
         prev = None
         pending = 0
-        for track, ts, key, off, n, dur, extras in mkv.iter_blocks(mv, lay):
+        for track, ts, key, off, n, dur, extras in mkv.iter_blocks(read, lay):
             if track == vnum:
                 if extras:
                     raise WalkerDeclined(f"video block group with side data at offset {off}")
@@ -439,7 +438,7 @@ class _MkvWalk:
                 if ts >= end_pts:
                     end_pts, end_dur = ts, dur
                 if cap_codec is not None:
-                    trips = cc_data_from_packet(mv[off:off + n], cap_codec, nls)
+                    trips = cc_data_from_reader(lambda i, k: read(off + i, k), n, cap_codec, nls)
                     if trips:
                         for valid, typ, b1, b2 in trips:
                             if valid and typ == 0:
@@ -454,8 +453,6 @@ class _MkvWalk:
                         progress.update(pending)
                         counted[0] += pending
                         pending = 0
-                if madv is not None and off > next_drop:
-                    next_drop = _drop_pages(mm, madv, off)
             elif track == anum:
                 if extras or not n:
                     raise WalkerDeclined(f"audio block with side data or empty at offset {off}")
@@ -465,7 +462,10 @@ class _MkvWalk:
             elif track == snum:
                 if extras or not n or not dur:
                     raise WalkerDeclined(f"subtitle block without a duration at offset {off}")
-                cues.append(_cue(sub_tb, ts, dur, sub_codec, bytes(mv[off:off + n])))
+                data = read(off, n)
+                if len(data) != n:
+                    raise WalkerDeclined(f"subtitle block cut at offset {off}")
+                cues.append(_cue(sub_tb, ts, dur, sub_codec, bytes(data)))
             elif track not in known:
                 raise WalkerDeclined(f"block of undeclared track {track}")
         if progress is not None and pending:
@@ -525,21 +525,21 @@ class _MkvWalk:
         put(p)
 
 
-def mmap_mod():
-    import mmap
-    return mmap
+def _pread_reader(fd: int, min_read: int = 128):
+    """``read(pos, n)`` by ``os.pread``, keeping the last read: the walker reads a few
+    dozen bytes at each element and the caption walk's first NAL header is among them."""
+    cache = [0, b""]
+    pread = os.pread
 
-
-def _drop_pages(mm, madv, upto: int) -> int:
-    """Unmap (not evict) the pages before ``upto``; returns the next threshold."""
-    page = mmap_mod().PAGESIZE
-    n = (upto // page) * page
-    if n:
-        try:
-            mm.madvise(madv, 0, n)
-        except (OSError, ValueError):
-            pass
-    return upto + _MADVISE_STEP
+    def read(pos: int, n: int):
+        off = pos - cache[0]
+        buf = cache[1]
+        if off >= 0 and off + n <= len(buf):
+            return buf[off:off + n]
+        buf = pread(fd, n if n > min_read else min_read, pos)
+        cache[0], cache[1] = pos, buf
+        return buf[:n] if len(buf) > n else buf
+    return read
 
 
 def scan_video(path: str | os.PathLike, progress=None, *, on_header=None,

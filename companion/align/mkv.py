@@ -80,6 +80,10 @@ class MkvError(ValueError):
     """The bytes are not Matroska this walker fully understands (one-line reason)."""
 
 
+class MkvShort(MkvError):
+    """The buffer holds only the start of the file and the answer lies beyond it."""
+
+
 # -- EBML primitives ---------------------------------------------------------------------
 
 def vint_length(first: int) -> int:
@@ -123,15 +127,18 @@ def read_id(buf, pos: int, end: int) -> tuple[int, int]:
     return v, n
 
 
-def read_header(buf, pos: int, end: int) -> tuple[int, int, int]:
-    """``(id, size, data_pos)`` of the element at ``buf[pos]``; ``size`` may be
-    :data:`UNKNOWN`. A known size must fit before ``end`` (else MkvError: cut)."""
+def read_header(buf, pos: int, end: int, limit: int | None = None) -> tuple[int, int, int]:
+    """``(id, size, data_pos)`` of the element at ``buf[pos]`` (``buf`` valid up to
+    ``end``); ``size`` may be :data:`UNKNOWN`. A known size must end by ``limit``
+    (default ``end``; the element's parent or the file may end later than ``buf``),
+    else MkvError: the element is cut."""
     eid, a = read_id(buf, pos, end)
     size, b = read_vint(buf, pos + a, end)
     data = pos + a + b
-    if size != UNKNOWN and data + size > end:
+    lim = end if limit is None else limit
+    if size != UNKNOWN and data + size > lim:
         raise MkvError(f"element 0x{eid:X} at offset {pos} is cut "
-                       f"({size} bytes declared, {end - data} present)")
+                       f"({size} bytes declared, {lim - data} present)")
     return eid, size, data
 
 
@@ -206,12 +213,16 @@ class Layout:
         return None
 
 
-def parse_layout(buf, end: int | None = None) -> Layout:
+def parse_layout(buf, file_size: int | None = None) -> Layout:
     """Parse the EBML header and the Segment's level-1 elements up to the first Cluster.
 
-    Raises MkvError for anything but a single Matroska/WebM segment whose Info and
-    Tracks come before the first cluster (as every muxer writes them)."""
-    end = len(buf) if end is None else end
+    ``buf`` holds the file's first bytes (all of it, or enough to reach the first
+    cluster); ``file_size``: the whole file's size (default ``len(buf)``). Raises
+    MkvError for anything but a single Matroska/WebM segment whose Info and Tracks come
+    before the first cluster (as every muxer writes them), and :class:`MkvShort` when
+    ``buf`` ends before the first cluster's header (read more and try again)."""
+    end = len(buf)
+    fsize = end if file_size is None else file_size
     eid, size, data = read_header(buf, 0, end)
     if eid != EBML or size == UNKNOWN:
         raise MkvError("not an EBML file")
@@ -228,23 +239,27 @@ def parse_layout(buf, end: int | None = None) -> Layout:
     pos = data + size
     # Void elements may sit between the EBML header and the segment
     while True:
-        eid, size, data = read_header(buf, pos, end)
+        eid, size, data = read_header(buf, pos, end, fsize)
         if eid == SEGMENT:
             break
         if eid != VOID or size == UNKNOWN:
             raise MkvError(f"element 0x{eid:X} where the Segment should be")
         pos = data + size
     known = size != UNKNOWN
-    seg_end = data + size if known else end
+    seg_end = data + size if known else fsize
     lay = Layout(doc_type=doc_type, segment_data=data, segment_end=seg_end,
                  segment_size_known=known, timecode_scale=1_000_000, duration=None)
     pos = data
     seen_info = seen_tracks = False
     while pos < seg_end:
-        eid, size, cdata = read_header(buf, pos, seg_end)
+        if pos + 12 > end and end < fsize:
+            raise MkvShort(f"first cluster not within the first {end} bytes")
+        eid, size, cdata = read_header(buf, pos, min(seg_end, end), seg_end)
         if eid == CLUSTER:
             lay.first_cluster = pos
             break
+        if size != UNKNOWN and cdata + size > end:
+            raise MkvShort(f"element 0x{eid:X} at offset {pos} ends after the buffer")
         if size == UNKNOWN:
             raise MkvError(f"level-1 element 0x{eid:X} of unknown size at offset {pos}")
         if eid == INFO:
@@ -306,6 +321,17 @@ def _parse_track(buf, pos: int, end: int) -> Track:
 
 # -- Blocks ---------------------------------------------------------------------------
 
+HEAD = 32
+"""Bytes read at each element in a cluster: its ID and size, a block's header and the
+first bytes of its payload (a video frame's first NAL length and header)."""
+
+
+def buffer_reader(buf):
+    """``read(pos, n)`` over a buffer in memory (``bytes``, ``mmap``, ...)."""
+    mv = memoryview(buf)
+    return lambda pos, n: mv[pos:pos + n]
+
+
 def parse_block_head(buf, pos: int, end: int) -> tuple[int, int, int, int]:
     """``(track, relative_timestamp, flags, payload_pos)`` of a (Simple)Block whose data
     is ``buf[pos:end]``."""
@@ -319,25 +345,58 @@ def parse_block_head(buf, pos: int, end: int) -> tuple[int, int, int, int]:
     return track, rel, buf[p + 2], p + 3
 
 
-def iter_blocks(buf, layout: Layout
+def _element_head(h, p: int, cend: int) -> tuple[int, int, int]:
+    """``(id, size, data_pos)`` of the element whose first bytes are ``h`` (at file
+    offset ``p``), inside a parent ending at ``cend``; no unknown sizes."""
+    n = len(h)
+    cid = h[0]
+    if cid & 0x80:
+        q = 1
+    else:
+        cid, q = read_id(h, 0, n)
+    if q >= n:
+        raise MkvError(f"element header cut at offset {p}")
+    s = h[q]
+    if s & 0x80:
+        size, d = s & 0x7F, q + 1
+        if size == 0x7F:
+            raise MkvError(f"element of unknown size at offset {p}")
+    else:
+        size, k = read_vint(h, q, n)
+        if size == UNKNOWN:
+            raise MkvError(f"element of unknown size at offset {p}")
+        d = q + k
+    if p + d + size > cend:
+        raise MkvError(f"element 0x{cid:X} at offset {p} runs past its parent")
+    return cid, size, d
+
+
+def iter_blocks(src, layout: Layout
                 ) -> Iterator[tuple[int, int, bool, int, int, int | None, bool]]:
     """Yield ``(track, timestamp, keyframe, payload_pos, payload_size, block_duration,
-    extras)`` for every block of every cluster, in file order. ``timestamp`` is the
-    cluster's plus the block's relative one (TimestampScale ticks); ``block_duration``
-    is the BlockGroup's BlockDuration or None; ``extras`` is True when the BlockGroup
-    carries more than a plain frame (BlockAdditions, DiscardPadding, CodecState,
-    Slices, ...): a demuxer turns those into side data. Raises MkvError on laced blocks, negative
-    timestamps, unknown cluster children, clusters of unknown size, a cluster without
-    a Timestamp before its first block, or anything cut; level-1 elements after the
-    clusters (Cues, Tags, ...) are skipped by their sizes."""
+    extras)`` for every block of every cluster, in file order.
+
+    ``src``: the file as a buffer, or a function ``read(pos, n)`` returning its bytes
+    ``[pos, pos + n)`` (fewer at the end): only :data:`HEAD` bytes are read per element,
+    so block payloads are skipped, not read. ``timestamp`` is the cluster's plus the
+    block's relative one (TimestampScale ticks); ``block_duration`` is the BlockGroup's
+    BlockDuration or None; ``extras`` is True when the BlockGroup carries more than a
+    plain frame (BlockAdditions, DiscardPadding, CodecState, Slices, ...): a demuxer
+    turns those into side data. Raises MkvError on laced blocks, negative timestamps,
+    unknown cluster children, elements of unknown size, a cluster without a Timestamp
+    before its first block, or anything cut; level-1 elements after the clusters (Cues,
+    Tags, ...) are skipped by their sizes."""
     if layout.first_cluster is None:
         return
+    read = src if callable(src) else buffer_reader(src)
     end = layout.segment_end
     pos = layout.first_cluster
     while pos < end:
-        eid, size, data = read_header(buf, pos, end)
+        h = read(pos, 16)
+        eid, size, data = read_header(h, 0, len(h), end - pos)
         if size == UNKNOWN:
             raise MkvError(f"element 0x{eid:X} of unknown size at offset {pos}")
+        data += pos
         cend = data + size
         if eid != CLUSTER:
             if eid not in LEVEL1:
@@ -347,47 +406,37 @@ def iter_blocks(buf, layout: Layout
         ctime = None
         p = data
         while p < cend:
-            # element header, inlined for the short forms muxers write in clusters
-            cid = buf[p]
-            if cid & 0x80:
-                q = p + 1
-            else:
-                cid, q = read_id(buf, p, cend)
-                q += p
-            if q >= cend:
-                raise MkvError(f"element header cut at offset {p}")
-            s = buf[q]
-            if s & 0x80:
-                csize, d = s & 0x7F, q + 1
-                if csize == 0x7F:
-                    raise MkvError(f"element of unknown size in a cluster at offset {p}")
-            elif s & 0x40 and q + 1 < cend:
-                csize, d = (s & 0x3F) << 8 | buf[q + 1], q + 2
+            h = read(p, HEAD)
+            if len(h) < HEAD and p + len(h) < cend:
+                raise MkvError(f"short read at offset {p}")
+            # inlined _element_head for the common SimpleBlock forms
+            cid = h[0]
+            s = h[1] if len(h) > 1 else 0
+            if cid == 0xA3 and s & 0x40 and not s & 0x80 and len(h) >= 7:
+                csize, d = (s & 0x3F) << 8 | h[2], 3
                 if csize == 0x3FFF:
-                    raise MkvError(f"element of unknown size in a cluster at offset {p}")
+                    raise MkvError(f"element of unknown size at offset {p}")
+                if p + d + csize > cend:
+                    raise MkvError(f"element 0xA3 at offset {p} runs past its parent")
             else:
-                csize, n = read_vint(buf, q, cend)
-                if csize == UNKNOWN:
-                    raise MkvError(f"element of unknown size in a cluster at offset {p}")
-                d = q + n
-            nxt = d + csize
-            if nxt > cend:
-                raise MkvError(f"element 0x{cid:X} at offset {p} runs past its cluster")
+                cid, csize, d = _element_head(h, p, cend)
+            nxt = p + d + csize
             if cid == SIMPLE_BLOCK:
                 if ctime is None:
                     raise MkvError(f"block before the cluster timestamp at offset {p}")
-                track = buf[d]
-                if track & 0x80 and d + 4 <= nxt:
+                track = h[d] if d < len(h) else 0
+                if track & 0x80 and csize >= 4 and d + 4 <= len(h):
                     track &= 0x7F
                     if track == 0x7F:
                         raise MkvError(f"block of unknown track at offset {p}")
-                    pay = d + 4
-                    rel = buf[d + 1] << 8 | buf[d + 2]
-                    flags = buf[d + 3]
+                    rel = h[d + 1] << 8 | h[d + 2]
+                    flags = h[d + 3]
+                    pay = p + d + 4
                     if rel >= 0x8000:
                         rel -= 0x10000
                 else:
-                    track, rel, flags, pay = parse_block_head(buf, d, nxt)
+                    track, rel, flags, k = parse_block_head(h, d, min(len(h), d + csize))
+                    pay = p + k
                 if flags & 0x06:
                     raise MkvError(f"laced block at offset {p}")
                 ts = ctime + rel
@@ -397,43 +446,53 @@ def iter_blocks(buf, layout: Layout
             elif cid == BLOCK_GROUP:
                 if ctime is None:
                     raise MkvError(f"block before the cluster timestamp at offset {p}")
-                yield _block_group(buf, d, nxt, ctime)
+                yield _block_group(read, p + d, nxt, ctime)
             elif cid == TIMECODE:
                 if ctime is not None:
                     raise MkvError(f"second cluster timestamp at offset {p}")
-                ctime = read_uint(buf, d, csize)
+                if d + csize > len(h):
+                    raise MkvError(f"cluster timestamp of {csize} bytes at offset {p}")
+                ctime = read_uint(h, d, csize)
             elif cid not in _SKIP_IN_CLUSTER:
                 raise MkvError(f"element 0x{cid:X} in a cluster at offset {p}")
             p = nxt
         pos = cend
 
 
-def _block_group(buf, pos: int, end: int, ctime: int):
+def _block_group(read, pos: int, end: int, ctime: int):
     block = None
     duration = None
     referenced = False
     extras = False
-    for eid, p, n in children(buf, pos, end):
+    p = pos
+    while p < end:
+        h = read(p, HEAD)
+        eid, size, d = _element_head(h, p, end)
         if eid == BLOCK:
             if block is not None:
                 raise MkvError(f"two blocks in a block group at offset {pos}")
-            block = (p, p + n)
+            if size < 4:
+                raise MkvError(f"block header cut at offset {p}")
+            track, rel, flags, k = parse_block_head(h, d, min(len(h), d + size))
+            block = (p, track, rel, flags, p + k, p + d + size)
         elif eid == BLOCK_DURATION:
-            duration = read_uint(buf, p, n)
+            if d + size > len(h):
+                raise MkvError(f"block duration of {size} bytes at offset {p}")
+            duration = read_uint(h, d, size)
         elif eid == REFERENCE_BLOCK:
             referenced = True
         elif eid not in _SKIP_IN_GROUP:
             extras = True   # BlockAdditions, DiscardPadding, CodecState, Slices...
-
+        p += d + size
     if block is None:
         raise MkvError(f"block group without a block at offset {pos}")
-    track, rel, flags, pay = parse_block_head(buf, block[0], block[1])
+    at, track, rel, flags, pay, bend = block
     if flags & 0x06:
-        raise MkvError(f"laced block at offset {block[0]}")
+        raise MkvError(f"laced block at offset {at}")
     ts = ctime + rel
     if ts < 0:
-        raise MkvError(f"negative block timestamp at offset {block[0]}")
-    return track, ts, not referenced, pay, block[1] - pay, duration, extras
+        raise MkvError(f"negative block timestamp at offset {at}")
+    return track, ts, not referenced, pay, bend - pay, duration, extras
 
 
 # -- Builders, for tests (the inverse operations) ----------------------------------------
