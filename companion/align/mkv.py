@@ -223,6 +223,8 @@ def parse_layout(buf, file_size: int | None = None) -> Layout:
     ``buf`` ends before the first cluster's header (read more and try again)."""
     end = len(buf)
     fsize = end if file_size is None else file_size
+    if bytes(buf[:4]) != b"\x1a\x45\xdf\xa3":
+        raise MkvError("not an EBML file")
     eid, size, data = read_header(buf, 0, end)
     if eid != EBML or size == UNKNOWN:
         raise MkvError("not an EBML file")
