@@ -413,10 +413,21 @@ def iter_blocks(src, layout: Layout
                 raise MkvError(f"short read at offset {p}")
             # inlined _element_head for the common SimpleBlock forms
             cid = h[0]
-            s = h[1] if len(h) > 1 else 0
-            if cid == 0xA3 and s & 0x40 and not s & 0x80 and len(h) >= 7:
-                csize, d = (s & 0x3F) << 8 | h[2], 3
-                if csize == 0x3FFF:
+            if cid == 0xA3 and len(h) >= 13:
+                s = h[1]
+                if s >= 0x80:
+                    csize, d, unk = s & 0x7F, 2, 0x7F
+                elif s >= 0x40:
+                    csize, d, unk = (s & 0x3F) << 8 | h[2], 3, 0x3FFF
+                elif s >= 0x20:
+                    csize, d, unk = (s & 0x1F) << 16 | h[2] << 8 | h[3], 4, 0x1FFFFF
+                elif s >= 0x10:
+                    csize, d, unk = (s & 0x0F) << 24 | h[2] << 16 | h[3] << 8 | h[4], 5, 0xFFFFFFF
+                else:
+                    csize, d = read_vint(h, 1, len(h))
+                    d += 1
+                    unk = UNKNOWN
+                if csize == unk:
                     raise MkvError(f"element of unknown size at offset {p}")
                 if p + d + csize > cend:
                     raise MkvError(f"element 0xA3 at offset {p} runs past its parent")
