@@ -333,7 +333,9 @@ def walker_decline_reason(path, *, audio: bool = True) -> str | None:
                     if s.codec_context.name in TEXT_SUBTITLE_CODECS), None)
         a = c.streams.audio[0] if (audio and c.streams.audio) else None
         try:
-            _MkvWalk.plan(path, c, videos[0], sub, a, None, None, 4, [0])
+            codec = header_info(c, videos[0], a)[0].codec
+            nls = nal_length_size_from_extradata(videos[0].codec_context.extradata, codec) or 4
+            _MkvWalk.plan(path, c, videos[0], sub, a, None, normalize_codec(codec), nls, [0])
         except (WalkerDeclined, mkv.MkvError, OSError, ValueError, IndexError,
                 OverflowError, BufferError) as e:
             return f"{type(e).__name__}: {e}"
@@ -400,7 +402,8 @@ class _MkvWalk:
             return t
 
         vt = track_of(vs, "video")
-        if vt.codec_id not in WALKER_VIDEO_CODECS:
+        if vt.codec_id not in WALKER_VIDEO_CODECS or \
+                cap_codec != WALKER_VIDEO_CODECS[vt.codec_id]:
             raise WalkerDeclined(f"video codec {vt.codec_id}")
         st = None
         if sub is not None:
