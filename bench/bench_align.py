@@ -121,6 +121,7 @@ def main() -> int:
     ds = OUT / "dataset"
     res = {"ffmpeg": [], "nm-align": [], "ref": []}
     rss = 0
+    rss_ref = 0
 
     def prepare():
         shutil.rmtree(ds, ignore_errors=True)
@@ -146,7 +147,9 @@ def main() -> int:
         rss = max(rss, r)
         if args.ref is not None:
             prepare()
-            res["ref"].append(timed(align_cmd, cwd=args.ref.resolve(), tag="ref")[0])
+            dt, r = timed(align_cmd, cwd=args.ref.resolve(), tag="ref")
+            res["ref"].append(dt)
+            rss_ref = max(rss_ref, r)
     base, ours = min(res["ffmpeg"]), min(res["nm-align"])
     mean = lambda xs: sum(xs) / len(xs)
     print(f"input: {mkv.name} ({mkv.stat().st_size / 1e6:.0f} MB, {args.minutes:g} min 1080p60 H.264)")
@@ -159,7 +162,8 @@ def main() -> int:
         ref = min(res["ref"])
         print(f"reference nm-align ({args.ref}): {ref:.2f} s (mean {mean(res['ref']):.2f}), "
               f"ratio {ref / base:.2f}x")
-    print(f"nm-align peak RSS: {rss / 1e6:.0f} MB  (goal < 500 MB)")
+    print(f"nm-align peak RSS: {rss / 1e6:.0f} MB  (goal < 500 MB)"
+          + (f"; reference {rss_ref / 1e6:.0f} MB" if rss_ref else ""))
     for tag in ("ffmpeg", "nm-align", "ref"):
         if res[tag]:
             print(f"  {tag:8s} runs: wall " + " ".join(f"{x:.2f}" for x in res[tag])
