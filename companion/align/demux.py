@@ -515,7 +515,7 @@ class _MkvWalk:
                 n = size[i]
                 data = pread(fd, n, off[i])
                 if len(data) != n:
-                    raise OSError(f"{self.path}: changed while being read")
+                    raise _bad(self.path, "the file changed while it was read")
                 p = Packet(data)
                 p.pts = p.dts = ts[i] - shift
                 p.time_base = tb
