@@ -346,3 +346,26 @@ def test_bad_input_is_one_line_bad_input(tmp_path, content):
     with pytest.raises(BadInput) as ei:
         scan_video(g)
     assert "\n" not in str(ei.value) and str(g) in str(ei.value)
+
+
+def test_video_block_groups_with_block_durations(tmp_path):
+    """Packets whose duration is not the track's DefaultDuration are muxed as BlockGroups
+    with a BlockDuration; the last frame's end comes from it."""
+    import av
+    src = tmp_path / "src.mkv"
+    encode(src, n=60, fps=30, bframes=2, captions={0: anchor(0, 0)})
+    dst = tmp_path / "dur.mkv"
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        vin = i.streams.video[0]
+        vo = o.add_stream_from_template(vin)
+        pkts = [p for p in i.demux(vin) if p.size]
+        for k, p in enumerate(pkts):
+            p.stream = vo
+            p.duration = 50 if k == len(pkts) - 1 else (1 if k % 7 == 0 else 33)
+            o.mux(p)
+    data = dst.read_bytes()
+    durs = [d for t, _, _, _, _, d, _ in mkv.iter_blocks(data, mkv.parse_layout(data)) if d]
+    assert 50 in durs and 1 in durs
+    fast, slow = scan_video(dst), scan_video(dst, mkv_walker=False)
+    assert fast.demuxer == "matroska-walker"
+    assert_same(fast, slow)
