@@ -299,6 +299,7 @@ WALKER_SUBTITLE_CODECS = {"S_TEXT/UTF8": ("subrip", "srt", "text"),
 _STREAM_TYPE = {mkv.TRACK_VIDEO: "video", mkv.TRACK_AUDIO: "audio",
                 mkv.TRACK_SUBTITLE: "subtitle"}
 
+
 class WalkerDeclined(Exception):
     """The Matroska walker does not handle this file (one-line reason)."""
 

@@ -1,9 +1,11 @@
 """A header-only Matroska block walker: pure parsing over a bytes-like object.
 
-No I/O here: every function takes a buffer (``bytes``, ``memoryview``, an ``mmap``) and
-absolute offsets into it, and reads only the bytes it needs: element IDs and sizes, the
-Info and Tracks elements, and the first four bytes of each (Simple)Block. Block payloads
-are never copied; the caller gets their offset and size.
+No I/O here: the functions take a buffer (``bytes``, ``memoryview``, an ``mmap``) with
+absolute offsets into it, or, for the cluster walk, a ``read(pos, n)`` function the
+caller implements (``scan_video`` uses ``os.pread``). Only the bytes needed are read:
+the file's head up to the first cluster (Info, Tracks), then :data:`HEAD` bytes per
+element in the clusters (ID, size, a block's track, timestamp and flags). Block payloads
+are never read; the caller gets their offset and size.
 
 EBML (RFC 8794): an element is ``ID, size, data``. IDs and sizes are variable-length
 integers ("vints"): the number of leading zero bits of the first byte, plus one, is the
