@@ -87,7 +87,12 @@ def make_input(minutes: float) -> Path:
     return mkv
 
 
-def timed(cmd, cwd=None) -> tuple[float, int]:
+CPU: dict[str, list[float]] = {}
+
+
+def timed(cmd, cwd=None, tag: str | None = None) -> tuple[float, int]:
+    """Wall time and peak RSS of ``cmd``; its CPU seconds (user + system, waited-for
+    children such as the ffmpeg copy included) go to ``CPU[tag]``."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
     _, status, ru = os.wait4(p.pid, 0)
@@ -95,6 +100,8 @@ def timed(cmd, cwd=None) -> tuple[float, int]:
     err = p.stderr.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(map(str, cmd))}\n{err[-2000:]}")
+    if tag:
+        CPU.setdefault(tag, []).append(ru.ru_utime + ru.ru_stime)
     return dt, ru.ru_maxrss * 1024
 
 
@@ -109,10 +116,12 @@ def main() -> int:
                     help="also time nm-align of the checkout in this folder (alternating runs)")
     args = ap.parse_args()
     mkv = make_input(args.minutes)
+    load0 = os.getloadavg()
     seg_dir = OUT / "ffmpeg_segments"
     ds = OUT / "dataset"
     res = {"ffmpeg": [], "nm-align": [], "ref": []}
     rss = 0
+    rss_ref = 0
 
     def prepare():
         shutil.rmtree(ds, ignore_errors=True)
@@ -130,15 +139,17 @@ def main() -> int:
         seg_dir.mkdir(parents=True)
         dt, _ = timed(["ffmpeg", "-v", "error", "-y", "-i", str(mkv), "-map", "0", "-c", "copy",
                        "-f", "segment", "-segment_time", "20", "-reset_timestamps", "1",
-                       str(seg_dir / "seg_%04d.mp4")])
+                       str(seg_dir / "seg_%04d.mp4")], tag="ffmpeg")
         res["ffmpeg"].append(dt)
         prepare()
-        dt, r = timed(align_cmd, cwd=REPO)
+        dt, r = timed(align_cmd, cwd=REPO, tag="nm-align")
         res["nm-align"].append(dt)
         rss = max(rss, r)
         if args.ref is not None:
             prepare()
-            res["ref"].append(timed(align_cmd, cwd=args.ref.resolve())[0])
+            dt, r = timed(align_cmd, cwd=args.ref.resolve(), tag="ref")
+            res["ref"].append(dt)
+            rss_ref = max(rss_ref, r)
     base, ours = min(res["ffmpeg"]), min(res["nm-align"])
     mean = lambda xs: sum(xs) / len(xs)
     print(f"input: {mkv.name} ({mkv.stat().st_size / 1e6:.0f} MB, {args.minutes:g} min 1080p60 H.264)")
@@ -151,7 +162,14 @@ def main() -> int:
         ref = min(res["ref"])
         print(f"reference nm-align ({args.ref}): {ref:.2f} s (mean {mean(res['ref']):.2f}), "
               f"ratio {ref / base:.2f}x")
-    print(f"nm-align peak RSS: {rss / 1e6:.0f} MB  (goal < 500 MB)")
+    print(f"nm-align peak RSS: {rss / 1e6:.0f} MB  (goal < 500 MB)"
+          + (f"; reference {rss_ref / 1e6:.0f} MB" if rss_ref else ""))
+    for tag in ("ffmpeg", "nm-align", "ref"):
+        if res[tag]:
+            print(f"  {tag:8s} runs: wall " + " ".join(f"{x:.2f}" for x in res[tag])
+                  + "  CPU " + " ".join(f"{x:.2f}" for x in CPU.get(tag, [])))
+    print("load average at start: {:.2f} {:.2f} {:.2f}; at end: {:.2f} {:.2f} {:.2f}".format(
+        *load0, *os.getloadavg()))
     return 0
 
 

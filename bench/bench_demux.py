@@ -8,11 +8,16 @@ The input is built once and cached: a 10 s 1080p60 H.264 clip (testsrc2, x264 ve
 20 Mbit/s, 2 B-frames, 48 kHz stereo AAC) with OBS-style caption SEI NALs appended to
 every 60th video packet (as OBS 29 does), concatenated by stream copy to ``--seconds``.
 
-    .venv/bin/python bench/bench_demux.py [--seconds 600] [--cache /tmp/nm-bench]
+    .venv/bin/python bench/bench_demux.py [--seconds 600] [--cache /tmp/nm-bench] [--repeat 2]
+
+Each run times scan_video with the Matroska walker and with PyAV's demuxer
+(``mkv_walker=False``), alternating, without and with the audio sink nm-align
+--dataset uses, and prints wall time and CPU seconds of each.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -21,11 +26,13 @@ import time
 from pathlib import Path
 
 import av
+import numpy as np
 
 from companion.align import sei
 from companion.align.cea608 import encode_pop_on, split_messages
 from companion.align.demux import scan_video
 from companion.contract.captions import ClockPair, encode_clock
+from companion.dataset.audio import AudioSpool
 
 
 def _clip(path: Path, seconds: int = 10, fps: int = 60) -> None:
@@ -109,18 +116,37 @@ def main() -> None:
         while f.read(1 << 24):
             pass
     base = min(time_ffmpeg_segment(src) for _ in range(a.repeat))
-    best = None
-    scan = None
-    for _ in range(a.repeat):
-        t0 = time.perf_counter()
-        scan = scan_video(src)
-        dt = time.perf_counter() - t0
-        best = dt if best is None else min(best, dt)
+    load0 = os.getloadavg()
+    # alternate the Matroska walker and PyAV's demuxer, each with and without the audio
+    # sink nm-align --dataset uses (an AudioSpool decoding the AAC track)
+    res: dict[str, list[tuple[float, float]]] = {}
+    scans = {}
+    spool_dir = Path(tempfile.mkdtemp(prefix="nm-bench-spool-"))
+    try:
+        for _ in range(a.repeat):
+            for walker in (True, False):
+                for audio in (False, True):
+                    tag = ("walker" if walker else "pyav") + (" + audio" if audio else "")
+                    sink = (lambda r, c: AudioSpool(spool_dir / "a.s16", r, c)) if audio else None
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    scans[tag] = scan_video(src, audio_sink=sink, mkv_walker=walker)
+                    res.setdefault(tag, []).append((time.perf_counter() - t0,
+                                                    time.process_time() - c0))
+    finally:
+        shutil.rmtree(spool_dir, ignore_errors=True)
+    scan = scans["walker"]
+    assert scan.demuxer == "matroska-walker" and scans["pyav"].demuxer == "pyav"
+    same = all(np.array_equal(scan.pts, scans[t].pts) and scan.captions == scans[t].captions
+               for t in scans)
     print(f"input: {src.name} {size_mb:.0f} MB, {scan.n_frames} frames, "
-          f"{len(scan.captions)} captions")
+          f"{len(scan.captions)} captions (pts and captions identical in all runs: {same})")
     print(f"baseline ffmpeg -c copy -f segment: {base:.2f} s")
-    print(f"scan_video:                         {best:.2f} s")
-    print(f"ratio scan_video / ffmpeg segment:  {best / base:.2f}x")
+    for tag, runs in res.items():
+        best = min(w for w, _ in runs)
+        print(f"scan_video, {tag:14s}: wall {best:.2f} s (ratio {best / base:.2f}x), CPU "
+              + " ".join(f"{c:.2f}" for _, c in runs) + " s")
+    print("load average at start: {:.2f} {:.2f} {:.2f}; at end: {:.2f} {:.2f} {:.2f}".format(
+        *load0, *os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -24,9 +24,11 @@ from pathlib import Path
 import av
 import numpy as np
 
+from companion.align import mkv
 from companion.align.cea608 import Cea608Decoder
 from companion.align.header import STANDARD_RATES, header_info, video_streams
-from companion.align.sei import cc_data_from_packet, nal_length_size_from_extradata, normalize_codec
+from companion.align.sei import (cc_data_from_packet, cc_data_from_reader,
+                                 nal_length_size_from_extradata, normalize_codec)
 from companion.util.errors import BadInput
 
 
@@ -78,6 +80,9 @@ class VideoScan:
     """One-line notes: why ``truncated`` is set, dropped packets, odd timing."""
     truncated_reason: str | None = None
     """Why ``truncated`` is True (one line; the same text is also in ``warnings``)."""
+    demuxer: str = "pyav"
+    """Which reader produced the packets: ``"pyav"`` or ``"matroska-walker"`` (the
+    same results either way; see :mod:`companion.align.mkv`)."""
 
     @property
     def n_frames(self) -> int:
@@ -178,8 +183,371 @@ def _subtitle_text(codec: str, data: bytes) -> str:
     return text.strip()
 
 
+@dataclass
+class _Packets:
+    """What a reader collected from the packets (decode order)."""
+
+    pts: array = field(default_factory=lambda: array("q"))  # 8 bytes per frame: flat memory
+    key: array = field(default_factory=lambda: array("b"))
+    end_max: tuple[int, int] | None = None  # (pts, duration) of the packet with the largest pts
+    reordered: bool = False
+    no_ts: int = 0
+    captions: list[tuple[int, str]] = field(default_factory=list)  # (decode index, text)
+    cues: list[tuple[int, int, str]] = field(default_factory=list)
+    error: str | None = None
+
+
+def _cue(sub_tb: Fraction, pts: int, duration: int, codec: str, data: bytes):
+    t0 = pts * sub_tb
+    start_ns = int(t0 * 1_000_000_000)
+    end_ns = int((t0 + duration * sub_tb) * 1_000_000_000)
+    return start_ns, end_ns, _subtitle_text(codec, data)
+
+
+class _PyAVReader:
+    """Packets from PyAV's demuxer (any container FFmpeg reads)."""
+
+    name = "pyav"
+
+    def __init__(self, container, vs, sub, audio):
+        self.container, self.vs, self.sub, self.audio = container, vs, sub, audio
+
+    def read(self, sink, progress, cap_codec, nls) -> _Packets:
+        container, vs, sub, audio = self.container, self.vs, self.sub, self.audio
+        wanted = [vs] + ([sub] if sub is not None else []) + ([audio] if sink is not None else [])
+        for s in container.streams:
+            if s not in wanted:
+                try:
+                    s.discard = av.stream.Discard.all
+                except Exception:  # pragma: no cover - older PyAV without Discard
+                    pass
+        r = _Packets()
+        pts_l, key_l, caps_raw, cues = r.pts, r.key, r.captions, r.cues
+        end_l_max = None
+        prev_pts = None
+        dec = Cea608Decoder()
+        feed = dec.feed
+        vidx = vs.index
+        sub_codec = sub.codec_context.name if sub is not None else ""
+        sub_tb = Fraction(sub.time_base) if sub is not None and sub.time_base else None
+        pending = 0
+        aidx = audio.index if sink is not None else -1
+        aput = sink.put if sink is not None else None
+        try:
+            try:
+                for pkt in container.demux(*wanted):
+                    if not pkt.size:
+                        # PyAV's end-of-stream flush packets (their stream_index is 0: ask .stream)
+                        if aput is not None and pkt.stream is audio:
+                            aput(pkt)
+                        continue
+                    si = pkt.stream_index
+                    if si != vidx:
+                        if si == aidx:
+                            aput(pkt)
+                        elif sub is not None and si == sub.index and pkt.pts is not None:
+                            cues.append(_cue(sub_tb, pkt.pts, pkt.duration or 0, sub_codec,
+                                             bytes(pkt)))
+                        continue
+                    pts = pkt.pts
+                    if pts is None:
+                        pts = pkt.dts
+                        if pts is None:
+                            r.no_ts += 1
+                            continue
+                    if prev_pts is not None and pts < prev_pts:
+                        r.reordered = True
+                    prev_pts = pts
+                    if end_l_max is None or pts >= end_l_max[0]:
+                        end_l_max = (pts, pkt.duration or 0)
+                    if cap_codec is not None:
+                        trips = cc_data_from_packet(memoryview(pkt), cap_codec, nls)
+                        if trips:
+                            for valid, typ, b1, b2 in trips:
+                                if valid and typ == 0:
+                                    text = feed(b1, b2)
+                                    if text is not None:
+                                        caps_raw.append((len(pts_l), text))
+                    pts_l.append(pts)
+                    key_l.append(1 if pkt.is_keyframe else 0)
+                    if progress is not None:
+                        pending += 1
+                        if pending >= 64:
+                            progress.update(pending)
+                            pending = 0
+            finally:
+                if sink is not None:
+                    sink.finish()
+        except av.error.EOFError:
+            pass
+        except av.error.FFmpegError as e:
+            r.error = _ffmsg(e)
+        if progress is not None and pending:
+            progress.update(pending)
+        r.end_max = end_l_max
+        return r
+
+
+# -- Matroska fast path ---------------------------------------------------------------
+
+# CodecIDs whose blocks FFmpeg's Matroska demuxer hands over unchanged, one frame each
+# (checked field by field against PyAV in tests/test_mkv_scan.py).
+WALKER_VIDEO_CODECS = {"V_MPEG4/ISO/AVC": "h264", "V_MPEGH/ISO/HEVC": "hevc", "V_AV1": "av1"}
+WALKER_SUBTITLE_CODECS = {"S_TEXT/UTF8": ("subrip", "srt", "text"),
+                          "S_TEXT/ASS": ("ass", "ssa"), "S_TEXT/SSA": ("ass", "ssa"),
+                          "S_ASS": ("ass", "ssa"), "S_SSA": ("ass", "ssa")}
+_STREAM_TYPE = {mkv.TRACK_VIDEO: "video", mkv.TRACK_AUDIO: "audio",
+                mkv.TRACK_SUBTITLE: "subtitle"}
+
+
+class WalkerDeclined(Exception):
+    """The Matroska walker does not handle this file (one-line reason)."""
+
+
+def walk_matroska(path: Path, container, vs, sub, audio, progress=None, cap_codec=None,
+                  nls: int = 4):
+    """Read ``path``'s packets with :mod:`companion.align.mkv` by ``pread``: returns a
+    reader whose ``read`` hands the audio to the sink, or None when the file is anything
+    the walker does not fully understand (then nothing was consumed and the PyAV reader
+    is used). The walk itself (block headers, caption NALs) has no side effect besides
+    ``progress``. ``container`` is the open PyAV container: stream parameters come from
+    it, so both readers share the header facts. ``audio``: the audio stream a sink will
+    decode (None: audio blocks are not read)."""
+    counted = [0]
+    try:
+        return _MkvWalk.plan(path, container, vs, sub, audio, progress, cap_codec, nls, counted)
+    except (WalkerDeclined, mkv.MkvError, OSError, ValueError, IndexError, OverflowError,
+            BufferError):
+        if counted[0] and isinstance(getattr(progress, "done", None), int):
+            progress.done -= counted[0]   # the PyAV reader counts the packets again
+        return None
+
+
+def walker_decline_reason(path, *, audio: bool = True) -> str | None:
+    """Why the walker would not read ``path`` (None: it would). For tests and tools."""
+    path = Path(path)
+    with av.open(str(path)) as c:
+        videos = video_streams(c)
+        if not videos:
+            return "no video stream"
+        sub = next((s for s in c.streams.subtitles
+                    if s.codec_context.name in TEXT_SUBTITLE_CODECS), None)
+        a = c.streams.audio[0] if (audio and c.streams.audio) else None
+        try:
+            codec = header_info(c, videos[0], a)[0].codec
+            nls = nal_length_size_from_extradata(videos[0].codec_context.extradata, codec) or 4
+            _MkvWalk.plan(path, c, videos[0], sub, a, None, normalize_codec(codec), nls, [0])
+        except (WalkerDeclined, mkv.MkvError, OSError, ValueError, IndexError,
+                OverflowError, BufferError) as e:
+            return f"{type(e).__name__}: {e}"
+        return None
+
+
+class _MkvWalk:
+    name = "matroska-walker"
+
+    def __init__(self, path: Path, packets: _Packets, audio_cols, audio_stream, audio_shift: int,
+                 tb: Fraction):
+        self.path, self.packets = path, packets
+        self.audio_cols, self.audio_stream, self.audio_shift = audio_cols, audio_stream, audio_shift
+        self.tb = tb
+
+    @classmethod
+    def plan(cls, path: Path, container, vs, sub, audio, progress, cap_codec, nls,
+             counted: list) -> "_MkvWalk":
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return cls._plan(path, fd, container, vs, sub, audio, progress, cap_codec, nls,
+                             counted)
+        finally:
+            os.close(fd)
+
+    @classmethod
+    def _plan(cls, path, fd, container, vs, sub, audio, progress, cap_codec, nls,
+              counted) -> "_MkvWalk":
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, min(size, 1 << 16), 0)
+        while True:
+            try:
+                lay = mkv.parse_layout(head, size)
+                break
+            except mkv.MkvShort:
+                if len(head) >= size:
+                    raise
+                head = os.pread(fd, min(size, 8 * len(head)), 0)
+        del head
+        read = _pread_reader(fd)
+        if lay.segment_size_known and lay.segment_end != size:
+            raise WalkerDeclined("bytes after the segment")
+        tracks = lay.tracks
+        streams = list(container.streams)
+        if len(streams) < len(tracks):
+            raise WalkerDeclined("fewer streams than tracks")
+        for t, s in zip(tracks, streams):
+            if _STREAM_TYPE.get(t.type) != s.type:
+                raise WalkerDeclined(f"track {t.number} ({t.type}) is stream {s.index} ({s.type})")
+        tb = Fraction(lay.timecode_scale, 1_000_000_000)
+
+        def track_of(stream, what):
+            if stream.index >= len(tracks):
+                raise WalkerDeclined(f"{what} stream is not a track")
+            t = tracks[stream.index]
+            if t.encoded:
+                raise WalkerDeclined(f"{what} track has content encodings")
+            if t.codec_delay and what != "audio":
+                raise WalkerDeclined(f"{what} track has a codec delay")
+            if t.timecode_scale not in (None, 1.0):
+                raise WalkerDeclined(f"{what} track has a timestamp scale")
+            if not stream.time_base or Fraction(stream.time_base) != tb:
+                raise WalkerDeclined(f"{what} time base differs from TimestampScale")
+            return t
+
+        vt = track_of(vs, "video")
+        if vt.codec_id not in WALKER_VIDEO_CODECS or \
+                cap_codec != WALKER_VIDEO_CODECS[vt.codec_id]:
+            raise WalkerDeclined(f"video codec {vt.codec_id}")
+        st = None
+        if sub is not None:
+            st = track_of(sub, "subtitle")
+            if sub.codec_context.name not in WALKER_SUBTITLE_CODECS.get(st.codec_id, ()):
+                raise WalkerDeclined(f"subtitle codec {st.codec_id}")
+        at = None
+        if audio is not None:
+            at = track_of(audio, "audio")
+            if not (at.codec_id == "A_AAC" or at.codec_id.startswith("A_AAC/")):
+                raise WalkerDeclined(f"audio codec {at.codec_id}")
+        known = {t.number for t in tracks}
+        vnum = vt.number
+        snum = st.number if st is not None else -1
+        anum = at.number if at is not None else -1
+        r = _Packets()
+        pts_l, key_l, caps_raw, cues = r.pts, r.key, r.captions, r.cues
+        a_ts, a_off, a_size = array("q"), array("q"), array("q")
+        feed = Cea608Decoder().feed
+        sub_codec = sub.codec_context.name if sub is not None else ""
+        sub_tb = Fraction(sub.time_base) if sub is not None else None
+        end_pts = -1
+        end_dur = None
+        prev = None
+        pending = 0
+        for track, ts, key, off, n, dur, extras in mkv.iter_blocks(read, lay):
+            if track == vnum:
+                if extras:
+                    raise WalkerDeclined(f"video block group with side data at offset {off}")
+                if not n:
+                    raise WalkerDeclined(f"empty video block at offset {off}")
+                if prev is not None and ts < prev:
+                    r.reordered = True
+                prev = ts
+                if ts >= end_pts:
+                    end_pts, end_dur = ts, dur
+                if cap_codec is not None:
+                    trips = cc_data_from_reader(lambda i, k: read(off + i, k), n, cap_codec, nls)
+                    if trips:
+                        for valid, typ, b1, b2 in trips:
+                            if valid and typ == 0:
+                                text = feed(b1, b2)
+                                if text is not None:
+                                    caps_raw.append((len(pts_l), text))
+                pts_l.append(ts)
+                key_l.append(key)
+                if progress is not None:
+                    pending += 1
+                    if pending >= 64:
+                        progress.update(pending)
+                        counted[0] += pending
+                        pending = 0
+            elif track == anum:
+                if extras or not n:
+                    raise WalkerDeclined(f"audio block with side data or empty at offset {off}")
+                a_ts.append(ts)
+                a_off.append(off)
+                a_size.append(n)
+            elif track == snum:
+                if extras or not n or not dur:
+                    raise WalkerDeclined(f"subtitle block without a duration at offset {off}")
+                data = read(off, n)
+                if len(data) != n:
+                    raise WalkerDeclined(f"subtitle block cut at offset {off}")
+                cues.append(_cue(sub_tb, ts, dur, sub_codec, bytes(data)))
+            elif track not in known:
+                raise WalkerDeclined(f"block of undeclared track {track}")
+        if progress is not None and pending:
+            progress.update(pending)
+            counted[0] += pending
+        if not len(pts_l):
+            raise WalkerDeclined("no video blocks")
+        # duration of the video packet with the largest pts (the last one if tied), as
+        # FFmpeg gives it: BlockDuration, else DefaultDuration in whole ticks
+        if end_dur is None and vt.default_duration:
+            end_dur = vt.default_duration // lay.timecode_scale
+        if not end_dur or end_dur <= 0:
+            raise WalkerDeclined("last video block has no duration")
+        r.end_max = (end_pts, end_dur)
+        # FFmpeg moves an audio track's packets earlier by its CodecDelay (encoder
+        # priming), rounded to the nearest tick; the decoder drops the primed samples
+        shift = 0
+        if at is not None and at.codec_delay:
+            num = at.codec_delay * tb.denominator
+            den = 1_000_000_000 * tb.numerator
+            shift = (2 * num + den) // (2 * den)
+        return cls(path, r, (a_ts, a_off, a_size) if at is not None else None, audio, shift, tb)
+
+    def read(self, sink, progress, cap_codec, nls) -> _Packets:
+        """Feed the audio sink the packets PyAV's demuxer would give it (read with
+        ``pread``: a few hundred bytes each, no mapping) and return the walk's packets."""
+        if sink is not None:
+            try:
+                if self.audio_cols is not None:
+                    self._audio(sink)
+            finally:
+                sink.finish()
+        return self.packets
+
+    def _audio(self, sink) -> None:
+        ts, off, size = self.audio_cols
+        stream, tb, shift = self.audio_stream, self.tb, self.audio_shift
+        put = sink.put
+        Packet = av.Packet
+        pread = os.pread
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for i in range(len(ts)):
+                n = size[i]
+                data = pread(fd, n, off[i])
+                if len(data) != n:
+                    raise _bad(self.path, "the file changed while it was read")
+                p = Packet(data)
+                p.pts = p.dts = ts[i] - shift
+                p.time_base = tb
+                p.stream = stream
+                put(p)
+        finally:
+            os.close(fd)
+        p = Packet()
+        p.stream = stream
+        put(p)
+
+
+def _pread_reader(fd: int, min_read: int = 128):
+    """``read(pos, n)`` by ``os.pread``, keeping the last read: the walker reads a few
+    dozen bytes at each element and the caption walk's first NAL header is among them."""
+    cache = [0, b""]
+    pread = os.pread
+
+    def read(pos: int, n: int):
+        off = pos - cache[0]
+        buf = cache[1]
+        if off >= 0 and off + n <= len(buf):
+            return buf[off:off + n]
+        buf = pread(fd, n if n > min_read else min_read, pos)
+        cache[0], cache[1] = pos, buf
+        return buf[:n] if len(buf) > n else buf
+    return read
+
+
 def scan_video(path: str | os.PathLike, progress=None, *, on_header=None,
-               audio_sink=None) -> VideoScan:
+               audio_sink=None, mkv_walker: bool = True) -> VideoScan:
     """Demux ``path`` once (no decoding) and return a :class:`VideoScan`.
 
     ``progress``: a :class:`companion.util.progress.Progress` (or anything with
@@ -198,12 +566,13 @@ def scan_video(path: str | os.PathLike, progress=None, *, on_header=None,
     path = Path(path)
     container = _open(path)
     try:
-        return _scan(container, path, progress, on_header, audio_sink)
+        return _scan(container, path, progress, on_header, audio_sink, mkv_walker)
     finally:
         container.close()
 
 
-def _scan(container, path: Path, progress, on_header=None, audio_sink=None) -> VideoScan:
+def _scan(container, path: Path, progress, on_header=None, audio_sink=None,
+          mkv_walker: bool = True) -> VideoScan:
     fmt = (container.format.name or "") if container.format else ""
     if fmt.startswith("image2") or fmt.endswith("_pipe"):
         raise _bad(path, f"is a still image ({fmt}), not a video")
@@ -228,94 +597,24 @@ def _scan(container, path: Path, progress, on_header=None, audio_sink=None) -> V
             break
     if on_header is not None:
         on_header(info)
-    sink = None
-    if audio_sink is not None and audio is not None and audio_rate and audio_channels:
-        sink = audio_sink(audio_rate, audio_channels)
-    wanted = [vs] + ([sub] if sub is not None else []) + ([audio] if sink is not None else [])
-    for s in container.streams:
-        if s not in wanted:
-            try:
-                s.discard = av.stream.Discard.all
-            except Exception:  # pragma: no cover - older PyAV without Discard
-                pass
-
     if progress is not None and getattr(progress, "total", 1) is None and declared_end_s:
         rate = vs.average_rate or vs.guessed_rate
         if rate:
             progress.total = int(declared_end_s * float(rate)) + 1
-
+    # The Matroska walker reads a few bytes per block instead of the whole file; it
+    # gives up (None) on anything it does not fully understand, before any side effect.
+    walk = None
+    if mkv_walker and fmt.startswith("matroska"):
+        walk = walk_matroska(path, container, vs, sub, audio if audio_sink is not None else None,
+                             progress, cap_codec, nls)
+    reader = _PyAVReader(container, vs, sub, audio) if walk is None else walk
+    sink = None
+    if audio_sink is not None and audio is not None and audio_rate and audio_channels:
+        sink = audio_sink(audio_rate, audio_channels)
+    r = reader.read(sink, progress, cap_codec, nls)
+    pts_l, key_l, end_l_max, reordered = r.pts, r.key, r.end_max, r.reordered
+    no_ts, caps_raw, cues, demux_error = r.no_ts, r.captions, r.cues, r.error
     warnings: list[str] = []
-    pts_l = array("q")  # 8 bytes per frame: memory stays flat for hours of video
-    key_l = array("b")
-    end_l_max = None  # (pts, duration) of the packet with the largest pts
-    reordered = False
-    prev_pts = None
-    no_ts = 0
-    caps_raw: list[tuple[int, str]] = []
-    cues: list[tuple[int, int, str]] = []
-    dec = Cea608Decoder()
-    feed = dec.feed
-    vidx = vs.index
-    sub_codec = sub.codec_context.name if sub is not None else ""
-    sub_tb = Fraction(sub.time_base) if sub is not None and sub.time_base else None
-    demux_error = None
-    pending = 0
-    aidx = audio.index if sink is not None else -1
-    aput = sink.put if sink is not None else None
-
-    try:
-        try:
-            for pkt in container.demux(*wanted):
-                if not pkt.size:
-                    # PyAV's end-of-stream flush packets (their stream_index is 0: ask .stream)
-                    if aput is not None and pkt.stream is audio:
-                        aput(pkt)
-                    continue
-                si = pkt.stream_index
-                if si != vidx:
-                    if si == aidx:
-                        aput(pkt)
-                    elif sub is not None and si == sub.index and pkt.pts is not None:
-                        t0 = pkt.pts * sub_tb
-                        start_ns = int(t0 * 1_000_000_000)
-                        end_ns = int((t0 + (pkt.duration or 0) * sub_tb) * 1_000_000_000)
-                        cues.append((start_ns, end_ns, _subtitle_text(sub_codec, bytes(pkt))))
-                    continue
-                pts = pkt.pts
-                if pts is None:
-                    pts = pkt.dts
-                    if pts is None:
-                        no_ts += 1
-                        continue
-                if prev_pts is not None and pts < prev_pts:
-                    reordered = True
-                prev_pts = pts
-                if end_l_max is None or pts >= end_l_max[0]:
-                    end_l_max = (pts, pkt.duration or 0)
-                if cap_codec is not None:
-                    trips = cc_data_from_packet(memoryview(pkt), cap_codec, nls)
-                    if trips:
-                        for valid, typ, b1, b2 in trips:
-                            if valid and typ == 0:
-                                text = feed(b1, b2)
-                                if text is not None:
-                                    caps_raw.append((len(pts_l), text))
-                pts_l.append(pts)
-                key_l.append(1 if pkt.is_keyframe else 0)
-                if progress is not None:
-                    pending += 1
-                    if pending >= 64:
-                        progress.update(pending)
-                        pending = 0
-        finally:
-            if sink is not None:
-                sink.finish()
-    except av.error.EOFError:
-        pass
-    except av.error.FFmpegError as e:
-        demux_error = _ffmsg(e)
-    if progress is not None and pending:
-        progress.update(pending)
 
     n = len(pts_l)
     if n == 0:
@@ -385,4 +684,4 @@ def _scan(container, path: Path, progress, on_header=None, audio_sink=None) -> V
         has_audio=audio is not None, audio_rate=audio_rate, audio_channels=audio_channels,
         duration_ns=duration_ns, truncated=truncated, has_bframes=reordered,
         duplicate_pts=duplicate_pts, missing_frames=missing, pts_gaps=gaps, warnings=warnings,
-        truncated_reason="; ".join(reasons) or None)
+        truncated_reason="; ".join(reasons) or None, demuxer=reader.name)

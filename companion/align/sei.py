@@ -76,29 +76,41 @@ def nal_length_size_from_extradata(extradata: Buffer | None, codec: str) -> int 
     return n if n in (1, 2, 4) else None
 
 
-def _split_length_prefixed(data: Buffer, n: int, keep: int | None = None
-                           ) -> list[tuple[int, int]] | None:
-    """(start, end) offsets of each NAL, or None if the lengths do not tile ``data``.
-    ``keep``: only the SEI NALs of a codec with a ``keep``-byte NAL header (1: H.264,
-    2: HEVC) are listed; the whole packet is still checked (this runs once per frame)."""
-    mv = memoryview(data)
+def length_prefixed_spans(peek, size: int, n: int, keep: int | None = None
+                          ) -> list[tuple[int, int]] | None:
+    """(start, end) offsets of each NAL of a length-prefixed packet of ``size`` bytes, or
+    None if the lengths do not tile it exactly. ``peek(i, k)`` returns the packet's bytes
+    ``[i, i + k)`` (fewer at its end): only each NAL's length field and first header byte
+    are read, so a caller may read them from a file. ``keep``: only the SEI NALs of a
+    codec with a ``keep``-byte NAL header (1: H.264, 2: HEVC) are listed; the whole
+    packet is still checked (this runs once per frame)."""
     out = []
-    size = len(mv)
     i = 0
     while i < size:
         if i + n > size:
             return None
-        if n == 4:
-            ln = mv[i] << 24 | mv[i + 1] << 16 | mv[i + 2] << 8 | mv[i + 3]
-        else:
-            ln = int.from_bytes(mv[i:i + n], "big")
-        i += n
-        if ln == 0 or i + ln > size or mv[i] & 0x80:  # forbidden_zero_bit must be 0
+        h = peek(i, n + 1)
+        if len(h) <= n:
             return None
-        if keep is None or _is_sei(mv[i], keep):
+        if n == 4:
+            ln = h[0] << 24 | h[1] << 16 | h[2] << 8 | h[3]
+        else:
+            ln = int.from_bytes(h[:n], "big")
+        i += n
+        first = h[n]
+        if ln == 0 or i + ln > size or first & 0x80:  # forbidden_zero_bit must be 0
+            return None
+        if keep is None or _is_sei(first, keep):
             out.append((i, i + ln))
         i += ln
     return out
+
+
+def _split_length_prefixed(data: Buffer, n: int, keep: int | None = None
+                           ) -> list[tuple[int, int]] | None:
+    """:func:`length_prefixed_spans` of a packet in memory."""
+    mv = memoryview(data)
+    return length_prefixed_spans(lambda i, k: mv[i:i + k], len(mv), n, keep)
 
 
 def _split_annexb(data: Buffer) -> list[tuple[int, int]]:
@@ -284,6 +296,27 @@ def cc_data_from_packet(data: Buffer, codec: str, nal_length_size: int = 4) -> l
         if e - s > hdr:
             out.extend(_cc_from_sei_nal(mv[s:e], hdr))
     return out
+
+
+def cc_data_from_reader(peek, size: int, codec: str, nal_length_size: int = 4) -> list[Triplet]:
+    """:func:`cc_data_from_packet` of a ``size``-byte packet read through ``peek(i, k)``
+    (its bytes ``[i, i + k)``), reading only NAL length fields and headers and the SEI
+    NALs when the packet is length-prefixed H.264/HEVC; otherwise (Annex-B, AV1, lengths
+    that do not tile) the whole packet is read and handed to ``cc_data_from_packet``, so
+    the result is always the same as for the packet in memory."""
+    c = _CODEC_ALIASES.get(codec) or normalize_codec(codec)
+    hdr = 1 if c == "h264" else 2 if c == "hevc" else 0
+    if hdr and nal_length_size in (1, 2, 3, 4):
+        spans = length_prefixed_spans(peek, size, nal_length_size, keep=hdr)
+        if spans is not None:
+            out: list[Triplet] = []
+            for s, e in spans:
+                if e - s > hdr:
+                    out.extend(_cc_from_sei_nal(peek(s, e - s), hdr))
+            return out
+    if c is None:
+        return []
+    return cc_data_from_packet(peek(0, size), codec, nal_length_size)
 
 
 def _is_sei(first: int, hdr: int) -> bool:
