@@ -99,8 +99,8 @@ _FLAG_NOTES = ((F_NONFINITE, "non-finite mouse coordinates"),
                (F_OUT_OF_FRAME, "mouse outside the video frame; normalized coordinates clamped"),
                (F_UNKNOWN_TYPE, "unknown event type"),
                (F_ORPHAN, "release without a press"))
-_NOTE_OF_FLAGS = np.array(["; ".join(t for b, t in _FLAG_NOTES if f & b) or None
-                           for f in range(16)], dtype=object)
+_NOTES = pa.array(["; ".join(t for b, t in _FLAG_NOTES if f & b) or None for f in range(16)],
+                  pa.string())
 
 
 @dataclass
@@ -143,8 +143,11 @@ def _conform(events: pa.Table | pa.RecordBatch) -> pa.Table:
     missing = [n for n in _EVENT_NAMES if n not in events.column_names]
     if missing:
         raise BadInput(f"events table lacks columns: {', '.join(missing)}")
+    events = events.select(_EVENT_NAMES)
+    if events.schema.equals(EVENTS_SCHEMA, check_metadata=False):
+        return events
     try:
-        return events.select(_EVENT_NAMES).cast(EVENTS_SCHEMA)
+        return events.cast(EVENTS_SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise BadInput(f"events table does not match the events.parquet schema: {msg}") from None
@@ -159,7 +162,7 @@ def table_batches(events: pa.Table | None, batch_rows: int = BATCH_ROWS) -> Iter
     t = _np(events.column("t_ns"), np.int64, 0)
     if t.size and np.any(np.diff(t) < 0):
         events = events.take(pa.array(np.argsort(t, kind="stable")))
-    yield from events.combine_chunks().to_batches(max_chunksize=batch_rows)
+    yield from events.to_batches(max_chunksize=batch_rows)
 
 
 def _build_meta(ev: pa.Table) -> pa.Array:
@@ -209,11 +212,17 @@ def _build_meta(ev: pa.Table) -> pa.Array:
         texts.append(json.dumps(obj, ensure_ascii=False) if obj else None)
     out = pc.take(pa.array(texts, pa.string()), pa.array(inverse.astype(np.int64)))
     if md_rows.size:
+        take = pa.array(md_rows)
+        memo: dict = {}      # (base text, map entries) -> text: key rows repeat a lot
         repl = []
-        for i in md_rows.tolist():
-            base = json.loads(out[i].as_py() or "{}")
-            base.update(dict(md[i].as_py()))
-            repl.append(json.dumps(base, ensure_ascii=False))
+        for text, entries in zip(pc.take(out, take).to_pylist(), md.take(take).to_pylist()):
+            k = (text, tuple(entries))
+            r = memo.get(k)
+            if r is None:
+                base = json.loads(text or "{}")
+                base.update(dict(entries))
+                r = memo[k] = json.dumps(base, ensure_ascii=False)
+            repl.append(r)
         mask = np.zeros(n, bool)
         mask[md_rows] = True
         out = pc.replace_with_mask(out, pa.array(mask), pa.array(repl, pa.string()))
@@ -451,7 +460,7 @@ class ActionsProcessor:
                for c in ("code", "key", "key_code", "button_index", "mouse_button")}
         kt = t[kb].tolist()
         kc = tcode[kb].tolist()
-        press_cols = None
+        new_holds: list[tuple[_Hold, int]] = []    # (hold, j): its press fields come below
         debounce = self.debounce_ns
         held, pending = self._held, self._pending
         b = self._bounds
@@ -486,10 +495,8 @@ class ActionsProcessor:
                 if h is not None:
                     drop[i] = 3
                 else:
-                    if press_cols is None:
-                        pr = _raw_cols(ev.take(take), tcode[kb])
-                        press_cols = {c: pr.column(c).to_pylist() for c in _PRESS_FIELDS}
-                    held[k] = _Hold(k, tj, {c: press_cols[c][j] for c in _PRESS_FIELDS})
+                    held[k] = h = _Hold(k, tj, {})
+                    new_holds.append((h, j))
             elif h is None:
                 orphan[i] = True
                 is_valid[i] = False
@@ -498,6 +505,12 @@ class ActionsProcessor:
             else:
                 h.pending_t, h.pending_ref = tj, (drop, i)
                 pending[k] = h
+        if new_holds:
+            rows = kb[[j for _, j in new_holds]]
+            pr = _raw_cols(ev.take(pa.array(rows)), tcode[rows])
+            cols = [pr.column(c).to_pylist() for c in _PRESS_FIELDS]
+            for (h, _), values in zip(new_holds, zip(*cols)):
+                h.fields = dict(zip(_PRESS_FIELDS, values))
 
     def _release(self, h: _Hold) -> None:
         """The pending release of ``h`` is final: the hold ends there."""
@@ -568,8 +581,7 @@ class ActionsProcessor:
                                             mask=mask))
         body = body.append_column("is_valid", pa.array(a["is_valid"][kidx], pa.bool_()))
         body = body.append_column("confidence", pa.array(a["confidence"][kidx], pa.float32()))
-        body = body.append_column("notes", pa.array(_NOTE_OF_FLAGS[a["flags"][kidx] & 15],
-                                                    pa.string()))
+        body = body.append_column("notes", pc.take(_NOTES, pa.array(a["flags"][kidx] & 15)))
 
         head, tail = [], []
         for h in snap:
