@@ -292,8 +292,8 @@ def main() -> None:
                   f"peak RSS {r['peak_mb']:6.0f} MB (after imports {r['base_mb']:.0f} MB)")
         o, s, t = best.get("old"), best.get("stream"), best.get("table")
         if o and s:
-            print(f"  stream/old: time {s['wall'] / o['wall']:.2f}x, cpu {s['cpu'] / o['cpu']:.2f}x, "
-                  f"peak RSS {s['peak_mb'] / o['peak_mb']:.2f}x")
+            print(f"  stream/old: time {s['wall'] / o['wall']:.2f}x, "
+                  f"cpu {s['cpu'] / o['cpu']:.2f}x, peak RSS {s['peak_mb'] / o['peak_mb']:.2f}x")
         if o and t:
             print(f"  table/old: time {t['wall'] / o['wall']:.2f}x, cpu {t['cpu'] / o['cpu']:.2f}x")
         print(f"  outputs identical: {len(set(digests.values())) == 1}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import random
 from dataclasses import dataclass, field
 
 import numpy as np

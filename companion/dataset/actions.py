@@ -75,7 +75,7 @@ from companion.util.errors import BadInput
 DEBOUNCE_NS = 5_000_000          # release -> re-press of the same key within 5 ms
 OUT_OF_FRAME_CONFIDENCE = 0.5
 SYNTHETIC_CONFIDENCE = 0.5
-BATCH_ROWS = 65_536              # rows per batch from table_batches (and the writer's reader)
+BATCH_ROWS = 16_384              # rows per batch (table_batches, the writer's file reader)
 
 _TYPE_MAP = {"key_down": "keydown", "key_up": "keyup", "mouse_move": "mousemove",
              "mouse_click": "mousedown", "wheel": "wheel", "focus": "focus",
@@ -153,7 +153,8 @@ def _conform(events: pa.Table | pa.RecordBatch) -> pa.Table:
         raise BadInput(f"events table does not match the events.parquet schema: {msg}") from None
 
 
-def table_batches(events: pa.Table | None, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+def table_batches(events: pa.Table | None,
+                  batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
     """Batches of an in-memory events table in ``t_ns`` order (a stable sort when the
     table is not sorted; null ``t_ns`` counts as 0). None: no batches."""
     if events is None:

@@ -223,11 +223,12 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table,
 
     ``scan``: the ``VideoScan`` of the recording (``scan.path`` is read unless
     ``video_path`` is given); ``frames``: its FRAMES_SCHEMA table; ``events``: its
-    EVENTS_SCHEMA table, any row order (None = no events); ``session_meta``: the session metadata dict
-    (seed 001 fields plus ``alignment``). ``events`` may also be the path of an
-    events.parquet file sorted by ``t_ns`` (as nm-align writes it): it is then read a
-    batch at a time, so memory does not grow with the recording length (a file not
-    sorted by t_ns is a BadInput). ``chunk_seconds``: chunk length in seconds
+    EVENTS_SCHEMA table, any row order, or the path of its events.parquet file sorted by
+    ``t_ns`` (as nm-align writes it; read a row group and ``BATCH_ROWS`` rows at a time,
+    so memory does not grow with the recording length; a file not sorted by t_ns is a
+    BadInput), None = no events. Either way the actions of a chunk are written as soon as
+    its events are complete. ``session_meta``: the session metadata dict (seed 001
+    fields plus ``alignment``). ``chunk_seconds``: chunk length in seconds
     (``round(chunk_seconds * fps)`` frames). ``progress``: a ``util.progress.Progress``
     (its total is set to the chunk count and it advances once per chunk video).
     ``num_shards``: only when creating the root (default 16). ``use_ffmpeg``: when
@@ -249,6 +250,8 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table,
     src = Path(video_path or scan.path)
     if not src.is_file():
         raise BadInput(f"{src}: video file not found")
+    if isinstance(events, (str, os.PathLike)) and not Path(events).is_file():
+        raise BadInput(f"{events}: events file not found")
     ds = ensure_dataset(root, num_shards=num_shards, chunk_seconds=chunk_seconds)
     lay = layout_for(video_id, ds["num_shards"])
 
@@ -305,7 +308,7 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table,
                     _write_parquet(ch.processed, adir / "actions_processed.parquet")
                     out.append(ch.stats)
 
-            from_file = events is not None and not isinstance(events, pa.Table)
+            from_file = isinstance(events, (str, os.PathLike))
             try:
                 for batch in _event_batches(events):
                     write(proc.feed(batch))
