@@ -1,4 +1,7 @@
-"""actions.py: per-chunk actions_raw / actions_processed from an events table (pure)."""
+"""actions.py: per-chunk actions_raw / actions_processed from an events table (pure).
+
+These feed whole tables (``process_table``); tests/test_actions_stream.py checks that any
+split into batches gives the same output."""
 from __future__ import annotations
 
 import json
@@ -9,7 +12,7 @@ import pytest
 
 from companion.contract.schemas import ACTIONS_PROCESSED_SCHEMA, ACTIONS_RAW_SCHEMA
 from companion.dataset.actions import (DEBOUNCE_NS, OUT_OF_FRAME_CONFIDENCE,
-                                       SYNTHETIC_CONFIDENCE, chunk_actions, prepare_actions)
+                                       SYNTHETIC_CONFIDENCE, ActionsProcessor, process_table)
 from companion.util.errors import BadInput
 from tests.test_dataset_media import events_table
 
@@ -38,12 +41,14 @@ def click(t, down, button="left", idx=0, x=10.0, y=20.0):
                 mouse_x_px=x, mouse_y_px=y, mouse_x_norm=x / W, mouse_y_norm=y / H)
 
 
-def chunks(rows, n_chunks=3):
-    prep = prepare_actions(events_table(rows, FT), FT, W, H, END)
+CHUNKS = [(0, 30), (30, 60), (60, 90)]
+
+
+def chunks(rows):
     out = []
-    for c in range(n_chunks):
-        s, e = c * 30, min(N, (c + 1) * 30)
-        raw, proc, st = chunk_actions(prep, s, e, is_last=(e == N))
+    for c, ch in enumerate(process_table(events_table(rows, FT), FT, CHUNKS, W, H, END)):
+        raw, proc, st = ch.raw, ch.processed, ch.stats
+        assert ch.index == c
         assert raw.schema.equals(ACTIONS_RAW_SCHEMA, check_metadata=False)
         assert proc.schema.equals(ACTIONS_PROCESSED_SCHEMA, check_metadata=False)
         out.append((raw.to_pylist(), proc.to_pylist(), st))
@@ -177,23 +182,25 @@ def test_unsorted_events_and_no_events():
     rows = [move(int(FT[5]), 2, 2), move(int(FT[1]), 1, 1)]
     (raw, _, _), _, _ = chunks(rows)
     assert [r["mouse_x"] for r in raw] == [1.0, 2.0]
-    prep = prepare_actions(None, FT, W, H, END)
-    raw, proc, st = chunk_actions(prep, 0, 30, False)
-    assert raw.num_rows == 0 and proc.num_rows == 0 and st["events"] == 0
+    out = process_table(None, FT, CHUNKS, W, H, END)
+    assert [(c.raw.num_rows, c.processed.num_rows, c.stats["events"]) for c in out] == \
+        [(0, 0, 0)] * 3
 
 
 def test_bad_inputs_are_one_line_errors():
     with pytest.raises(BadInput, match="lacks columns"):
-        prepare_actions(pa.table({"t_ns": [1]}), FT, W, H, END)
+        process_table(pa.table({"t_ns": [1]}), FT, CHUNKS, W, H, END)
+    with pytest.raises(BadInput, match="lacks columns"):
+        ActionsProcessor(FT, CHUNKS, W, H, END).feed(pa.table({"t_ns": [1]}))
     with pytest.raises(BadInput, match="video size"):
-        prepare_actions(None, FT, 0, H, END)
+        ActionsProcessor(FT, CHUNKS, 0, H, END)
     with pytest.raises(BadInput, match="non-decreasing"):
-        prepare_actions(None, FT[::-1], W, H, END)
+        ActionsProcessor(FT[::-1], CHUNKS, W, H, END)
 
 
 def test_many_events_are_processed_column_wise_fast():
-    """600k mouse moves (1000 Hz for 10 min) plus keys: prepare + all chunks well under
-    the time the video cut takes (here: under 5 s even on a loaded 2-core box)."""
+    """600k mouse moves (1000 Hz for 10 min): all chunks well under the time the video
+    cut takes (here: under 5 s even on a loaded 2-core box)."""
     import time
     n = 600_000
     t = T0 + np.arange(n, dtype=np.int64) * 1_000_000
@@ -208,11 +215,9 @@ def test_many_events_are_processed_column_wise_fast():
         if f.name not in tbl.column_names:
             tbl = tbl.append_column(f.name, pa.nulls(n, f.type))
     t0 = time.perf_counter()
-    prep = prepare_actions(tbl, frames, W, H, int(frames[-1]) + 16_666_667)
-    total = 0
-    for c in range(30):
-        raw, proc, _ = chunk_actions(prep, c * 1200, (c + 1) * 1200, c == 29)
-        total += raw.num_rows
+    out = process_table(tbl, frames, [(c * 1200, (c + 1) * 1200) for c in range(30)], W, H,
+                        int(frames[-1]) + 16_666_667)
+    total = sum(c.raw.num_rows for c in out)
     dt = time.perf_counter() - t0
     assert total == n
     assert dt < 5.0, dt
@@ -225,10 +230,9 @@ def test_events_during_a_pause_belong_to_the_last_frame_before_it():
     ft[30:] += 10_000_000_000
     end = int(ft[-1]) + IV
     t_pause = int(ft[29]) + 5_000_000_000
-    prep = prepare_actions(events_table([move(t_pause, 7, 7), move(int(ft[30]), 8, 8)], ft),
-                           ft, W, H, end)
-    raw0, _, _ = chunk_actions(prep, 0, 30, False)
-    raw1, _, _ = chunk_actions(prep, 30, 60, False)
+    out = process_table(events_table([move(t_pause, 7, 7), move(int(ft[30]), 8, 8)], ft),
+                        ft, [(0, 30), (30, 60)], W, H, end)
+    raw0, raw1 = out[0].raw, out[1].raw
     assert raw0.column("frame_idx").to_pylist() == [29]
     assert raw0.column("timestamp_ms").to_pylist() == [(t_pause - int(ft[0])) // MS]
     assert raw1.column("frame_idx").to_pylist() == [0]

@@ -398,3 +398,86 @@ def test_nm_align_on_the_real_obs_fixture_writes_a_valid_dataset(tmp_path):
     for r in idx:
         with av.open(str(root / r["video_path"])) as c:
             assert sum(1 for _ in c.decode(video=0)) == r["end_frame"] - r["start_frame"]
+
+
+def _many_events(frames, extra_rows: int = 3000):
+    """A few thousand events over the whole video: mouse moves (some repeated, some out of
+    the frame), a key bounce over a chunk start, a key held over chunks, presses never
+    released, equal-time duplicates, events before the first frame and after the end."""
+    import pyarrow as pa
+    from companion.contract.schemas import EVENTS_SCHEMA
+    ft = frames.column("t_ns").to_numpy().astype(np.int64)
+    rng = np.random.default_rng(7)
+    t = np.sort(rng.integers(int(ft[0]) - 50 * MS, int(ft[-1]) + 80 * MS, extra_rows))
+    x = rng.integers(-20, 140, extra_rows).astype(np.float32)
+    x[::5] = x[1::5][: len(x[::5])]                                 # repeated positions
+    rows = [dict(t_ns=int(a), event_type="mouse_move", source="mouse", mouse_x_px=float(b),
+                 mouse_y_px=5.0, hash=f"m{int(a)}") for a, b in zip(t, x)]
+    b1 = int(ft[30])
+    rows += [dict(t_ns=int(ft[0]) - 9 * MS, event_type="key_down", source="keyboard",
+                  state="pressed", key_code=16, code="ShiftLeft", key="Shift"),
+             dict(t_ns=b1 - MS, event_type="key_up", source="keyboard", state="released",
+                  key_code=16, code="ShiftLeft", key="Shift"),
+             dict(t_ns=b1 + 2 * MS, event_type="key_down", source="keyboard",
+                  state="pressed", key_code=16, code="ShiftLeft", key="Shift"),
+             dict(t_ns=int(ft[70]), event_type="mouse_click", source="mouse", state="pressed",
+                  mouse_button="left", button_index=0, mouse_x_px=1.0, mouse_y_px=1.0),
+             dict(t_ns=int(ft[40]), event_type="focus", source="window", window_id="3",
+                  metadata=[("title", "t")])]
+    rows += [dict(rows[-1], hash="same")] * 2                       # equal-time duplicate
+    cols = {f.name: [r.get(f.name) for r in rows] for f in EVENTS_SCHEMA}
+    cols["session_id"] = ["rec"] * len(rows)
+    cols["hash"] = [r.get("hash", f"h{i}") for i, r in enumerate(rows)]
+    tbl = pa.Table.from_pydict(cols, schema=EVENTS_SCHEMA)
+    return tbl.take(pa.array(np.argsort(tbl.column("t_ns").to_numpy(), kind="stable")))
+
+
+def test_events_parquet_path_gives_the_same_dataset_as_the_table(tmp_path, monkeypatch):
+    """write_dataset(events=path of events.parquet) streams the file in batches (tiny
+    ones here, so every chunk boundary falls inside or between batches) and writes
+    byte-identical files, the same metadata and the same summary as the table input."""
+    from companion.dataset import writer
+    sc, frames, events, meta = _session(tmp_path)
+    events = _many_events(frames)
+    path = tmp_path / "events.parquet"
+    pq.write_table(events, path, row_group_size=1000)
+    a = write_dataset(tmp_path / "a", "rec", sc, frames, events.take(
+        np.random.default_rng(1).permutation(events.num_rows)), meta, chunk_seconds=1.0)
+    monkeypatch.setattr(writer, "BATCH_ROWS", 7)
+    b = write_dataset(tmp_path / "b", "rec", sc, frames, str(path), meta, chunk_seconds=1.0)
+    assert {k: v for k, v in a.items() if k not in ("seconds", "root")} == \
+        {k: v for k, v in b.items() if k not in ("seconds", "root")}
+    ta, tb = _tree(tmp_path / "a"), _tree(tmp_path / "b")
+    assert ta.pop("dataset.json") and tb.pop("dataset.json")      # created_at differs
+    assert ta == tb
+    assert sum(k.endswith("actions_processed.parquet") for k in ta) == 4
+    assert a["events"] == sum(r["n_events"] for r in pq.read_table(
+        tmp_path / "b" / "index.parquet").to_pylist()) < events.num_rows   # some outside
+    p1 = pq.read_table(tmp_path / "b" / pq.read_table(tmp_path / "b" / "index.parquet")
+                       .column("actions_dir")[1].as_py() / "actions_processed.parquet")
+    assert p1.column("state")[0].as_py() == "held"                # Shift bounced over B1
+    assert json.loads((tmp_path / "b" / pq.read_table(tmp_path / "b" / "index.parquet")
+                       .column("actions_dir")[1].as_py() / "metadata.json").read_text()
+                      )["modality_config"]["keyboard"]["enabled"] is True
+
+
+def test_events_path_problems_are_one_line_errors(tmp_path):
+    import pyarrow as pa
+    sc, frames, events, meta = _session(tmp_path, n=30, audio=None)
+    root = tmp_path / "ds"
+    write_dataset(root, "v", sc, frames, events, meta)
+    before = _tree(root)
+    shuffled = tmp_path / "unsorted.parquet"
+    pq.write_table(events.take(pa.array([2, 0, 1])), shuffled)
+    with pytest.raises(BadInput, match=r"unsorted\.parquet: events are not sorted by t_ns"):
+        write_dataset(root, "v", sc, frames, shuffled, meta)
+    with pytest.raises(BadInput, match="events file not found"):
+        write_dataset(root, "v", sc, frames, tmp_path / "nope.parquet", meta)
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(BadInput, match="unreadable events file"):
+        write_dataset(root, "v", sc, frames, tmp_path / "junk.parquet", meta)
+    pq.write_table(events.drop_columns(["hash"]), tmp_path / "nohash.parquet")
+    with pytest.raises(BadInput, match="lacks columns: hash"):
+        write_dataset(root, "v", sc, frames, tmp_path / "nohash.parquet", meta)
+    assert _tree(root) == before
+    assert list((root / ".staging").iterdir()) == []

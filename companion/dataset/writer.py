@@ -27,12 +27,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from companion.contract.schemas import CHUNK_INDEX_SCHEMA
+from companion.contract.schemas import CHUNK_INDEX_SCHEMA, EVENTS_SCHEMA
 from companion.contract.version import FORMAT_VERSION
 from companion.util.atomic import atomic_path
 from companion.util.errors import BadInput, EnvProblem, NMError
 
-from .actions import chunk_actions, prepare_actions
+from .actions import BATCH_ROWS, ActionsProcessor, table_batches
 from .chunking import ChunkPlan, plan_chunks
 from .layout import (INDEX_FILE, INDEX_PARTS, STAGING, VideoLayout,
                      ensure_dataset, layout_for, locked, validate_video_id)
@@ -181,7 +181,41 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, **_PARQUET_OPTS)
 
 
-def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table | None,
+def _event_batches(events):
+    """Event batches in t_ns order from None, an events table (any row order, sorted in
+    memory as before) or the path of an events.parquet file (read a batch at a time;
+    the file must be sorted by t_ns, as nm-align writes it: ``ActionsProcessor`` raises
+    BadInput at the first row going back in time).
+
+    A file is read one row group at a time, each by a fresh ``ParquetFile``: one reader
+    over the whole file keeps every column chunk it has read allocated until it is
+    closed (pyarrow 26: +130 MB per 4M events), so memory would grow with the file."""
+    if events is None or isinstance(events, pa.Table):
+        yield from table_batches(events)
+        return
+    if not isinstance(events, (str, os.PathLike)):
+        raise BadInput(f"events must be None, a pyarrow Table or a path, not "
+                       f"{type(events).__name__}")
+    path = Path(events)
+    try:
+        with pq.ParquetFile(path) as pf:
+            md = pf.metadata
+            missing = [f.name for f in EVENTS_SCHEMA if f.name not in pf.schema_arrow.names]
+        if missing:
+            raise BadInput(f"{path}: events table lacks columns: {', '.join(missing)}")
+        for group in range(md.num_row_groups):
+            with pq.ParquetFile(path, metadata=md) as pf:
+                yield from pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[group],
+                                           columns=EVENTS_SCHEMA.names)
+    except FileNotFoundError:
+        raise BadInput(f"{path}: events file not found") from None
+    except (OSError, pa.ArrowException) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BadInput(f"{path}: unreadable events file ({msg})") from None
+
+
+def write_dataset(root, video_id: str, scan, frames: pa.Table,
+                  events: pa.Table | str | os.PathLike | None,
                   session_meta: dict | None, chunk_seconds: float = 20.0, progress=None, *,
                   num_shards: int | None = None, video_path=None,
                   use_ffmpeg: bool = True, early: EarlyStart | None = None) -> dict:
@@ -189,8 +223,12 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
 
     ``scan``: the ``VideoScan`` of the recording (``scan.path`` is read unless
     ``video_path`` is given); ``frames``: its FRAMES_SCHEMA table; ``events``: its
-    EVENTS_SCHEMA table (None = no events); ``session_meta``: the session metadata dict
-    (seed 001 fields plus ``alignment``). ``chunk_seconds``: chunk length in seconds
+    EVENTS_SCHEMA table, any row order, or the path of its events.parquet file sorted by
+    ``t_ns`` (as nm-align writes it; read a row group and ``BATCH_ROWS`` rows at a time,
+    so memory does not grow with the recording length; a file not sorted by t_ns is a
+    BadInput), None = no events. Either way the actions of a chunk are written as soon as
+    its events are complete. ``session_meta``: the session metadata dict (seed 001
+    fields plus ``alignment``). ``chunk_seconds``: chunk length in seconds
     (``round(chunk_seconds * fps)`` frames). ``progress``: a ``util.progress.Progress``
     (its total is set to the chunk count and it advances once per chunk video).
     ``num_shards``: only when creating the root (default 16). ``use_ffmpeg``: when
@@ -212,6 +250,8 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
     src = Path(video_path or scan.path)
     if not src.is_file():
         raise BadInput(f"{src}: video file not found")
+    if isinstance(events, (str, os.PathLike)) and not Path(events).is_file():
+        raise BadInput(f"{events}: events file not found")
     ds = ensure_dataset(root, num_shards=num_shards, chunk_seconds=chunk_seconds)
     lay = layout_for(video_id, ds["num_shards"])
 
@@ -251,20 +291,33 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
             if progress is not None:
                 progress.update(1)
 
-        def build_actions() -> list[dict]:
-            """actions_*.parquet of every chunk; returns per-chunk stats."""
-            prep = prepare_actions(events, frame_t, int(scan.width), int(scan.height),
-                                   end_t_ns)
-            out = []
-            for p in plans:
-                adir = staging / "actions" / lay.chunk_actions(p.chunk_id).name
-                adir.mkdir(parents=True)
-                raw, proc, stats = chunk_actions(prep, p.start_frame, p.end_frame,
-                                                 is_last=(p.end_frame == n))
-                _write_parquet(raw, adir / "actions_raw.parquet")
-                _write_parquet(proc, adir / "actions_processed.parquet")
-                out.append(stats)
-            return out
+        def build_actions() -> tuple[list[dict], set]:
+            """actions_*.parquet of every chunk, written as soon as the chunk is complete
+            while the events stream through; returns (per-chunk stats, event sources)."""
+            proc = ActionsProcessor(frame_t, [(p.start_frame, p.end_frame) for p in plans],
+                                    int(scan.width), int(scan.height), end_t_ns)
+            out: list[dict] = []
+
+            def write(done) -> None:
+                for ch in done:
+                    p = plans[ch.index]
+                    assert ch.index == len(out)
+                    adir = staging / "actions" / lay.chunk_actions(p.chunk_id).name
+                    adir.mkdir(parents=True)
+                    _write_parquet(ch.raw, adir / "actions_raw.parquet")
+                    _write_parquet(ch.processed, adir / "actions_processed.parquet")
+                    out.append(ch.stats)
+
+            from_file = isinstance(events, (str, os.PathLike))
+            try:
+                for batch in _event_batches(events):
+                    write(proc.feed(batch))
+            except BadInput as e:
+                if from_file and not str(e).startswith(str(events)):
+                    raise BadInput(f"{events}: {e}") from None
+                raise
+            write(proc.finish())
+            return out, proc.sources
 
         # actions (pyarrow/numpy, mostly GIL-free) overlap the video pass
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nm-actions") as pool:
@@ -281,12 +334,9 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table, events: pa.Table 
                 act_err = fut.exception()
             if act_err is not None:
                 raise act_err
-            act_stats = fut.result()
+            act_stats, sources = fut.result()
         has_audio_files = res.audio is not None
 
-        sources = set()
-        if events is not None and events.num_rows:
-            sources = set(events.column("source").unique().to_pylist())
         modality = _modality_config(session_meta, scan, sources)
         index_rows = []
         total_events = 0
