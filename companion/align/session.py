@@ -333,8 +333,8 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
             from ..dataset.writer import write_dataset
             vid = video_id or sid
             dp = Progress(f"dataset {vid}", enabled=progress)
-            ds = write_dataset(Path(dataset), vid, scan, frames,
-                               pq.read_table(out_dir / "events.parquet"), meta,
+            # read back a batch at a time: memory stays flat in the number of events
+            ds = write_dataset(Path(dataset), vid, scan, frames, out_dir / "events.parquet", meta,
                                chunk_seconds=chunk_seconds, progress=dp, early=pre)
             dp.close()
             summary["dataset"] = ds
