@@ -22,6 +22,7 @@ import pytest
 from companion.contract import events as ev
 from companion.contract.metadata import validate_json
 from companion.contract.sidecar import read_sidecar
+from companion.util.errors import OBSProblem
 
 pytestmark = [pytest.mark.obs]
 
@@ -435,6 +436,23 @@ def test_watch_mode_sessions_survive_obs_restart(obs, env, tmp_path):
         assert 0 < started["capture_ready_mono_ns"] - started["obs_event_mono_ns"] < 5e9
         assert any("input logging started" in w for w in md["warnings"])
     assert not list(obs.record_dir.glob("*.mkv"))  # moved into the sessions
+
+
+def test_request_after_obs_went_away_is_a_clear_obs_problem(obs):
+    """A request on a connection to an OBS that was killed fails with OBSProblem (the
+    websocket's own errors were once listed in a nested tuple in the except clause,
+    which Python rejects with a TypeError at the moment an error has to be matched)."""
+    c = obs_client(obs)
+    try:
+        assert "obsVersion" in c.request("GetVersion")
+        obs.kill()
+        with pytest.raises(OBSProblem, match=r"lost the connection to OBS|OBS did not answer"):
+            for _ in range(5):          # the first send may still land in the socket buffer
+                c.request("GetVersion")
+                time.sleep(0.2)
+    finally:
+        c.close()
+        obs.start()
 
 
 def test_obs_killed_mid_recording(obs, env, tmp_path):

@@ -312,7 +312,7 @@ class ObsClient:
                 raise OBSProblem(f"OBS refused {request_type}: {_comment(e)}") from None
             except OBSSDKError:
                 raise OBSProblem(f"OBS did not answer {request_type} within {self.timeout:g} s") from None
-            except (OSError, ValueError, _ws_closed_errors()) as e:
+            except (OSError, ValueError, *_ws_closed_errors()) as e:
                 raise OBSProblem(f"lost the connection to OBS during {request_type} "
                                  f"({type(e).__name__})") from None
         return resp or {}
