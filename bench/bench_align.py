@@ -38,15 +38,18 @@ def run(cmd, **kw):
     subprocess.run(cmd, check=True, **kw)
 
 
-def make_input(minutes: float) -> Path:
+def make_input(minutes: float, size: str = "1920x1080") -> Path:
+    """The recording (cached): ``minutes`` of H.264 at ``size`` and 60 fps plus AAC, its
+    anchors sidecar and a 100 Hz events JSONL."""
     OUT.mkdir(parents=True, exist_ok=True)
-    name = f"rec_{minutes:g}min"
+    tag = "" if size == "1920x1080" else f"_{size}"
+    name = f"rec_{minutes:g}min{tag}"
     mkv = OUT / f"{name}.mkv"
     if not mkv.exists():
-        clip = OUT / "clip20_video.mkv"
+        clip = OUT / f"clip20_video{tag}.mkv"
         if not clip.exists():
-            print("generating a 20 s 1080p60 clip ...", flush=True)
-            run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=60",
+            print(f"generating a 20 s {size} 60 fps clip ...", flush=True)
+            run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=60",
                  "-frames:v", "1200", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "28",
                  "-g", "120", "-bf", "2", "-pix_fmt", "yuv420p", str(clip)])
         n = max(1, round(minutes * 3))
@@ -64,7 +67,8 @@ def make_input(minutes: float) -> Path:
     side = mkv.with_name(mkv.stem + ".anchors.jsonl")
     if not side.exists():
         lines = [{"kind": "header", "caption_version": 1, "recording_id": "BENCH001", "fps_num": FPS,
-                  "fps_den": 1, "interval_ns": INTERVAL, "output_width": 1920, "output_height": 1080},
+                  "fps_den": 1, "interval_ns": INTERVAL, "output_width": int(size.split("x")[0]),
+                  "output_height": int(size.split("x")[1])},
                  {"kind": "segment", "recording_id": "BENCH001", "segment": 0, "pts_base": 0,
                   "frame_ns": M0, "interval_ns": INTERVAL, "pause_offset_ns": 0}]
         for s in range(int(secs) + 1):

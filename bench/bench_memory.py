@@ -1,15 +1,14 @@
-"""Benchmark: peak memory of ``nm-align --dataset`` as the event log grows, in one run.
+"""Benchmark: peak memory of ``nm-align --dataset`` as sessions get longer, in one run.
 
-    .venv/bin/python bench/bench_memory.py [--minutes 2] [--events 500000,2000000,4000000]
-                                           [--ref DIR]
+    .venv/bin/python bench/bench_memory.py [--minutes 8,32,64] [--rate 1000] [--ref DIR]
 
 The goal (issue 3): nm-align's peak memory stays under 500 MB whatever the length of
-the session. What grows with length is the event log: a 1000 Hz mouse logs 3.6M events
-an hour. Input: the generated 1080p60 recording of bench/bench_align.py (``--minutes``,
-sidecar anchors) with event logs of each ``--events`` size spread over it (mouse moves,
-keys, clicks, scrolls, a window heartbeat per second of log: the counts stand in for
-longer sessions, e.g. 4M events = 67 minutes of nonstop 1000 Hz mouse motion).
-For each size, ``nm-align REC --events LOG --out DIR --dataset ROOT`` runs in a fresh
+the session. What grows with length: frames, audio, and above all the event log (a
+1000 Hz mouse logs 3.6M events an hour). Input per length: a 640x360 60 fps H.264 + AAC
+recording of ``--minutes`` (bench/bench_align.py's generator, sidecar anchors; the
+small frame size keeps the files small, the frame count is that of any 60 fps
+recording) and an event log at ``--rate`` events a second (mouse moves, keys, clicks,
+scrolls, a window heartbeat a second). For each length, ``nm-align REC --events LOG --out DIR --dataset ROOT`` runs in a fresh
 process and its peak RSS (``wait4``) and wall time are printed; ``--ref DIR`` also runs
 the checkout in DIR (e.g. ``git archive REV | tar -x -C DIR``, the named baseline) on the
 same inputs and prints the ratios.
@@ -33,7 +32,8 @@ OUT = HERE / "out" / "memory"
 
 
 def make_events(path: Path, n: int, t0: int, seconds: float, seed: int = 7) -> None:
-    """``n`` events in the companion's line format, evenly over ``seconds`` from ``t0``."""
+    """``n`` events in the companion's line format, evenly over ``seconds`` from ``t0``
+    (a window heartbeat every second comes on top)."""
     from companion.capture.writer import format_line
     rnd = random.Random(seed)
     step = int(seconds * 1e9) // max(1, n)
@@ -87,30 +87,26 @@ def run_align(tree: Path, mkv: Path, events: Path, work: Path) -> tuple[float, f
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, default=2.0)
-    ap.add_argument("--events", default="500000,2000000,4000000")
+    ap.add_argument("--minutes", default="8,32,64", help="comma-separated session lengths")
+    ap.add_argument("--rate", type=int, default=1000, help="input events per second")
     ap.add_argument("--ref", type=Path, default=None,
                     help="also run the checkout in this folder (the baseline)")
     args = ap.parse_args()
-    mkv = bench_align.make_input(args.minutes)
     OUT.mkdir(parents=True, exist_ok=True)
-    secs = args.minutes * 60
     rows = []
-    for n in (int(v) for v in args.events.split(",") if v):
-        ev = OUT / f"events_{n}.jsonl"
+    for minutes in (float(v) for v in args.minutes.split(",") if v):
+        mkv = bench_align.make_input(minutes, size="640x360")
+        secs = minutes * 60
+        n = int(secs * args.rate)
+        ev = OUT / f"events_{minutes:g}min_{args.rate}hz.jsonl"
         if not ev.exists():
             print(f"generating {n} events ...", flush=True)
             make_events(ev, n, bench_align.E0 + 1234, secs)
-        # nm-align looks for the sidecar beside the recording: link it in
-        rec = OUT / f"rec_{n}.mkv"
-        for src, dst in ((mkv, rec), (mkv.with_name(mkv.stem + ".anchors.jsonl"),
-                                      OUT / f"rec_{n}.anchors.jsonl")):
-            if not dst.exists():
-                os.link(src, dst)
+        rec = mkv
         ours = run_align(bench_align.REPO, rec, ev, OUT / "work")
         ref = run_align(args.ref, rec, ev, OUT / "work_ref") if args.ref else None
         rows.append((n, ours, ref))
-        line = (f"{n:>9} events ({ev.stat().st_size / 1e6:.0f} MB JSONL): this tree "
+        line = (f"{minutes:g} min, {n} events ({ev.stat().st_size / 1e6:.0f} MB JSONL): this tree "
                 f"{ours[1]:.0f} MB peak, {ours[0]:.1f} s")
         if ref:
             line += (f"; baseline {ref[1]:.0f} MB, {ref[0]:.1f} s; memory ratio "

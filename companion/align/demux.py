@@ -263,11 +263,7 @@ class _PyAVReader:
                     if cap_codec is not None:
                         trips = cc_data_from_packet(memoryview(pkt), cap_codec, nls)
                         if trips:
-                            for valid, typ, b1, b2 in trips:
-                                if valid and typ == 0:
-                                    text = feed(b1, b2)
-                                    if text is not None:
-                                        caps_raw.append((len(pts_l), text))
+                            _feed_captions(trips, feed, caps_raw, len(pts_l))
                     pts_l.append(pts)
                     key_l.append(1 if pkt.is_keyframe else 0)
                     if progress is not None:
@@ -444,11 +440,7 @@ class _MkvWalk:
                 if cap_codec is not None:
                     trips = cc_data_from_reader(lambda i, k: read(off + i, k), n, cap_codec, nls)
                     if trips:
-                        for valid, typ, b1, b2 in trips:
-                            if valid and typ == 0:
-                                text = feed(b1, b2)
-                                if text is not None:
-                                    caps_raw.append((len(pts_l), text))
+                        _feed_captions(trips, feed, caps_raw, len(pts_l))
                 pts_l.append(ts)
                 key_l.append(key)
                 if progress is not None:
@@ -544,6 +536,16 @@ def _pread_reader(fd: int, min_read: int = 128):
         cache[0], cache[1] = pos, buf
         return buf[:n] if len(buf) > n else buf
     return read
+
+
+def _feed_captions(trips, feed, caps_raw: list, frame_in_decode_order: int) -> None:
+    """Feed a packet's CEA-608 field-1 byte pairs to the decoder; a caption completed on
+    this packet is recorded for its frame (decode-order index)."""
+    for valid, typ, b1, b2 in trips:
+        if valid and typ == 0:
+            text = feed(b1, b2)
+            if text is not None:
+                caps_raw.append((frame_in_decode_order, text))
 
 
 def scan_video(path: str | os.PathLike, progress=None, *, on_header=None,
