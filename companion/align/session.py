@@ -313,6 +313,8 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
                                     _input_space(meta, scan), to_mono=to_mono,
                                     frame_interval_ns=facts.get("interval_ns") or None)
     _write_parquet(frames, out_dir / "frames.parquet")
+    log.close()                 # its spill file; the parsed log is no longer needed
+    pa.default_memory_pool().release_unused()   # what reading it left to the dataset step
     meta = _merge_metadata(meta, sid, scan, anchors, facts, ev_stats, log, video)
     write_json_atomic(meta_path, meta)
     artifacts = [video.name, events_path.name, "frames.parquet", "events.parquet", "metadata.json"]
