@@ -182,3 +182,14 @@ def test_windows_only_and_empty_logs(tmp_path):
     p.write_bytes(b"")
     got, parts, _ = streamed_table(p, tmp_path)
     assert got.num_rows == 0 and parts == 0
+
+
+def test_spill_folder_problem_is_a_one_line_error(tmp_path):
+    """Parts that cannot be spilled (here: the folder is gone) stop the read with an
+    environment error naming the folder, not a read error of the events file."""
+    from companion.util.errors import EnvProblem
+    p = tmp_path / "s.jsonl"
+    write_jsonl(p, random_log(1, 400, 0))
+    gone = tmp_path / "gone"
+    with pytest.raises(EnvProblem, match=r"cannot write the events spill file in .*gone"):
+        read_event_log(p, block_bytes=2000, memory_bytes=0, spill_dir=gone)

@@ -38,7 +38,7 @@ from companion.align import events as E
 from companion.contract import events as ev
 from companion.contract.schemas import EVENTS_SCHEMA, parquet_write_options
 from companion.util.atomic import atomic_path
-from companion.util.errors import BadInput
+from companion.util.errors import BadInput, EnvProblem
 
 #: bytes of the file read at a time (~70k companion lines); also the part size
 BLOCK_BYTES = 8 << 20
@@ -105,13 +105,18 @@ class EventLog:
             self._mem.append(batch)
             self._mem_bytes += batch.nbytes
             return
-        if self._spill_writer is None:
-            fd, self._spill_path = tempfile.mkstemp(prefix=".nm-events-spill-", suffix=".arrow",
-                                                    dir=self._spill_dir)
-            os.close(fd)
-            self._spill_sink = pa.OSFile(self._spill_path, "wb")
-            self._spill_writer = pa.ipc.new_file(self._spill_sink, _PART_SCHEMA)
-        self._spill_writer.write_batch(batch)
+        try:
+            if self._spill_writer is None:
+                fd, self._spill_path = tempfile.mkstemp(prefix=".nm-events-spill-",
+                                                        suffix=".arrow", dir=self._spill_dir)
+                os.close(fd)
+                self._spill_sink = pa.OSFile(self._spill_path, "wb")
+                self._spill_writer = pa.ipc.new_file(self._spill_sink, _PART_SCHEMA)
+            self._spill_writer.write_batch(batch)
+        except (OSError, pa.ArrowException) as e:
+            where = self._spill_dir or tempfile.gettempdir()
+            msg = getattr(e, "strerror", None) or str(e).splitlines()[0]
+            raise EnvProblem(f"cannot write the events spill file in {where} ({msg})") from None
         self.spilled += 1
 
     def _finish_spill(self) -> None:
