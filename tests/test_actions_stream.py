@@ -242,6 +242,8 @@ SCRIPT = [
     key(int(FT[0]) - 2 * MS, False, k=2),                    # bounces across frame 0
     key(int(FT[0]) + 2 * MS, True, k=2),
     move(int(FT[0]) - MS, 5.0, 5.0),                         # before the video
+    dict(t_ns=int(FT[0]) - 5 * MS, event_type="focus", source="window", window_id="7",
+         metadata=[("title", "Gäme")]),                      # focus before the video
     key(int(FT[1]), False, k=3),                             # release without a press
     key(int(FT[1]), True, k=1),                              # Shift held over 2 chunk starts
     move(int(FT[2]), 10.0, 10.0, hash="A"),
@@ -258,6 +260,12 @@ SCRIPT = [
     dict(t_ns=B1 + 3 * MS, event_type="gamepad", source="pad"),  # unknown type
     click(int(FT[5]), False, b=0),                           # button held over chunk 1 start
     key(int(FT[6]), True, k=0),                              # auto-repeat of the held key
+    dict(t_ns=int(FT[6]) + MS, event_type="focus", source="window", window_id="9"),
+    click(int(FT[7]), True, b=0, x=40.0, y=40.0),            # position carried to chunk 2:
+    move(B2 - 4 * MS, float("nan"), 5.0),                    # not this invalid move,
+    click(B2 - 2 * MS, False, b=0, x=45.0, y=45.0),          # nor this release, which
+    click(B2 + 2 * MS, True, b=0, x=45.0, y=45.0),           # bounces over the chunk start
+    click(int(FT[9]) + MS, False, b=0, x=46.0, y=46.0),
     key(B2 - MS, False, k=0),                                # release, re-press > 5 ms later:
     key(B2 + D, True, k=0),                                  # a real release and a new press
     key(B2 + D + MS, True, k=0),
@@ -282,14 +290,27 @@ def test_script_exercises_every_case():
     ref = reference(scripted(), FT, END, CHUNKS)
     s = [r[2] for r in ref]
     p = [r[1].to_pylist() for r in ref]
-    assert [x["dropped_bounce"] for x in s] == [2, 1, 2]     # KeyB over frame 0, KeyA over B1
+    # KeyB over frame 0, KeyA over B1, the left button over B2
+    assert [x["dropped_bounce"] for x in s] == [2, 2, 3]
     assert [x["dropped_duplicate"] for x in s] == [1, 0, 1]
     assert [x["dropped_repeated_move"] for x in s] == [1, 1, 0]
     assert [x["dropped_auto_repeat"] for x in s] == [0, 1, 2]
     assert [x["orphan_releases"] for x in s] == [1, 0, 0]
-    assert s[1]["out_of_frame"] == 1 and s[1]["invalid"] == 2     # NaN + unknown type
-    held = [[r["code"] or r["mouse_button"] for r in c if r["state"] == "held"] for c in p]
-    assert held == [["KeyB"], ["KeyB", "ShiftLeft", 0, "KeyA"], ["KeyB", "ShiftLeft"]]
+    assert s[1]["out_of_frame"] == 1 and s[1]["invalid"] == 3     # 2 NaN + unknown type
+    what = {"keydown": lambda r: r["code"], "mousedown": lambda r: r["mouse_button"],
+            "mousemove": lambda r: (r["mouse_x"], r["mouse_y"]), "focus": lambda r: r["meta"]}
+    held = [[what[r["event_type"]](r) for r in c if r["state"] == "held"] for c in p]
+    assert held == [["KeyB", (5.0, 5.0), '{"window_id": "7", "title": "Gäme"}'],
+                    ["KeyB", "ShiftLeft", 0, "KeyA", (20.0, 20.0), '{"window_id": "7", '
+                                                                    '"title": "Gäme"}'],
+                    ["KeyB", "ShiftLeft", 0, (40.0, 40.0), '{"window_id": "9"}']]
+    assert [(x["held_mouse_position"], x["held_focus"]) for x in s] == [(1, 1)] * 3
+    # chunk 1: the last valid position before B1 is the move to (20, 20) just before it
+    # (the repeat of it at B1 is dropped, the out-of-frame and NaN moves come after B1)
+    pos1 = [r for r in p[1] if r["event_type"] == "mousemove" and r["state"] == "held"]
+    assert [(r["t_ns"], r["timestamp_ms"], r["frame_idx"], r["frame_ref"]) for r in pos1] == [
+        (B1, 0, 0, 4)]
+    assert pos1[0]["notes"].endswith(f"(last seen at t_ns {B1 - MS})")
     synth = [r for r in p[2] if r["notes"] and r["notes"].startswith("synthetic")]
     assert [(r["event_type"], r["code"], r["mouse_button"]) for r in synth] == [
         ("keyup", "KeyB", None), ("mouseup", None, 2)]             # KeyA: released after END
@@ -762,6 +783,8 @@ def chunk_actions(prep: PreparedActions, start_frame: int, end_frame: int,
                      notes="synthetic release: no release logged before the end of the "
                            "recording")
             extra_tail.append(r)
+    n_held_keys = len(extra_head)
+    extra_head += carried_rows(prep, lo, t0, start_frame)
     parts = []
     if extra_head:
         parts.append(pa.Table.from_pylist(extra_head, schema=ACTIONS_PROCESSED_SCHEMA))
@@ -775,13 +798,59 @@ def chunk_actions(prep: PreparedActions, start_frame: int, end_frame: int,
 
     d = prep.drop[lo:hi]
     stats = {"events": int(hi - lo), "processed_rows": processed.num_rows,
-             "held_at_start": len(extra_head), "synthetic_releases": len(extra_tail),
+             "held_at_start": n_held_keys,
+             "held_mouse_position": sum(r["event_type"] == "mousemove" for r in extra_head),
+             "held_focus": sum(r["event_type"] == "focus" for r in extra_head),
+             "synthetic_releases": len(extra_tail),
              "orphan_releases": int(prep.orphan[lo:hi].sum()),
              "out_of_frame": int(prep.out_of_frame[lo:hi].sum()),
              "invalid": int((~prep.is_valid[lo:hi][keep]).sum())}
     for code, reason in enumerate(DROP_REASONS[1:], start=1):
         stats[f"dropped_{reason}"] = int((d == code).sum())
     return raw, processed, stats
+
+
+def carried_rows(prep: PreparedActions, lo: int, t0: int, start_frame: int) -> list[dict]:
+    """Added with format 1.1.0 (not part of eaa257b): the ``held`` mousemove and focus
+    rows of a chunk whose first row in the time-sorted session is ``lo``, by the rule of
+    docs/contracts/dataset-layout.md, over the whole session at once: the last row before
+    the chunk start that is kept, valid, of kind mousemove/mousedown/mouseup/wheel and has
+    both normalized coordinates gives the position; the last kept valid focus row gives
+    the focus."""
+    names = [f.name for f in ACTIONS_PROCESSED_SCHEMA]
+    kept = (prep.drop[:lo] == 0) & prep.is_valid[:lo]
+    kinds = prep.tcode[:lo]
+    mouse = np.zeros(lo, bool)
+    for k in ("mousemove", "mousedown", "mouseup", "wheel"):
+        mouse |= kinds == _KINDS.index(k)
+    located = ~np.isnan(prep.norm_x[:lo]) & ~np.isnan(prep.norm_y[:lo])
+    rows = []
+    at = np.flatnonzero(kept & mouse & located)
+    if at.size:
+        i = int(at[-1])
+        ev = prep.events.slice(i, 1).to_pylist()[0]
+        r = _null_row(names)
+        note = f"mouse position held since before the chunk start (last seen at t_ns " \
+               f"{int(prep.t_ns[i])})"
+        if prep.out_of_frame[i]:
+            note += "; mouse outside the video frame; normalized coordinates clamped"
+        r.update(source=ev["source"], event_type="mousemove", state="held",
+                 mouse_x=ev["mouse_x_px"], mouse_y=ev["mouse_y_px"],
+                 mouse_x_norm=float(prep.norm_x[i]), mouse_y_norm=float(prep.norm_y[i]),
+                 timestamp_ms=0, frame_idx=0, t_ns=t0, frame_ref=start_frame, is_valid=True,
+                 confidence=float(prep.confidence[i]), notes=note)
+        rows.append(r)
+    at = np.flatnonzero(kept & (kinds == _KINDS.index("focus")))
+    if at.size:
+        i = int(at[-1])
+        src = _raw_cols(prep.events.slice(i, 1), prep.tcode[i:i + 1]).to_pylist()[0]
+        r = _null_row(names)
+        r.update(source=src["source"], event_type="focus", state="held", meta=src["meta"],
+                 timestamp_ms=0, frame_idx=0, t_ns=t0, frame_ref=start_frame, is_valid=True,
+                 confidence=1.0, notes=f"focus held since before the chunk start (focused at "
+                                       f"t_ns {int(prep.t_ns[i])})")
+        rows.append(r)
+    return rows
 
 
 def _norm_col(values: np.ndarray, raw_col, kidx, px_col) -> pa.Array:

@@ -236,3 +236,110 @@ def test_events_during_a_pause_belong_to_the_last_frame_before_it():
     assert raw0.column("frame_idx").to_pylist() == [29]
     assert raw0.column("timestamp_ms").to_pylist() == [(t_pause - int(ft[0])) // MS]
     assert raw1.column("frame_idx").to_pylist() == [0]
+
+
+# --- carried state: the last known mouse position and the focused window (format 1.1.0) --
+
+def held(proc, kind):
+    return [r for r in proc if r["state"] == "held" and r["event_type"] == kind]
+
+
+def focus(t, wid, title):
+    return dict(t_ns=t, event_type="focus", source="window", window_id=wid,
+                metadata=[("title", title)])
+
+
+def test_position_carried_across_one_and_several_chunks():
+    """A move in chunk 0, then only keys: chunks 1 and 2 start with a held mousemove at
+    that position (pixels and normalized), which is not in actions_raw."""
+    rows = [move(int(FT[3]), 100, 200), move(int(FT[5]), 960, 540), key(int(FT[40]), True),
+            key(int(FT[41]), False), key(int(FT[70]), True), key(int(FT[71]), False)]
+    (r0, p0, s0), (r1, p1, s1), (r2, p2, s2) = chunks(rows)
+    assert held(p0, "mousemove") == [] and s0["held_mouse_position"] == 0
+    for c, (raw, proc, st) in ((1, (r1, p1, s1)), (2, (r2, p2, s2))):
+        (h,) = held(proc, "mousemove")
+        assert proc.index(h) == 0
+        assert (h["mouse_x"], h["mouse_y"]) == (960.0, 540.0)
+        assert (h["mouse_x_norm"], h["mouse_y_norm"]) == (0.5, 0.5)
+        assert (h["timestamp_ms"], h["frame_idx"], h["t_ns"], h["frame_ref"]) == (
+            0, 0, int(FT[30 * c]), 30 * c)
+        assert h["is_valid"] and h["confidence"] == 1.0 and h["source"] == "mouse"
+        assert h["notes"] == ("mouse position held since before the chunk start "
+                              f"(last seen at t_ns {int(FT[5])})")
+        assert h["key"] is None and h["mouse_button"] is None and h["mouse_wheel"] is None
+        assert all(r["state"] != "held" for r in raw)
+        assert st["held_mouse_position"] == 1 and st["held_at_start"] == 0
+        assert st["processed_rows"] == len(proc) == len(raw) + 1
+    # a newer position in chunk 1 (a click) replaces it for chunk 2
+    rows.append(click(int(FT[45]), True, x=30.0, y=40.0))
+    _, _, (_, p2, _) = chunks(rows)
+    (h,) = held(p2, "mousemove")
+    assert (h["mouse_x"], h["mouse_y"], h["t_ns"]) == (30.0, 40.0, int(FT[60]))
+
+
+def test_no_position_before_the_first_move():
+    rows = [key(int(FT[10]), True), key(int(FT[50]), False), move(int(FT[65]), 5, 5)]
+    (_, p0, _), (_, p1, s1), (_, p2, _) = chunks(rows)
+    assert held(p0, "mousemove") == held(p1, "mousemove") == held(p2, "mousemove") == []
+    assert held(p1, "focus") == [] and s1["held_mouse_position"] == s1["held_focus"] == 0
+    assert [r["event_type"] for r in p1 if r["state"] == "held"] == ["keydown"]
+
+
+def test_invalid_last_move_carries_the_previous_valid_one():
+    """Non-finite moves do not count; an out-of-frame (clamped) one does, with its
+    confidence and the out-of-frame note; an orphan release (invalid) does not count."""
+    rows = [move(int(FT[4]), 100, 100),
+            dict(t_ns=int(FT[20]), event_type="mouse_move", source="mouse",
+                 mouse_x_px=float("nan"), mouse_y_px=3.0),
+            click(int(FT[25]), False, x=7.0, y=7.0),                   # release, no press
+            move(int(FT[40]), 2500, -10),                              # outside the frame
+            dict(t_ns=int(FT[50]), event_type="mouse_move", source="mouse",
+                 mouse_x_px=float("inf"), mouse_y_px=3.0, mouse_x_norm=float("inf"),
+                 mouse_y_norm=0.1)]
+    (_, p0, _), (_, p1, _), (_, p2, _) = chunks(rows)
+    assert p0[1]["is_valid"] is False and p0[2]["is_valid"] is False
+    (h1,) = held(p1, "mousemove")
+    assert (h1["mouse_x"], h1["mouse_y"], h1["confidence"]) == (100.0, 100.0, 1.0)
+    (h2,) = held(p2, "mousemove")
+    assert (h2["mouse_x"], h2["mouse_y"]) == (2500.0, -10.0)         # pixels as logged
+    assert (h2["mouse_x_norm"], h2["mouse_y_norm"]) == (1.0, 0.0)    # clamped
+    assert h2["confidence"] == OUT_OF_FRAME_CONFIDENCE and h2["is_valid"]
+    assert h2["notes"].endswith("; mouse outside the video frame; normalized coordinates "
+                                "clamped")
+    assert f"last seen at t_ns {int(FT[40])}" in h2["notes"]
+
+
+def test_focus_carried_and_order_of_held_rows():
+    """Held rows: keys/buttons in press order, then the position, then the focus."""
+    rows = [focus(int(FT[2]), "0x1", "Editor"), key(int(FT[3]), True), move(int(FT[4]), 10, 10),
+            click(int(FT[5]), True), focus(int(FT[50]), "0x2", "Game")]
+    (_, p0, _), (_, p1, s1), (_, p2, _) = chunks(rows)
+    assert held(p0, "focus") == []
+    kinds = [(r["event_type"], r["state"]) for r in p1]
+    assert kinds == [("keydown", "held"), ("mousedown", "held"), ("mousemove", "held"),
+                     ("focus", "held"), ("focus", None)]
+    f1 = p1[3]
+    assert json.loads(f1["meta"]) == {"window_id": "0x1", "title": "Editor"}
+    assert f1["source"] == "window" and f1["is_valid"] and f1["confidence"] == 1.0
+    assert f1["notes"] == f"focus held since before the chunk start (focused at t_ns {int(FT[2])})"
+    assert f1["mouse_x"] is None and f1["t_ns"] == int(FT[30]) and f1["frame_idx"] == 0
+    assert s1["held_focus"] == 1 and s1["held_at_start"] == 2
+    (f2,) = held(p2, "focus")
+    assert json.loads(f2["meta"]) == {"window_id": "0x2", "title": "Game"}
+    assert [r["event_type"] for r in p2[:4]] == ["keydown", "mousedown", "mousemove", "focus"]
+
+
+def test_chunk_0_gets_carried_state_only_from_events_before_the_first_frame():
+    inside = [move(int(FT[0]), 1, 1), focus(int(FT[0]), "0x1", "A")]   # at frame 0: not before
+    (_, p0, s0), _, _ = chunks(inside)
+    assert [r["state"] for r in p0] == [None, None]
+    assert s0["held_mouse_position"] == s0["held_focus"] == 0
+    before = [focus(int(FT[0]) - 30 * MS, "0x1", "A"), move(int(FT[0]) - 20 * MS, 8, 9),
+              key(int(FT[0]) - 10 * MS, True)]
+    (raw, p0, s0), (_, p1, _), _ = chunks(before)
+    assert raw == []                              # the events themselves are in no chunk
+    assert [(r["event_type"], r["state"]) for r in p0] == [
+        ("keydown", "held"), ("mousemove", "held"), ("focus", "held")]
+    assert (p0[1]["mouse_x"], p0[1]["mouse_y"], p0[1]["t_ns"]) == (8.0, 9.0, int(FT[0]))
+    assert [r["event_type"] for r in p1] == ["keydown", "mousemove", "focus"]
+    assert s0["held_mouse_position"] == s0["held_focus"] == 1

@@ -269,6 +269,51 @@ def test_held_rows_at_chunk_start():
     assert 65 in alone.state(10).keys_vk and alone.state(10).buttons == {0}
 
 
+def test_held_position_and_focus_rows():
+    """Format 1.1.0 carries the last mouse position and the focus into every chunk as
+    ``held`` mousemove / focus rows: they set the state AT the chunk's start frame and
+    are never a movement, even when they disagree with what came before."""
+    import json as _json
+    from companion.contract.schemas import ACTIONS_PROCESSED_SCHEMA
+    from companion.load.actions import EventColumns, build_track, events_from_actions
+
+    def tab(rows):
+        full = []
+        for r in rows:
+            x = {n: None for n in ACTIONS_PROCESSED_SCHEMA.names}
+            x.update(is_valid=True, confidence=1.0, timestamp_ms=0, **r)
+            full.append(x)
+        return pa.Table.from_pylist(full, schema=ACTIONS_PROCESSED_SCHEMA)
+
+    def mv(t, fr, x, y, state=None):
+        return dict(t_ns=t, frame_ref=fr, source="mouse", event_type="mousemove", state=state,
+                    mouse_x=x, mouse_y=y, mouse_x_norm=x / 100, mouse_y_norm=y / 100)
+
+    win = lambda t, fr, title, state=None: dict(   # noqa: E731
+        t_ns=t, frame_ref=fr, source="window", event_type="focus", state=state,
+        meta=_json.dumps({"window_id": title.lower(), "title": title}))
+    # chunk 0 [0,10): focus A at frame 2, moves in frames 3 and 9
+    c0 = tab([win(250, 2, "A"), mv(350, 3, 10.0, 10.0), mv(950, 9, 20.0, 30.0)])
+    # chunk 1 [10,20): held position (deliberately not where chunk 0 left it) and focus,
+    # then a move in frame 12 and a focus change in frame 15
+    c1 = tab([mv(1000, 10, 50.0, 50.0, "held"), win(1000, 10, "A", "held"),
+              mv(1250, 12, 53.0, 46.0), win(1550, 15, "B")])
+    whole = build_track(EventColumns.concat([events_from_actions(c0), events_from_actions(c1)]), 20)
+    alone = build_track(events_from_actions(c1), 20)
+    assert whole.state(10).mouse_delta_px == (10.0, 20.0)   # the move in frame 9 only
+    for tr in (whole, alone):
+        s = tr.state(10)
+        assert s.mouse_px == (50.0, 50.0) and s.mouse_norm == pytest.approx((0.5, 0.5))
+        assert (s.focus_title, s.focus_window_id) == ("A", "a")
+        assert tr.state(11).mouse_delta_px == (0.0, 0.0)      # the held row is no movement
+        assert tr.state(13).mouse_delta_px == (3.0, -4.0)     # measured from the held position
+        assert tr.state(13).mouse_px == (53.0, 46.0)
+        assert tr.state(15).focus_title == "A" and tr.state(16).focus_title == "B"
+    assert alone.state(10).mouse_delta_px == (0.0, 0.0)
+    assert math.isnan(alone.state(9).mouse_px[0]) and alone.state(9).focus_title is None
+    assert whole.state(9).mouse_px == (10.0, 10.0) and whole.state(9).focus_title == "A"
+
+
 def test_session_events_normalisation():
     """events.parquet rows (seed 001 names) give the same state as dataset actions."""
     import numpy as _np

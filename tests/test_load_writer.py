@@ -23,6 +23,8 @@ def session_rows(ft: np.ndarray) -> list[dict]:
              key="a", code="KeyA", **kb),                                   # before frame 0
         dict(t_ns=int(ft[0]) - 40 * MS, event_type="focus", source="window", window_id="0x9",
              metadata=[("title", "Editor")]),
+        dict(t_ns=int(ft[0]) - 30 * MS, event_type="mouse_move", source="mouse", mouse_x_px=5.0,
+             mouse_y_px=6.0, mouse_x_norm=0.05, mouse_y_norm=0.06),          # before frame 0
         dict(t_ns=t(3, 0.2), event_type="mouse_move", source="mouse", mouse_x_px=10.0,
              mouse_y_px=20.0, mouse_x_norm=0.1, mouse_y_norm=0.2),
         dict(t_ns=t(3, 0.7), event_type="mouse_move", source="mouse", mouse_x_px=15.0,
@@ -49,17 +51,22 @@ def session_rows(ft: np.ndarray) -> list[dict]:
         dict(t_ns=t(50, 0.6), event_type="mouse_click", source="mouse", mouse_button="right",
              button_index=2, state="released", mouse_x_px=40.0, mouse_y_px=30.0,
              mouse_x_norm=0.4, mouse_y_norm=0.3),
+        dict(t_ns=t(59, 0.9), event_type="mouse_move", source="mouse", mouse_x_px=50.0,
+             mouse_y_px=31.0, mouse_x_norm=0.45, mouse_y_norm=0.31),       # just before a cut
         dict(t_ns=t(61), event_type="mouse_move", source="mouse", mouse_x_px=64.0,
              mouse_y_px=32.0, mouse_x_norm=0.5, mouse_y_norm=0.5),
         dict(t_ns=t(70), event_type="wheel", source="mouse", delta=-1.0, wheel_dy=-1.0),
         dict(t_ns=t(80), event_type="key_up", state="released", key_code=65, key="a",
              code="KeyA", **kb),
+        dict(t_ns=t(85), event_type="mouse_move", source="mouse", mouse_x_px=float("nan"),
+             mouse_y_px=1.0),                                   # invalid: not a position
     ]
 
 
 def oracle(events, f: int) -> dict:
     """State at frame f from the session's events.parquet rows, the obvious way. The
-    dataset keeps events from frame 0 on, plus key/button state from before it."""
+    dataset keeps events from frame 0 on, plus the state from before it: keys/buttons
+    held, the last valid mouse position and the focus (carried, not a movement)."""
     rows = sorted(events.to_pylist(), key=lambda r: r["t_ns"])
     keys, buttons, focus, pos, prev, wheel = set(), set(), None, None, None, 0.0
     for r in rows:
@@ -73,13 +80,16 @@ def oracle(events, f: int) -> dict:
             keys.discard(r["key_code"])
         elif e == "mouse_click":
             (buttons.add if r["state"] == "pressed" else buttons.discard)(r["button_index"])
-        if fr < 0:
-            continue                    # only held state survives from before frame 0
-        if e == "wheel" and fr == f - 1:
-            wheel += r["wheel_dy"]
         if e == "focus":
             focus = dict(r["metadata"])["title"]
-        if r["mouse_x_px"] is not None:
+        located = r["mouse_x_px"] is not None and math.isfinite(r["mouse_x_px"])
+        if fr < 0:                      # only state survives from before frame 0
+            if located:
+                pos = prev = (r["mouse_x_px"], r["mouse_y_px"])
+            continue
+        if e == "wheel" and fr == f - 1:
+            wheel += r["wheel_dy"]
+        if located:
             if fr < f - 1:
                 prev = (r["mouse_x_px"], r["mouse_y_px"])
             pos = (r["mouse_x_px"], r["mouse_y_px"])
@@ -147,7 +157,46 @@ def test_spot_checks(written):
     assert a(51).buttons_pressed_multi_hot.tolist() == [0, 0, 1, 0, 0]   # ... still seen
     assert a(13).buttons_pressed_multi_hot[0] == 1 and a(30).buttons_pressed_multi_hot.sum() == 0
     assert a(46).focus_title == "Game" and a(46).focus_window_id == "0x2"
-    assert a(62).mouse_delta_px == (24.0, 2.0)
+    assert a(0).focus_title == "Editor" and a(0).mouse_px == (5.0, 6.0)   # from before frame 0
+    assert a(0).mouse_delta_px == (0.0, 0.0) and a(4).mouse_delta_px == (10.0, 16.0)
+    assert a(60).mouse_delta_px == (10.0, 1.0)      # moved in frame 59: counted at 60, once
+    assert a(61).mouse_delta_px == (0.0, 0.0)
+    assert a(62).mouse_delta_px == (14.0, 1.0)
+
+
+def test_chunk_start_state_is_carried(written):
+    """At the first frame of every chunk, random access (a fresh loader) and the chunk's
+    own actions alone give the same keys, buttons, mouse position and focus as decoding
+    sequentially from chunk 0; the chunk's held rows hold that position and focus."""
+    from companion.load.actions import build_track, events_from_actions
+    root, _ = written
+    ds = open_dataset(root)
+    seq = {s.frame: s.action for s in ds.iter_frames()}
+    want = {0: ((5.0, 6.0), "Editor"), 30: ((15.0, 22.0), "Editor"),
+            60: ((50.0, 31.0), "Game"), 90: ((64.0, 32.0), "Game")}   # 90: keyboard-only chunk
+    for ci in ds.chunks("rec"):
+        f = ci.start_frame
+        rnd = open_dataset(root).get("rec", f).action
+        table = ds.chunk("rec", ci.chunk_id).actions()
+        alone = build_track(events_from_actions(table), ci.end_frame)
+        for st in (rnd, alone.state(f)):
+            assert st.mouse_px == seq[f].mouse_px == want[f][0], f
+            assert st.mouse_norm == seq[f].mouse_norm
+            assert (st.focus_title, st.focus_window_id) == \
+                (seq[f].focus_title, seq[f].focus_window_id) and st.focus_title == want[f][1]
+            assert st.keys_vk == seq[f].keys_vk and st.buttons == seq[f].buttons
+        assert rnd.mouse_delta_px == seq[f].mouse_delta_px
+        # read alone, a chunk knows where the cursor is but not how it got there
+        assert alone.state(f).mouse_delta_px == (0.0, 0.0)
+        for g in range(f + 1, ci.end_frame):
+            assert alone.state(g).mouse_px == seq[g].mouse_px
+            assert alone.state(g).mouse_delta_px == seq[g].mouse_delta_px, g
+            assert alone.state(g).focus_title == seq[g].focus_title
+        rows = [r for r in table.to_pylist() if r["state"] == "held"]
+        (mv,) = [r for r in rows if r["event_type"] == "mousemove"]
+        (fo,) = [r for r in rows if r["event_type"] == "focus"]
+        assert (mv["mouse_x"], mv["mouse_y"]) == want[f][0] and mv["frame_ref"] == f
+        assert fo["t_ns"] == ci.start_t_ns and want[f][1] in fo["meta"]
 
 
 def test_smart_cut_chunks_random_access(tmp_path):

@@ -395,6 +395,53 @@ def test_actions_schema_and_chunk_metadata(dataset):
     assert f"{rel}/metadata.json: chunk_size 21 but the chunk covers 20 frames" in out
 
 
+def test_held_rows_are_checked(dataset):
+    """Held rows (keys/buttons, and from 1.1.0 the carried mouse position and focus):
+    accepted when they follow the contract, each way of breaking it named."""
+    rel = "actions/SHARD_0000/vid0/vid0_chunk_0001"
+    start = T0 + 20 * (1_000_000_000 // 30)
+    base = {n: None for n in ACTIONS_PROCESSED_SCHEMA.names} | dict(
+        timestamp_ms=0, frame_idx=0, t_ns=start, frame_ref=20, state="held", is_valid=True,
+        confidence=1.0)
+    held = [base | dict(source="keyboard", event_type="keydown", key="a", code="KeyA"),
+            base | dict(source="mouse", event_type="mousemove", mouse_x=12.0, mouse_y=5.0,
+                        mouse_x_norm=0.1, mouse_y_norm=0.1, confidence=0.5),
+            base | dict(source="window", event_type="focus", meta='{"title": "Game"}')]
+    proc = dataset / rel / "actions_processed.parquet"
+    original = pq.read_table(proc)
+
+    def write(rows, body=original):
+        pq.write_table(pa.concat_tables([pa.Table.from_pylist(rows, schema=ACTIONS_PROCESSED_SCHEMA),
+                                         body.cast(ACTIONS_PROCESSED_SCHEMA)]), proc)
+    write(held)
+    assert msgs(validate_path(dataset)) == []
+    write([held[0], held[1] | dict(mouse_x_norm=None), held[2] | dict(t_ns=start + 1),
+           held[2] | dict(event_type="wheel", frame_idx=1)])
+    out = "\n".join(msgs(validate_path(dataset)))
+    assert "held mousemove row 1 has mouse_x_norm None: the carried position needs " \
+           "normalized coordinates in [0, 1]" in out
+    assert f"held row 2 has t_ns {start + 1}, expected {start} (the chunk start; 1 rows)" in out
+    assert "held row 3 has event_type 'wheel'" in out
+    assert "held row 3 has frame_idx 1, expected 0" in out
+    write([held[1], held[1] | dict(mouse_y_norm=1.5)])
+    out = "\n".join(msgs(validate_path(dataset)))
+    assert "2 held mousemove rows (at most one per chunk)" in out
+    assert "held mousemove row 1 has mouse_y_norm 1.5" in out
+    # not first
+    pq.write_table(pa.concat_tables([original.cast(ACTIONS_PROCESSED_SCHEMA).slice(0, 1),
+                                     pa.Table.from_pylist(held[:1], schema=ACTIONS_PROCESSED_SCHEMA)]),
+                   proc)
+    out = "\n".join(msgs(validate_path(dataset)))
+    assert "held rows must come first: row 0 is not held but row 1 is" in out
+    # never in actions_raw
+    write(held)
+    raw = dataset / rel / "actions_raw.parquet"
+    rewrite_parquet(raw, lambda t: set_col(t, "state", ["held"] + [None] * (t.num_rows - 1)))
+    out = "\n".join(msgs(validate_path(dataset)))
+    assert f"{rel}/actions_raw.parquet: 1 rows have state 'held' (row 0): carried state " \
+           f"belongs in actions_processed only" in out
+
+
 def test_dataset_json_and_missing_files(dataset):
     (dataset / "dataset.json").write_text(json.dumps({"format_version": "one"}))
     (dataset / "video/SHARD_0000/vid0/vid0_chunk_0000.mp4").unlink()
@@ -516,6 +563,11 @@ def test_real_zip_export_to_session_and_dataset_validates(real_outputs):
     assert msgs(validate_path(d / "work" / "exp1")) == []
     assert msgs(validate_path(d / "ds")) == []
     assert validate_main([str(d / "ds")]) == 0
+    # the writer's carried-state rows are among what was validated
+    held = [r["event_type"] for p in sorted((d / "ds").rglob("actions_processed.parquet"))
+            for r in pq.read_table(p, columns=["state", "event_type"]).to_pylist()
+            if r["state"] == "held"]
+    assert "mousemove" in held
 
 
 def test_real_session_tampering_is_named(real_outputs, tmp_path):

@@ -13,8 +13,9 @@ into batches.
 
 State carried across batch and chunk boundaries: the keys/buttons held (when and by
 which row they were pressed), a release whose bounce partner may still come (see
-below), the position of the last mouse move, and the hashes of the run of rows sharing
-the newest ``t_ns``. A chunk is returned once an event at or after its end plus
+below), the position of the last mouse move (for repeated moves), the last known mouse
+position and focused window (for the carried-state rows below), and the hashes of the
+run of rows sharing the newest ``t_ns``. A chunk is returned once an event at or after its end plus
 ``DEBOUNCE_NS`` has been seen (so every release of the chunk knows whether it bounced),
 the last chunk by ``finish()`` (its synthetic releases need the whole stream). Events
 must come in non-decreasing ``t_ns`` order: a batch going back in time is a
@@ -56,7 +57,19 @@ decision looks at the whole session in time order, not at one chunk:
     released (not even after the end of the video) gets a synthetic release row
     (``state`` released) at the last frame's time in the chunk ending the video, with
     ``confidence`` ``SYNTHETIC_CONFIDENCE`` and a note.
-  * rows are in ``t_ns`` order (held rows first).
+  * carried state (format 1.1.0): at every chunk start, after the held key/button rows,
+    a ``held`` mousemove row with the last known mouse position and a ``held`` focus
+    row with the focused window, when they exist. Last known position: the last row
+    before the chunk start (in any chunk, or before the first frame) that is kept (not
+    dropped), valid (``is_valid``: finite coordinates, not an orphan release) and of
+    kind mousemove/mousedown/mouseup/wheel with both normalized coordinates; the held row
+    repeats its ``mouse_x``/``mouse_y`` (pixels as logged, may be null) and its clamped
+    normalized coordinates, its ``confidence`` (0.5 when clamped, with the out-of-frame
+    note) and says when it was seen. Focus: the last kept valid focus row before the
+    chunk start; the held row repeats its ``source`` and ``meta``. ``timestamp_ms`` 0,
+    ``frame_idx`` 0, ``t_ns`` = the chunk start, as for held keys. Never in actions_raw.
+  * rows are in ``t_ns`` order (held rows first: keys/buttons in press order, then the
+    position, then the focus).
 """
 from __future__ import annotations
 
@@ -86,7 +99,8 @@ _TYPE_MAP = {"key_down": "keydown", "key_up": "keyup", "mouse_move": "mousemove"
 # drop reasons (index into DROP_REASONS; 0 = kept)
 DROP_REASONS = ("kept", "duplicate", "repeated_move", "auto_repeat", "bounce")
 KINDS = ("keydown", "keyup", "mousemove", "mousedown", "mouseup", "wheel", "focus")
-_KEYDOWN, _KEYUP, _MOVE, _MOUSEDOWN, _MOUSEUP = range(5)
+_KEYDOWN, _KEYUP, _MOVE, _MOUSEDOWN, _MOUSEUP, _WHEEL, _FOCUS = range(7)
+_POSITION_KINDS = (_MOVE, _MOUSEDOWN, _MOUSEUP, _WHEEL)   # rows whose position is carried
 
 _EVENT_NAMES = [f.name for f in EVENTS_SCHEMA]
 _RAW_NAMES = [f.name for f in ACTIONS_RAW_SCHEMA]
@@ -316,6 +330,11 @@ class ActionsProcessor:
         self._pieces: dict[int, list[tuple[pa.Table, dict]]] = {}
         self._next_emit = 0
         self._finished = False
+        # carried state (mouse position, focus) at every chunk start, see _carry_state
+        self._pos: list[tuple] = []             # position stack: (t, fields, ref)
+        self._focus: tuple | None = None        # (t, fields) of the last kept valid focus
+        self._state_snaps: dict[int, tuple] = {}  # chunk -> (position stack, focus)
+        self._next_state_snap = 0
 
     # --- input -----------------------------------------------------------------------
     def feed(self, batch: pa.RecordBatch | pa.Table) -> list[ChunkActions]:
@@ -347,6 +366,9 @@ class ActionsProcessor:
         for h in list(self._pending.values()):
             self._release(h)
         self._snapshot_until(None)
+        while self._next_state_snap < len(self.chunks):
+            self._state_snaps[self._next_state_snap] = (list(self._pos), self._focus)
+            self._next_state_snap += 1
         return self._emit_ready()
 
     # --- per-batch decisions -----------------------------------------------------------
@@ -432,6 +454,7 @@ class ActionsProcessor:
         kb = np.flatnonzero((is_down | is_up) & (drop == 0))
         if kb.size:
             self._keys(ev, t, tcode, kb, drop, is_valid, confidence, flags, orphan)
+        self._carry_state(ev, t, tcode, drop, is_valid, confidence, nx, ny, oof)
 
         # keep the rows that belong to a chunk, split per chunk
         b = self._bounds
@@ -512,6 +535,72 @@ class ActionsProcessor:
             cols = [pr.column(c).to_pylist() for c in _PRESS_FIELDS]
             for (h, _), values in zip(new_holds, zip(*cols)):
                 h.fields = dict(zip(_PRESS_FIELDS, values))
+
+    def _carry_state(self, ev, t, tcode, drop, is_valid, confidence, nx, ny, oof) -> None:
+        """Update the last known mouse position and focus with the batch's rows and record
+        them at every chunk start the batch reaches (``_bounds[c] <= t[-1]``: no row
+        before that start can come any more).
+
+        Position candidates: rows of kind mousemove/mousedown/mouseup/wheel that are kept
+        (``drop == 0``), valid and have both normalized coordinates (finite). A release
+        still waiting for its bounce partner (``_pending``) may be dropped later, so the
+        position is a stack: the last final candidate, then the tentative ones after it
+        (each with a reference to its drop flag); ``_chunk`` takes the newest one still
+        kept. Focus rows are never dropped after the fact (only exact duplicates, decided
+        at once)."""
+        if self._next_state_snap >= len(self.chunks):
+            return
+        n = t.size
+        with np.errstate(invalid="ignore"):
+            pos_rows = np.flatnonzero(is_valid & (drop == 0) & np.isfinite(nx) & np.isfinite(ny)
+                                      & np.isin(tcode, _POSITION_KINDS))
+        foc_rows = np.flatnonzero(is_valid & (drop == 0) & (tcode == _FOCUS))
+        tent = np.array(sorted(h.pending_ref[1] for h in self._pending.values()
+                               if h.pending_ref[0] is drop), np.int64)
+        memo: dict = {}
+
+        def pos_entry(i: int, tentative: bool) -> tuple:
+            e = memo.get(i)
+            if e is None:
+                fields = {"source": ev.column("source")[i].as_py(),
+                          "mouse_x": ev.column("mouse_x_px")[i].as_py(),
+                          "mouse_y": ev.column("mouse_y_px")[i].as_py(),
+                          "mouse_x_norm": float(nx[i]), "mouse_y_norm": float(ny[i]),
+                          "confidence": float(confidence[i]), "oof": bool(oof[i])}
+                e = memo[i] = (int(t[i]), fields, (drop, i) if tentative else None)
+            return e
+
+        def pos_upto(k: int) -> list:
+            p = pos_rows[:int(np.searchsorted(pos_rows, k))]
+            if not p.size:
+                return list(self._pos)
+            is_tent = np.isin(p, tent)
+            final = p[~is_tent]
+            if final.size:
+                stack = [pos_entry(int(final[-1]), False)]
+                rest = p[p > final[-1]]
+            else:
+                stack, rest = list(self._pos), p
+            return stack + [pos_entry(int(i), True) for i in rest]
+
+        def focus_upto(k: int) -> tuple | None:
+            j = int(np.searchsorted(foc_rows, k))
+            if j == 0:
+                return self._focus
+            i = int(foc_rows[j - 1])
+            e = memo.get(("f", i))
+            if e is None:
+                fields = {"source": ev.column("source")[i].as_py(),
+                          "meta": _build_meta(ev.slice(i, 1))[0].as_py()}
+                e = memo[("f", i)] = (int(t[i]), fields)
+            return e
+
+        b = self._bounds
+        while self._next_state_snap < len(self.chunks) and b[self._next_state_snap] <= t[-1]:
+            k = int(np.searchsorted(t, b[self._next_state_snap], side="left"))
+            self._state_snaps[self._next_state_snap] = (pos_upto(k), focus_upto(k))
+            self._next_state_snap += 1
+        self._pos, self._focus = pos_upto(n), focus_upto(n)
 
     def _release(self, h: _Hold) -> None:
         """The pending release of ``h`` is final: the hold ends there."""
@@ -594,6 +683,29 @@ class ActionsProcessor:
                          notes=f"held since before the chunk start (pressed at t_ns "
                                f"{h.press_t})")
                 head.append(r)
+        n_keys_held = len(head)
+        pos_stack, focus = self._state_snaps.pop(c, ([], None))
+        pos = next((e for e in reversed(pos_stack)
+                    if e[2] is None or e[2][0][e[2][1]] == 0), None)
+        if pos is not None:
+            pt, f, _ = pos
+            r = dict.fromkeys(_PROC_NAMES)
+            r.update(source=f["source"], event_type="mousemove", state="held",
+                     mouse_x=f["mouse_x"], mouse_y=f["mouse_y"],
+                     mouse_x_norm=f["mouse_x_norm"], mouse_y_norm=f["mouse_y_norm"],
+                     timestamp_ms=0, frame_idx=0, t_ns=t0, frame_ref=start_frame,
+                     is_valid=True, confidence=f["confidence"],
+                     notes=f"mouse position held since before the chunk start (last seen at "
+                           f"t_ns {pt})" + ("; " + _FLAG_NOTES[1][1] if f["oof"] else ""))
+            head.append(r)
+        if focus is not None:
+            ft_, f = focus
+            r = dict.fromkeys(_PROC_NAMES)
+            r.update(source=f["source"], event_type="focus", state="held", meta=f["meta"],
+                     timestamp_ms=0, frame_idx=0, t_ns=t0, frame_ref=start_frame,
+                     is_valid=True, confidence=1.0,
+                     notes=f"focus held since before the chunk start (focused at t_ns {ft_})")
+            head.append(r)
         if is_last:
             # finish() has run: what is still held was never released
             ts_last = int(self.frame_t[end_frame - 1])
@@ -624,7 +736,9 @@ class ActionsProcessor:
 
         d = a["drop"]
         stats = {"events": int(t.size), "processed_rows": processed.num_rows,
-                 "held_at_start": len(head), "synthetic_releases": len(tail),
+                 "held_at_start": n_keys_held,
+                 "held_mouse_position": int(pos is not None), "held_focus": int(focus is not None),
+                 "synthetic_releases": len(tail),
                  "orphan_releases": int(a["orphan"].sum()),
                  "out_of_frame": int(a["oof"].sum()),
                  "invalid": int((~a["is_valid"][keep]).sum())}

@@ -22,6 +22,15 @@ the input-device state **at the capture time of frame f**: every event with
 i.e. what happened between the capture of the previous frame and this one. The action a
 player took *after* seeing frame ``f`` is therefore the delta part of frame ``f + 1``.
 
+Rows with ``state == "held"`` (a dataset chunk's carried state, repeated at its start
+with ``frame_ref`` = its first frame: keys/buttons down, and from format 1.1.0 the last
+known mouse position and the focused window) hold AT that frame: they are applied
+before it and are never a press nor a movement. The mouse delta of a frame sums the
+steps from one known position to the next of the real rows; a held mousemove row sets
+the position without a step, so a chunk read on its own knows the cursor position and
+focus at its first frame, and its deltas there never contain a jump from "unknown" or
+from the previous chunk's position.
+
 Key vocabulary
 --------------
 Keys are identified by Windows virtual-key codes (``companion.contract.keys``: the
@@ -50,6 +59,10 @@ K_OTHER, K_KEY_DOWN, K_KEY_UP, K_MOVE, K_BTN_DOWN, K_BTN_UP, K_WHEEL, K_FOCUS = 
 # "held at the chunk start" rows (state == "held", frame_ref = the chunk's start frame):
 # the key/button is down AT that frame, and it is not a new press
 K_KEY_HELD, K_BTN_HELD = 8, 9
+# carried state at a chunk start (format 1.1.0): the mouse is AT that position and the
+# window has focus AT that frame; the position is not a movement
+K_MOVE_HELD, K_FOCUS_HELD = 10, 11
+_HELD_KINDS = (K_KEY_HELD, K_BTN_HELD, K_MOVE_HELD, K_FOCUS_HELD)
 
 _ACTION_KINDS = {
     "keydown": K_KEY_DOWN, "keyup": K_KEY_UP, "mousemove": K_MOVE,
@@ -186,9 +199,10 @@ def events_from_actions(table: pa.Table) -> EventColumns:
     """Normalise an ``actions_processed`` (or ``actions_raw``) table of one chunk.
 
     Rows with ``is_valid == False`` are dropped. A row whose ``state`` is ``held``
-    (companion.dataset repeats keys/buttons still held at a chunk start, with
-    ``frame_ref`` = the chunk's start frame) means "down at that frame": it is applied
-    before that frame and is not counted as a new press.
+    (companion.dataset repeats keys/buttons still held at a chunk start, and the last
+    mouse position and focus, with ``frame_ref`` = the chunk's start frame) means "down /
+    there / focused at that frame": it is applied before that frame and is not counted
+    as a new press or a movement (kinds ``K_*_HELD``).
     The VK comes from ``meta.vk`` when present, else from the DOM ``code``.
     """
     if "is_valid" in table.column_names:
@@ -204,11 +218,14 @@ def events_from_actions(table: pa.Table) -> EventColumns:
     keyish = np.isin(kind, (K_KEY_DOWN, K_KEY_UP)) | ((kind == K_OTHER) & has_key)
     kind[held & keyish] = K_KEY_HELD
     kind[held & ~keyish & np.isin(kind, (K_BTN_DOWN, K_BTN_UP, K_OTHER))] = K_BTN_HELD
+    kind[held & (kind == K_MOVE)] = K_MOVE_HELD
+    kind[held & (kind == K_FOCUS)] = K_FOCUS_HELD
     vk = np.full(n, -1, np.int32)
     label = np.full(n, None, object)
     title = np.full(n, None, object)
     wid = np.full(n, None, object)
-    slow = np.flatnonzero(np.isin(kind, (K_KEY_DOWN, K_KEY_UP, K_KEY_HELD, K_FOCUS)))
+    slow = np.flatnonzero(np.isin(kind, (K_KEY_DOWN, K_KEY_UP, K_KEY_HELD, K_FOCUS,
+                                         K_FOCUS_HELD)))
     if len(slow):
         take = pa.array(slow)
         sub = {c: (table.column(c).take(take).to_pylist() if c in table.column_names
@@ -224,7 +241,7 @@ def events_from_actions(table: pa.Table) -> EventColumns:
                     meta = None
                 if not isinstance(meta, dict):
                     meta = None
-            if k == K_FOCUS:
+            if k == K_FOCUS or k == K_FOCUS_HELD:
                 if meta:
                     title[i], wid[i] = _meta_window(meta)
                 continue
@@ -235,8 +252,8 @@ def events_from_actions(table: pa.Table) -> EventColumns:
                 vk[i] = int(v)
             label[i] = sub["key"][j] or sub["code"][j]
     frame_ref = _int(table, "frame_ref", -1)
-    held = (kind == K_KEY_HELD) | (kind == K_BTN_HELD)
-    frame_ref[held] -= 1      # down at its frame = applied before it
+    held = np.isin(kind, _HELD_KINDS)
+    frame_ref[held] -= 1      # down / there / focused at its frame = applied before it
     return _finish(_int(table, "t_ns", 0), frame_ref, kind, vk, label,
                    _float(table, "mouse_x"), _float(table, "mouse_y"),
                    _float(table, "mouse_x_norm"), _float(table, "mouse_y_norm"),
@@ -452,10 +469,23 @@ def build_track(ev: EventColumns, n_frames: int) -> ActionTrack:
 
     mouse_px = pos(ev.x_px, ev.y_px)
     mouse_norm = pos(ev.x_norm, ev.y_norm)
+    # movement: each row with a position moves the cursor from the previous known position
+    # to its own, except a held row (carried state at a chunk start: it says where the
+    # cursor is, it is not a movement, so a chunk read alone and the whole video agree).
+    # Frame f sums the steps of bucket f-1; nothing before the first known position.
     delta = np.zeros((n_frames, 2), np.float32)
-    if n_frames > 1:
-        d = mouse_px[1:] - mouse_px[:-1]
-        delta[1:] = np.nan_to_num(d)   # no movement before the first known position
+    has = np.flatnonzero(~np.isnan(ev.x_px) & ~np.isnan(ev.y_px))
+    if n_frames > 1 and len(has) > 1:
+        xy = np.stack([ev.x_px[has], ev.y_px[has]], axis=1)
+        step = np.zeros_like(xy)
+        step[1:] = xy[1:] - xy[:-1]
+        step[ev.kind[has] == K_MOVE_HELD] = 0.0
+        tgt = b[has] + 1
+        ok = (tgt >= 1) & (tgt < n_frames)
+        for axis in (0, 1):
+            delta[:, axis] = np.bincount(tgt[ok], weights=step[ok, axis],
+                                         minlength=n_frames)[:n_frames]
+        delta[1:][np.isnan(mouse_px[:-1, 0])] = 0.0   # position unknown at the previous frame
 
     wheel = np.zeros(n_frames, np.float32)
     w = ev.kind == K_WHEEL
@@ -465,7 +495,7 @@ def build_track(ev: EventColumns, n_frames: int) -> ActionTrack:
         wheel = np.bincount(tgt[ok], weights=ev.wheel[w][ok], minlength=n_frames)
         wheel = wheel[:n_frames].astype(np.float32)
 
-    foc = np.flatnonzero(ev.kind == K_FOCUS)
+    foc = np.flatnonzero((ev.kind == K_FOCUS) | (ev.kind == K_FOCUS_HELD))
     windows: list = []
     seen: dict = {}
     fidx = np.zeros(len(foc), np.int64)

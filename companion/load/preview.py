@@ -37,7 +37,8 @@ from companion.util.atomic import atomic_path, write_bytes_atomic, write_text_at
 from companion.util.errors import BadInput
 
 from . import draw
-from .actions import (K_BTN_DOWN, K_BTN_HELD, K_BTN_UP, K_FOCUS, K_KEY_DOWN, K_KEY_HELD,
+from .actions import (K_BTN_DOWN, K_BTN_HELD, K_BTN_UP, K_FOCUS, K_FOCUS_HELD, K_KEY_DOWN,
+                      K_KEY_HELD,
                       K_KEY_UP, K_WHEEL, ActionTrack, EventColumns, build_track,
                       events_from_actions, events_from_session)
 from .decode import DecoderPool, FrameIndex, scan_frames, to_array
@@ -469,7 +470,7 @@ def viewer_data(src: PreviewSource) -> dict:
               for i in np.flatnonzero(keep & (ev.kind == K_BTN_DOWN))]
     wheel = [[r4(tv[i]), int(b[i]), r4(ev.wheel[i])]
              for i in np.flatnonzero(keep & (ev.kind == K_WHEEL))]
-    foc_i = np.flatnonzero(ev.kind == K_FOCUS)
+    foc_i = np.flatnonzero((ev.kind == K_FOCUS) | (ev.kind == K_FOCUS_HELD))
     focus = [[r4(tv[i]), int(max(b[i], -1)), ev.title[i] or ev.window_id[i] or ""]
              for i in foc_i if b[i] < n]
     if focus:   # only the last focus before the range matters

@@ -7,7 +7,9 @@ tile [0, n_frames) with no gap or overlap, chunk times continuous; per chunk: th
 file holds exactly end_frame - start_frame frames (demux count), metadata.json (chunk
 JSON Schema, fields consistent with the index), actions_raw / actions_processed
 (schemas, row count = n_events, t_ns sorted and inside the chunk, timestamp_ms = ms
-since the chunk's first frame, frame_idx/frame_ref in range and consistent).
+since the chunk's first frame, frame_idx/frame_ref in range and consistent; ``held``
+rows only in actions_processed, first, at the chunk start, a held mousemove with
+normalized coordinates).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..contract.schemas import ACTIONS_PROCESSED_SCHEMA, ACTIONS_RAW_SCHEMA, CHUNK_INDEX_SCHEMA
@@ -268,10 +271,14 @@ def _check_actions(rep: Report, rel: str, schema, r: dict, first: bool, last: bo
     if sch is None:
         return
     rep.extend(rel, checks.compare_schema(sch, schema))
-    t = read_parquet(rep, rel, ["timestamp_ms", "frame_idx", "t_ns", "frame_ref", "confidence"])
+    t = read_parquet(rep, rel, ["timestamp_ms", "frame_idx", "t_ns", "frame_ref", "confidence",
+                                "state", "event_type", "mouse_x_norm", "mouse_y_norm"])
     if t is None:
         return
     rep.extend(rel, [m for m in checks.check_nulls(t, schema)])
+    rep.extend(rel, _check_held_rows(t, r, processed=not required))
+    t = t.select([c for c in ("timestamp_ms", "frame_idx", "t_ns", "frame_ref", "confidence")
+                  if c in t.column_names])
     if required and isinstance(r.get("n_events"), int) and t.num_rows != r["n_events"]:
         rep.add(rel, f"has {t.num_rows} rows, index.parquet n_events says {r['n_events']}")
     s, e = r.get("start_frame"), r.get("end_frame")
@@ -319,6 +326,67 @@ def _check_actions(rep: Report, rel: str, schema, r: dict, first: bool, last: bo
     conf = column(t, "confidence")
     if conf is not None:
         rep.extend(rel, checks.check_in_range(conf[0], conf[1], 0.0, 1.0, "confidence", hi_inclusive=True))
+
+
+# event types a ``held`` row may have: keys/buttons down at the chunk start, and (format
+# 1.1.0) the carried mouse position and focus
+HELD_EVENT_TYPES = ("keydown", "mousedown", "mousemove", "focus")
+
+
+def _check_held_rows(t, r: dict, processed: bool) -> list[str]:
+    """``state == "held"`` rows (docs/contracts/dataset-layout.md): only in
+    actions_processed, first in the file, at the chunk start (t_ns = start_t_ns,
+    timestamp_ms 0, frame_idx 0, frame_ref = start_frame), of a known kind, at most one
+    mousemove and one focus, and a held mousemove has normalized coordinates in [0, 1]."""
+    if "state" not in t.column_names or not pa.types.is_string(t.schema.field("state").type):
+        return []
+    state = t.column("state").to_pylist()
+    held = np.array([v == "held" for v in state], bool)
+    if not held.any():
+        return []
+    rows = np.flatnonzero(held)
+    if not processed:
+        return [f"{rows.size} rows have state 'held' (row {int(rows[0])}): carried state "
+                f"belongs in actions_processed only"]
+    out = []
+    if rows[-1] != rows.size - 1:
+        i = int(np.flatnonzero(~held)[0])
+        out.append(f"held rows must come first: row {i} is not held but row {int(rows[-1])} is")
+    et = t.column("event_type").to_pylist() if "event_type" in t.column_names else \
+        [None] * len(state)
+    kinds = [et[i] for i in rows.tolist()]
+    bad = [(i, k) for i, k in zip(rows.tolist(), kinds) if k not in HELD_EVENT_TYPES]
+    if bad:
+        out.append(f"held row {bad[0][0]} has event_type {bad[0][1]!r} (held rows are "
+                   f"{', '.join(HELD_EVENT_TYPES)}; {len(bad)} rows)")
+    for k in ("mousemove", "focus"):
+        if kinds.count(k) > 1:
+            out.append(f"{kinds.count(k)} held {k} rows (at most one per chunk)")
+    for name, want in (("t_ns", r.get("start_t_ns")), ("timestamp_ms", 0), ("frame_idx", 0),
+                       ("frame_ref", r.get("start_frame"))):
+        c = column(t, name)
+        if c is None or not isinstance(want, int):
+            continue
+        wrong = rows[~c[1][rows] | (c[0][rows] != want)]
+        if wrong.size:
+            i = int(wrong[0])
+            got = int(c[0][i]) if c[1][i] else None
+            out.append(f"held row {i} has {name} {got}, expected {want} (the chunk start; "
+                       f"{wrong.size} rows)")
+    moves = rows[[k == "mousemove" for k in kinds]]
+    if moves.size:
+        for name in ("mouse_x_norm", "mouse_y_norm"):
+            c = column(t, name)
+            if c is None:
+                continue
+            with np.errstate(invalid="ignore"):
+                ok = c[1][moves] & (c[0][moves] >= 0.0) & (c[0][moves] <= 1.0)
+            if not ok.all():
+                i = int(moves[~ok][0])
+                v = c[0][i] if c[1][i] else None
+                out.append(f"held mousemove row {i} has {name} {v}: the carried position "
+                           f"needs normalized coordinates in [0, 1]")
+    return out
 
 
 def _check_orphans(rep: Report, rows: list[dict]) -> None:
