@@ -21,6 +21,17 @@ def built(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("ds") / "root", extra_video=True)
 
 
+def _processed_table(rows):
+    """An actions_processed table of ``rows`` (dicts; other columns null, valid rows)."""
+    from companion.contract.schemas import ACTIONS_PROCESSED_SCHEMA
+    full = []
+    for r in rows:
+        x = {n: None for n in ACTIONS_PROCESSED_SCHEMA.names}
+        x.update(is_valid=True, confidence=1.0, timestamp_ms=0, **r)
+        full.append(x)
+    return pa.Table.from_pylist(full, schema=ACTIONS_PROCESSED_SCHEMA)
+
+
 def test_listing(built):
     ds = open_dataset(built.root)
     assert ds.videos() == ["vid0", "vid1"]
@@ -235,16 +246,9 @@ def test_held_rows_at_chunk_start():
     """companion.dataset repeats keys/buttons held at a chunk start as ``state == "held"``
     rows with frame_ref = the start frame: down AT that frame, not a new press."""
     import json as _json
-    from companion.contract.schemas import ACTIONS_PROCESSED_SCHEMA
     from companion.load.actions import EventColumns, build_track, events_from_actions
 
-    def tab(rows):
-        full = []
-        for r in rows:
-            x = {n: None for n in ACTIONS_PROCESSED_SCHEMA.names}
-            x.update(is_valid=True, confidence=1.0, timestamp_ms=0, **r)
-            full.append(x)
-        return pa.Table.from_pylist(full, schema=ACTIONS_PROCESSED_SCHEMA)
+    tab = _processed_table
 
     vk = _json.dumps({"vk": 65})
     # chunk 0 [0,10): 'a' was pressed before the first frame; left button pressed in frame 4
@@ -274,16 +278,9 @@ def test_held_position_and_focus_rows():
     ``held`` mousemove / focus rows: they set the state AT the chunk's start frame and
     are never a movement, even when they disagree with what came before."""
     import json as _json
-    from companion.contract.schemas import ACTIONS_PROCESSED_SCHEMA
     from companion.load.actions import EventColumns, build_track, events_from_actions
 
-    def tab(rows):
-        full = []
-        for r in rows:
-            x = {n: None for n in ACTIONS_PROCESSED_SCHEMA.names}
-            x.update(is_valid=True, confidence=1.0, timestamp_ms=0, **r)
-            full.append(x)
-        return pa.Table.from_pylist(full, schema=ACTIONS_PROCESSED_SCHEMA)
+    tab = _processed_table
 
     def mv(t, fr, x, y, state=None):
         return dict(t_ns=t, frame_ref=fr, source="mouse", event_type="mousemove", state=state,
