@@ -732,3 +732,19 @@ def test_single_garbled_line_is_not_a_torn_tail(tmp_path):
     p.write_text('{"timestamp_ns":17401192')
     with pytest.raises(BadInput, match=r":1: not valid JSON"):
         read_events_jsonl(p)
+
+
+def test_digest_files_of_killed_runs_are_removed(tmp_path, child_spy):
+    """A run killed while its hashing child worked leaves a digest file in the temp
+    folder; the next run that starts a child removes it (its process is gone)."""
+    import subprocess
+    import sys
+    import tempfile
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = os.path.join(tempfile.gettempdir(), f"nm-events-hash-{dead.pid}-zz.hex")
+    with open(stale, "wb") as f:
+        f.write(b"0" * 64)
+    p, lines = _child_case(tmp_path)
+    assert read_events_jsonl(p).hash.to_pylist() == _ctrl_hashes(lines)
+    assert child_spy == [True] and not os.path.exists(stale)

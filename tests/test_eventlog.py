@@ -193,3 +193,23 @@ def test_spill_folder_problem_is_a_one_line_error(tmp_path):
     gone = tmp_path / "gone"
     with pytest.raises(EnvProblem, match=r"cannot write the events spill file in .*gone"):
         read_event_log(p, block_bytes=2000, memory_bytes=0, spill_dir=gone)
+
+
+def test_files_of_a_killed_run_are_removed_by_the_next(tmp_path):
+    """A killed nm-align leaves its spill file; the next read in that folder removes it
+    (its process is gone) but not the files of a process that still runs."""
+    import subprocess
+    import sys
+    from companion.align.eventlog import SPILL_PREFIX
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{SPILL_PREFIX}{dead.pid}-abc.arrow"
+    live = tmp_path / f"{SPILL_PREFIX}{os.getpid()}-def.arrow"
+    other = tmp_path / f"{SPILL_PREFIX}notapid.arrow"
+    for f in (stale, live, other):
+        f.write_bytes(b"x")
+    p = tmp_path / "s.jsonl"
+    write_jsonl(p, random_log(2, 50, 0))
+    with read_event_log(p, spill_dir=tmp_path) as log:
+        assert log.n_events > 0
+    assert not stale.exists() and live.exists() and other.exists()

@@ -39,6 +39,7 @@ from companion.contract import events as ev
 from companion.contract.schemas import EVENTS_SCHEMA, parquet_write_options
 from companion.util.atomic import atomic_path
 from companion.util.errors import BadInput, EnvProblem
+from companion.util.procs import remove_stale_files
 
 #: bytes of the file read at a time (~70k companion lines); also the part size
 BLOCK_BYTES = 8 << 20
@@ -46,6 +47,9 @@ BLOCK_BYTES = 8 << 20
 MEMORY_BYTES = 32 << 20
 #: a line longer than this is an error (the reader would have to hold it whole)
 MAX_LINE_BYTES = 64 << 20
+#: spill files are named ``<prefix><pid>-<random>.arrow``; those of dead processes
+#: (a killed nm-align) are removed when the next read starts in the same folder
+SPILL_PREFIX = ".nm-events-spill-"
 
 _PART_SCHEMA = pa.schema([
     ("t_ns", pa.int64()), ("line", pa.int64()), ("hash", pa.string()), ("kind", pa.int8()),
@@ -107,7 +111,7 @@ class EventLog:
             return
         try:
             if self._spill_writer is None:
-                fd, self._spill_path = tempfile.mkstemp(prefix=".nm-events-spill-",
+                fd, self._spill_path = tempfile.mkstemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-",
                                                         suffix=".arrow", dir=self._spill_dir)
                 os.close(fd)
                 self._spill_sink = pa.OSFile(self._spill_path, "wb")
@@ -237,6 +241,7 @@ def read_event_log(path: str | os.PathLike, progress: Any = None, *,
     spath = os.fspath(path)
     log = EventLog(spath)
     log._spill_dir = os.fspath(spill_dir) if spill_dir is not None else None
+    remove_stale_files(log._spill_dir or tempfile.gettempdir(), SPILL_PREFIX)
     try:
         try:
             f = open(spath, "rb")

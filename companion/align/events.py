@@ -44,6 +44,7 @@ from companion.contract import events as ev
 from companion.contract.keys import vk_to_dom
 from companion.contract.schemas import EVENTS_SCHEMA
 from companion.util.errors import BadInput
+from companion.util.procs import remove_stale_files
 
 # Kind codes of the control events (RawEvents.kind) and of focus rows.
 KIND_KEY_DOWN, KIND_KEY_UP, KIND_MOVE, KIND_CLICK, KIND_SCROLL, KIND_FOCUS = 0, 1, 2, 3, 4, 5
@@ -349,6 +350,8 @@ def _hash_pieces_here(src: str, out: str) -> None:
     ns["hash_pieces"](src, out)
 
 
+#: digest files are named ``<prefix><pid>-<random>.hex`` in the temp folder
+_HASH_PREFIX = "nm-events-hash-"
 #: file size from which lines are hashed in a child process (below, its ~30 ms start
 #: costs more than hashing in a thread gains)
 _CHILD_MIN_BYTES = 8 << 20
@@ -373,7 +376,7 @@ class _ChildHasher:
     def __init__(self, path: str, st: os.stat_result):
         self._path, self._file_id = path, _file_id(st)
         self.used: bool | None = None       # the child's own digests were used (or not)
-        fd, self._out = tempfile.mkstemp(prefix="nm-events-hash-", suffix=".hex")
+        fd, self._out = tempfile.mkstemp(prefix=f"{_HASH_PREFIX}{os.getpid()}-", suffix=".hex")
         os.close(fd)
         try:
             self._proc = subprocess.Popen(
@@ -389,6 +392,7 @@ class _ChildHasher:
         if (st.st_size < _CHILD_MIN_BYTES or not stat.S_ISREG(st.st_mode)
                 or not sys.executable or getattr(sys, "frozen", False)):
             return None
+        remove_stale_files(tempfile.gettempdir(), _HASH_PREFIX)   # of killed runs
         try:
             return cls(path, st)
         except OSError:

@@ -41,6 +41,7 @@ from companion.capture.obsws import (REC_PAUSED, REC_RESUMED, REC_STARTED, REC_S
 from companion.contract import events as ev
 from companion.contract.sidecar import SIDECAR_SUFFIX, read_sidecar, sidecar_path_for
 from companion.util.atomic import write_json_atomic
+from companion.util.procs import pid_alive
 from companion.util.errors import BadInput, EnvProblem, NMError, OBSProblem
 
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -80,37 +81,6 @@ def state_dir() -> Path:
     if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
         return Path(os.environ["LOCALAPPDATA"]) / "nm-companion"
     return Path.home() / ".cache" / "nm-companion"
-
-
-def pid_alive(pid: int) -> bool:
-    """True if process ``pid`` exists and is not a zombie (exited, not yet reaped)."""
-    if sys.platform == "win32":  # pragma: no cover - Windows only
-        # (os.kill(pid, 0) would *terminate* the process on Windows)
-        import ctypes
-        k32 = ctypes.windll.kernel32
-        h = k32.OpenProcess(0x1000, False, int(pid))  # PROCESS_QUERY_LIMITED_INFORMATION
-        if not h:
-            return False
-        try:
-            code = ctypes.c_ulong()
-            return bool(k32.GetExitCodeProcess(h, ctypes.byref(code))) and code.value == 259
-        finally:
-            k32.CloseHandle(h)
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            if f.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
-                return False
-    except (OSError, IndexError):
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 class StateFile:

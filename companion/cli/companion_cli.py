@@ -268,7 +268,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    from companion.capture.session import list_running, pid_alive
+    from companion.capture.session import list_running
+    from companion.util.procs import pid_alive
     running = [r for r in list_running() if not r.get("stale")]
     if args.pid is not None:
         running = [r for r in running if int(r["pid"]) == args.pid]

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from companion.contract.schemas import CHUNK_INDEX_SCHEMA, EVENTS_SCHEMA
 from companion.contract.version import FORMAT_VERSION
 from companion.util.atomic import atomic_path
+from companion.util.procs import pid_alive
 from companion.util.errors import BadInput, EnvProblem, NMError
 
 from .actions import BATCH_ROWS, ActionsProcessor, table_batches
@@ -455,20 +456,8 @@ def recover(root, video_id: str | None = None) -> None:
             continue
         if video_id is not None and parts[0] != video_id:
             continue
-        if not _alive(int(parts[1])):
+        if not pid_alive(int(parts[1])):
             shutil.rmtree(d, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def rebuild_index(root) -> pa.Table:
