@@ -95,6 +95,18 @@ def test_obs_fixtures_walker_equals_pyav(path):
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=[Path(p).name for p in FIXTURES])
+def test_walker_without_os_pread_reads_the_same(path, monkeypatch):
+    """Where the OS has no pread (Windows) the walker seeks and reads its own binary
+    descriptor: same scan, same audio (run here by swapping in that reader)."""
+    import companion.align.demux as demux
+    monkeypatch.setattr(demux, "_pread", demux._pread_seek)
+    fast, slow, fs, ss = scan_both(path)
+    assert fast.demuxer == "matroska-walker"
+    assert_same(fast, slow)
+    assert_same_audio(fs, ss)
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[Path(p).name for p in FIXTURES])
 def test_obs_fixtures_spool_is_byte_identical(tmp_path, path):
     """The real sink of nm-align --dataset: same s16 spool file and placement log."""
     spools = {}

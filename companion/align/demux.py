@@ -296,6 +296,21 @@ _STREAM_TYPE = {mkv.TRACK_VIDEO: "video", mkv.TRACK_AUDIO: "audio",
                 mkv.TRACK_SUBTITLE: "subtitle"}
 
 
+# The walker reads with pread on a private descriptor (binary mode on Windows, where
+# os.open defaults to text mode and there is no os.pread: seek + read there; each
+# descriptor is used by one thread).
+_O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+
+
+def _pread_seek(fd: int, n: int, offset: int) -> bytes:
+    """pread where the OS has none (Windows): seek + read."""
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, n)
+
+
+_pread = getattr(os, "pread", _pread_seek)
+
+
 class WalkerDeclined(Exception):
     """The Matroska walker does not handle this file (one-line reason)."""
 
@@ -351,7 +366,7 @@ class _MkvWalk:
     @classmethod
     def plan(cls, path: Path, container, vs, sub, audio, progress, cap_codec, nls,
              counted: list) -> "_MkvWalk":
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, _O_RDONLY)
         try:
             return cls._plan(path, fd, container, vs, sub, audio, progress, cap_codec, nls,
                              counted)
@@ -362,7 +377,7 @@ class _MkvWalk:
     def _plan(cls, path, fd, container, vs, sub, audio, progress, cap_codec, nls,
               counted) -> "_MkvWalk":
         size = os.fstat(fd).st_size
-        head = os.pread(fd, min(size, 1 << 16), 0)
+        head = _pread(fd, min(size, 1 << 16), 0)
         while True:
             try:
                 lay = mkv.parse_layout(head, size)
@@ -370,7 +385,7 @@ class _MkvWalk:
             except mkv.MkvShort:
                 if len(head) >= size:
                     raise
-                head = os.pread(fd, min(size, 8 * len(head)), 0)
+                head = _pread(fd, min(size, 8 * len(head)), 0)
         del head
         read = _pread_reader(fd)
         if lay.segment_size_known and lay.segment_end != size:
@@ -501,8 +516,8 @@ class _MkvWalk:
         stream, tb, shift = self.audio_stream, self.tb, self.audio_shift
         put = sink.put
         Packet = av.Packet
-        pread = os.pread
-        fd = os.open(self.path, os.O_RDONLY)
+        pread = _pread
+        fd = os.open(self.path, _O_RDONLY)
         try:
             for i in range(len(ts)):
                 n = size[i]
@@ -522,10 +537,10 @@ class _MkvWalk:
 
 
 def _pread_reader(fd: int, min_read: int = 128):
-    """``read(pos, n)`` by ``os.pread``, keeping the last read: the walker reads a few
+    """``read(pos, n)`` by ``pread``, keeping the last read: the walker reads a few
     dozen bytes at each element and the caption walk's first NAL header is among them."""
     cache = [0, b""]
-    pread = os.pread
+    pread = _pread
 
     def read(pos: int, n: int):
         off = pos - cache[0]
