@@ -3,9 +3,10 @@
 No I/O here: the functions take a buffer (``bytes``, ``memoryview``, an ``mmap``) with
 absolute offsets into it, or, for the cluster walk, a ``read(pos, n)`` function the
 caller implements (``scan_video`` uses ``pread``, seek + read where the OS has none).
-Only the bytes needed are read: the file's head up to the first cluster (Info, Tracks), then :data:`HEAD` bytes per
-element in the clusters (ID, size, a block's track, timestamp and flags). Block payloads
-are never read; the caller gets their offset and size.
+Only the bytes needed are read: the file's head up to the first cluster (Info, Tracks),
+then :data:`HEAD` bytes per element in the clusters (ID, size, a block's track,
+timestamp and flags). Block payloads are never read; the caller gets their offset and
+size.
 
 EBML (RFC 8794): an element is ``ID, size, data``. IDs and sizes are variable-length
 integers ("vints"): the number of leading zero bits of the first byte, plus one, is the
