@@ -623,14 +623,18 @@ def prepare_actions(events: pa.Table | None, frame_t_ns: np.ndarray, width: int,
     nx = np.clip(nx, 0.0, 1.0)
     ny = np.clip(ny, 0.0, 1.0)
 
-    # --- repeated identical moves ------------------------------------------------------
-    moves = np.flatnonzero(type_mask("mousemove") & (drop == 0))
-    if moves.size > 1:
-        mx = np.where(np.isnan(px[moves]), nx[moves] * width, px[moves])
-        my = np.where(np.isnan(py[moves]), ny[moves] * height, py[moves])
-        rep = np.zeros(moves.size, bool)
-        rep[1:] = (mx[1:] == mx[:-1]) & (my[1:] == my[:-1])
-        drop[moves[rep]] = 2
+    # --- repeated moves: a move to the previous position row's position (session 3:
+    # the previous move, click or wheel row with finite coordinates, not only moves)
+    last = None
+    for i in np.flatnonzero(type_mask("mousemove", "mousedown", "mouseup", "wheel")
+                            & (drop == 0)).tolist():
+        x = nx[i] * width if np.isnan(px[i]) else px[i]
+        y = ny[i] * height if np.isnan(py[i]) else py[i]
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        if tcode[i] == _KINDS.index("mousemove") and last == (x, y):
+            drop[i] = 2
+        last = (x, y)
 
     # unknown event types
     unknown = ~type_mask(*_SEED_TYPES)

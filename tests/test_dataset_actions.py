@@ -55,6 +55,24 @@ def chunks(rows):
     return out
 
 
+def test_a_move_back_after_a_click_elsewhere_is_kept():
+    """A move is dropped as repeated only when the pointer is already there: after a
+    click (or wheel) at another position, a move back to the earlier position is a real
+    move and the last known position is the move's, not the click's."""
+    t = int(FT[2])
+    rows = [move(t, 100, 100), click(t + MS, True, x=300.0, y=200.0),
+            click(t + 2 * MS, False, x=300.0, y=200.0), move(t + 3 * MS, 100, 100),
+            move(t + 4 * MS, 100, 100),                     # now a repeat
+            move(t + 5 * MS, 300, 200)]                     # a real move back again
+    (_, proc, st), (_, proc1, _), _ = chunks(rows)
+    assert [(r["event_type"], r["mouse_x"]) for r in proc] == [
+        ("mousemove", 100.0), ("mousedown", 300.0), ("mouseup", 300.0), ("mousemove", 100.0),
+        ("mousemove", 300.0)]
+    assert st["dropped_repeated_move"] == 1
+    held = [r for r in proc1 if r["state"] == "held" and r["event_type"] == "mousemove"]
+    assert [(r["mouse_x"], r["mouse_y"]) for r in held] == [(300.0, 200.0)]
+
+
 def test_raw_rows_relative_time_frame_and_vocab():
     t = int(FT[31]) + 5 * MS + 123  # 5.000123 ms after frame 31 (chunk 1, frame 1)
     rows = [key(t, True), key(t + 20 * MS, False), click(int(FT[40]), True, "right", 2),

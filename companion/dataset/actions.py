@@ -13,7 +13,7 @@ into batches.
 
 State carried across batch and chunk boundaries: the keys/buttons held (when and by
 which row they were pressed), a release whose bounce partner may still come (see
-below), the position of the last mouse move (for repeated moves), the last known mouse
+below), the pointer position of the last move/click/wheel row (for repeated moves), the last known mouse
 position and focused window (for the carried-state rows below), and the hashes of the
 run of rows sharing the newest ``t_ns``. A chunk is returned once an event at or after its end plus
 ``DEBOUNCE_NS`` has been seen (so every release of the chunk knows whether it bounced),
@@ -322,7 +322,7 @@ class ActionsProcessor:
         self.sources: set = set()
         self._last_t: int | None = None       # newest t_ns seen
         self._dup_group: set = set()          # hashes of the rows at t == _last_t
-        self._last_move: tuple | None = None  # (x, y) of the last non-duplicate move
+        self._last_pos: tuple | None = None   # (x, y) of the last kept row with a position
         self._held: dict[tuple, _Hold] = {}   # ident -> hold, in press order
         self._pending: dict[tuple, _Hold] = {}  # holds whose release is not final yet
         self._snaps: dict[int, list[_Hold]] = {}  # chunk -> holds at its start
@@ -432,17 +432,21 @@ class ActionsProcessor:
         nx = np.clip(nx, 0.0, 1.0)
         ny = np.clip(ny, 0.0, 1.0)
 
-        # repeated identical moves (compared with the last move of earlier batches too)
-        moves = np.flatnonzero((tcode == _MOVE) & (drop == 0))
-        if moves.size:
-            mx = np.where(np.isnan(px[moves]), nx[moves] * self.width, px[moves])
-            my = np.where(np.isnan(py[moves]), ny[moves] * self.height, py[moves])
-            rep = np.zeros(moves.size, bool)
-            rep[1:] = (mx[1:] == mx[:-1]) & (my[1:] == my[:-1])
-            if self._last_move is not None:
-                rep[0] = mx[0] == self._last_move[0] and my[0] == self._last_move[1]
-            drop[moves[rep]] = 2
-            self._last_move = (float(mx[-1]), float(my[-1]))
+        # repeated moves: a move to the last known pointer position (of the previous
+        # move, click or wheel row with coordinates, earlier batches included)
+        pos = np.flatnonzero(np.isin(tcode, _POSITION_KINDS) & (drop == 0))
+        if pos.size:
+            mx = np.where(np.isnan(px[pos]), nx[pos] * self.width, px[pos])
+            my = np.where(np.isnan(py[pos]), ny[pos] * self.height, py[pos])
+            known = np.isfinite(mx) & np.isfinite(my)
+            pos, mx, my = pos[known], mx[known], my[known]
+        if pos.size:
+            same = np.zeros(pos.size, bool)
+            same[1:] = (mx[1:] == mx[:-1]) & (my[1:] == my[:-1])
+            if self._last_pos is not None:
+                same[0] = mx[0] == self._last_pos[0] and my[0] == self._last_pos[1]
+            drop[pos[same & (tcode[pos] == _MOVE)]] = 2
+            self._last_pos = (float(mx[-1]), float(my[-1]))
 
         # unknown event types
         unknown = tcode < 0
