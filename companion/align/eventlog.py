@@ -244,23 +244,17 @@ def read_event_log(path: str | os.PathLike, progress: Any = None, *,
     remove_stale_files(log._spill_dir or tempfile.gettempdir(), SPILL_PREFIX)
     try:
         try:
-            f = open(spath, "rb")
+            with open(spath, "rb") as f, E._NO_HUGE_PAGES:
+                st = os.fstat(f.fileno())
+                log._child = E._ChildHasher.start(spath, st)  # hashes while this process parses
+                _read(log, f, st.st_size, spath, progress, max(1, int(block_bytes)),
+                      memory_bytes)
         except FileNotFoundError:
             raise BadInput(f"{spath}: events file not found") from None
         except IsADirectoryError:
             raise BadInput(f"{spath}: is a directory, expected the events JSONL file") from None
         except OSError as e:
             raise BadInput(f"{spath}: cannot read events file ({e.strerror or e})") from None
-        with f, E._NO_HUGE_PAGES:
-            try:
-                st = os.fstat(f.fileno())
-                log._child = E._ChildHasher.start(spath, st)  # hashes while this process parses
-                _read(log, f, st.st_size, spath, progress, max(1, int(block_bytes)),
-                      memory_bytes)
-            except IsADirectoryError:
-                raise BadInput(f"{spath}: is a directory, expected the events JSONL file") from None
-            except OSError as e:
-                raise BadInput(f"{spath}: cannot read events file ({e.strerror or e})") from None
         log._finish_spill()
         if log._child is not None and log._digests is None and all(log._hashed):
             log._child.close()                           # its digests are not needed
