@@ -489,8 +489,7 @@ def _before(t: np.ndarray, line: np.ndarray, key: tuple[int, int]) -> np.ndarray
 
 def write_events_parquet(log: EventLog, final: str | os.PathLike, session_id: str,
                          frame_t_ns: np.ndarray, video_size: tuple[int, int] | None = None,
-                         to_mono=None, frame_interval_ns: int | None = None,
-                         progress: Any = None) -> dict:
+                         to_mono=None, frame_interval_ns: int | None = None) -> dict:
     """Write ``events.parquet`` (atomically) from ``log``; arguments and rows as
     :func:`companion.align.events.build_events_table`. Returns ``{"rows",
     "outside_video", "sources"}`` (row count, rows without frame_ref, set of sources)."""
@@ -539,8 +538,6 @@ def write_events_parquet(log: EventLog, final: str | os.PathLike, session_id: st
                     mask = pa.array(now)
                     emit(cur.filter(mask), f_end)
                     carry = cur.filter(pc.invert(mask))
-                if progress is not None:
-                    progress.update(1)
             if n == 0:                                # window events only (or nothing)
                 emit(_EMPTY_PART, len(focus))
     return stats
