@@ -150,8 +150,8 @@ def _check_start(segs, n_packets: int, anchors: AnchorSet):
     return fixed, check
 
 
-def _start_marker(raw) -> tuple[int, str] | None:
-    for t, data in raw.markers:
+def _start_marker(log) -> tuple[int, str] | None:
+    for t, data in log.markers:
         if isinstance(data, dict) and data.get("event") == "recording.started":
             src = data.get("anchor_source")
             return int(t), ("export_start_time" if src == "export_start_time" else "recording_start_marker")
@@ -383,7 +383,7 @@ def _load_meta(path: Path) -> dict:
 
 
 def _merge_metadata(meta: dict, sid: str, scan, anchors: AnchorSet, facts: dict, ev_stats: dict,
-                    raw, video) -> dict:
+                    log, video) -> dict:
     meta = dict(meta)
     meta.setdefault("format_version", FORMAT_VERSION)
     meta.setdefault("session_id", sid)
@@ -418,9 +418,9 @@ def _merge_metadata(meta: dict, sid: str, scan, anchors: AnchorSet, facts: dict,
         "frame_slots_missing": missing,
         "event_count": n_ev,
         "events_outside_video": outside,
-        "events_torn_tail": bool(raw.torn_tail),
-        "events_torn_line": raw.torn_line,
-        "events_skipped_lines": int(raw.skipped),
+        "events_torn_tail": bool(log.torn_tail),
+        "events_torn_line": log.torn_line,
+        "events_skipped_lines": int(log.skipped),
         "has_bframes": bool(scan.has_bframes),
         **{k: v for k, v in facts.items() if k.startswith(("clock_", "cue_"))},
     }
