@@ -384,15 +384,20 @@ def test_obs29_pause_fixture_facts():
     assert s.missing_frames == 1 and s.pts_gaps == [(90, 1)]
 
 
-def test_corrupted_middle_does_not_raise(tmp_path):
-    f = tmp_path / "c.mkv"
-    encode(f, n=120, captions={k: f"CAP {k}" for k in range(0, 120, 5)})
-    data = bytearray(f.read_bytes())
+def _corrupt_middle(src: Path, dst: Path) -> None:
+    """``dst``: ``src`` with a tenth of its bytes, from the middle on, replaced by noise."""
+    data = bytearray(src.read_bytes())
     mid = len(data) // 2
     data[mid:mid + len(data) // 10] = np.random.default_rng(3).integers(
         0, 256, len(data) // 10, dtype=np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+
+
+def test_corrupted_middle_does_not_raise(tmp_path):
+    f = tmp_path / "c.mkv"
+    encode(f, n=120, captions={k: f"CAP {k}" for k in range(0, 120, 5)})
     g = tmp_path / "corrupt.mkv"
-    g.write_bytes(bytes(data))
+    _corrupt_middle(f, g)
     s = scan_video(g)
     assert 0 < s.n_frames <= 120
     good = [(i, t) for i, t in s.captions if t.startswith("CAP ")]

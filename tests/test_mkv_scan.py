@@ -17,7 +17,7 @@ from companion.align import mkv
 from companion.align.demux import VideoScan, scan_video, walker_decline_reason
 from companion.dataset.audio import AudioSpool
 from companion.util.errors import BadInput
-from tests.test_demux import _cut, _srt, anchor, encode
+from tests.test_demux import _corrupt_middle, _cut, _srt, anchor, encode
 
 FIXTURES = sorted(glob.glob(str(Path(__file__).parent / "fixtures" / "*.mkv")))
 HAVE_FFMPEG = shutil.which("ffmpeg") is not None
@@ -309,12 +309,8 @@ def test_unknown_element_in_cluster_falls_back(tmp_path):
 def test_corrupted_middle_falls_back_without_raising(tmp_path):
     f = tmp_path / "c.mkv"
     encode(f, n=120, audio=True, captions={k: f"CAP {k}" for k in range(0, 120, 5)})
-    data = bytearray(f.read_bytes())
-    mid = len(data) // 2
-    data[mid:mid + len(data) // 10] = np.random.default_rng(3).integers(
-        0, 256, len(data) // 10, dtype=np.uint8).tobytes()
     g = tmp_path / "corrupt.mkv"
-    g.write_bytes(bytes(data))
+    _corrupt_middle(f, g)
     assert walker_decline_reason(g) is not None
     fast, slow, fs, ss = scan_both(g)
     assert fast.demuxer == "pyav"
