@@ -26,7 +26,7 @@ import numpy as np
 
 from companion.align import mkv
 from companion.align.cea608 import Cea608Decoder
-from companion.align.header import STANDARD_RATES, header_info, video_streams
+from companion.align.header import header_info, snap_standard_rate, video_streams
 from companion.align.sei import (cc_data_from_packet, cc_data_from_reader,
                                  nal_length_size_from_extradata, normalize_codec)
 from companion.util.errors import BadInput
@@ -151,8 +151,8 @@ def _choose_fps(stream, pts_sorted: np.ndarray, tb: Fraction) -> Fraction:
         return declared[0] if declared else Fraction(0)
     measured = Fraction(int(d.size)) / (Fraction(span) * tb)
     tol = max(Fraction(1, 2000), Fraction(3, 2 * span))
-    best = min(STANDARD_RATES, key=lambda r: abs(r - measured))
-    if abs(best - measured) <= best * tol:
+    best = snap_standard_rate(measured, tol)
+    if best is not None:
         return best
     for r in declared:
         if r.denominator <= 1001 and abs(r - measured) <= measured / 100:

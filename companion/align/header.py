@@ -17,6 +17,12 @@ STANDARD_RATES = (Fraction(24000, 1001), Fraction(24), Fraction(25), Fraction(30
                   Fraction(120), Fraction(144), Fraction(165), Fraction(240))
 
 
+def snap_standard_rate(rate, tol) -> Fraction | None:
+    """The standard rate nearest ``rate`` if within ``tol`` of it (relative), else None."""
+    best = min(STANDARD_RATES, key=lambda r: abs(r - rate))
+    return best if abs(best - rate) <= best * tol else None
+
+
 @dataclass(frozen=True)
 class HeaderInfo:
     """``first_pts``: the video stream's start time (ticks of ``time_base``) or None;

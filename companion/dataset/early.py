@@ -85,7 +85,7 @@ class EarlyStart:
     def _start_copy(self, info) -> None:
         from .chunking import frames_per_chunk
         from .ffmpeg_copy import _DECODER_ALIASES, FAST_CODECS, EarlyCopy, find_ffmpeg
-        from companion.align.header import STANDARD_RATES
+        from companion.align.header import snap_standard_rate
         if self.staging is None or not self.use_ffmpeg:
             return
         exe = find_ffmpeg()
@@ -96,8 +96,7 @@ class EarlyStart:
         fps = self.fps_hint
         if not fps and info.rates:
             r = info.rates[0]
-            best = min(STANDARD_RATES, key=lambda x: abs(x - r))
-            fps = best if abs(best - r) <= best / 2000 else r
+            fps = snap_standard_rate(r, Fraction(1, 2000)) or r
         if not fps or fps <= 0:
             return
         size = frames_per_chunk(fps, self.chunk_seconds)
