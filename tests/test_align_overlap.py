@@ -1,5 +1,5 @@
 """nm-align --dataset overlapping work with the scan: the ffmpeg stream copy started
-from the container header (``ffmpeg_copy.EarlyCopy`` via ``writer.EarlyStart``) and
+from the container header (``ffmpeg_copy.EarlyCopy`` via ``early.EarlyStart``) and
 the audio decoded during the scan (``audio.AudioSpool``). Both must give exactly the
 outputs of the path without them, and anything unexpected must fall back to it."""
 from __future__ import annotations

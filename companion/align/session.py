@@ -251,7 +251,7 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
     if pre is None and dataset and not owa_out:
         # the chunk MP4s are cut (ffmpeg) and the audio decoded while the video is
         # scanned; write_dataset checks both against the scan and plan before use
-        from ..dataset.writer import EarlyStart
+        from ..dataset.early import EarlyStart
         pre = EarlyStart.begin(Path(dataset), video_id or sid, chunk_seconds, video,
                                _sidecar_fps(sidecar_path_for(video)))
         if pre is not None:

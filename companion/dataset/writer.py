@@ -37,7 +37,7 @@ from .actions import BATCH_ROWS, ActionsProcessor, table_batches
 from .chunking import ChunkPlan, plan_chunks
 from .layout import (INDEX_FILE, INDEX_PARTS, STAGING, VideoLayout,
                      ensure_dataset, layout_for, locked, validate_video_id)
-from .early import EarlyStart  # noqa: F401 - nm-align starts it; re-exported
+from .early import EarlyStart
 from .ffmpeg_copy import split_video_fast
 
 # Chunk files are small (a few thousand rows): per-file encoder set-up dominates. ZSTD
