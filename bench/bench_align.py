@@ -9,8 +9,12 @@ The anchors are generated, not recorded by OBS: OBS cannot render 1080p60 in rea
 this machine's software GPU. Caption scanning still inspects every packet's NAL headers.
 
 Prints wall time of both, the ratio (goal <= 1.5, stretch 1.2), and peak RSS of
-nm-align (goal < 500 MB). Times are the minimum over ``--repeat`` runs; the mean is
-printed too. ``--ref DIR`` also times the nm-align of another checkout (e.g. one made
+nm-align (goal < 500 MB). Ratios are given for the medians and the minima over
+``--repeat`` runs (the runs alternate). Every timed run starts after ``sync`` (the
+previous run's 1.3 GB of dirty pages otherwise slow whichever run comes next), and
+nm-align runs with Python's bytecode cache as an installed package has it (this
+sandbox sets PYTHONDONTWRITEBYTECODE=1, which would recompile the package's modules,
+~0.2 s, on every run; one untimed warm-up run per tree writes the cache). ``--ref DIR`` also times the nm-align of another checkout (e.g. one made
 with ``git archive REV | tar -x -C DIR``), alternating with this tree's runs so both see
 the same machine load: a before/after comparison on a shared machine.
 """
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -92,13 +97,16 @@ def make_input(minutes: float, size: str = "1920x1080") -> Path:
 
 
 CPU: dict[str, list[float]] = {}
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def timed(cmd, cwd=None, tag: str | None = None) -> tuple[float, int]:
     """Wall time and peak RSS of ``cmd``; its CPU seconds (user + system, waited-for
     children such as the ffmpeg copy included) go to ``CPU[tag]``."""
+    os.sync()
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd,
+                         env=ENV)
     _, status, ru = os.wait4(p.pid, 0)
     dt = time.perf_counter() - t0
     err = p.stderr.read().decode(errors="replace")
@@ -138,6 +146,9 @@ def main() -> int:
 
     align_cmd = [sys.executable, "-m", "companion.cli.align_cli", str(mkv), "--dataset", str(ds),
                  "--chunk-seconds", "20", "--quiet"]
+    for tree in [REPO] + ([args.ref] if args.ref is not None else []):   # warm-up, untimed
+        prepare()
+        timed(align_cmd, cwd=Path(tree).resolve())
     for _ in range(args.repeat):
         shutil.rmtree(seg_dir, ignore_errors=True)
         seg_dir.mkdir(parents=True)
@@ -155,17 +166,19 @@ def main() -> int:
             res["ref"].append(dt)
             rss_ref = max(rss_ref, r)
     base, ours = min(res["ffmpeg"]), min(res["nm-align"])
-    mean = lambda xs: sum(xs) / len(xs)
+    med = statistics.median
     print(f"input: {mkv.name} ({mkv.stat().st_size / 1e6:.0f} MB, {args.minutes:g} min 1080p60 H.264)")
-    print(f"baseline ffmpeg -c copy -f segment -segment_time 20: {base:.2f} s "
-          f"(mean {mean(res['ffmpeg']):.2f})")
+    print(f"baseline ffmpeg -c copy -f segment -segment_time 20: median {med(res['ffmpeg']):.2f} s, "
+          f"min {base:.2f} s")
     mode = "recording hash reused from capture" if args.captured else "recording hashed by nm-align"
-    print(f"nm-align --dataset (chunk 20 s, {mode}): {ours:.2f} s (mean {mean(res['nm-align']):.2f})")
-    print(f"ratio nm-align / ffmpeg-segment: {ours / base:.2f}x  (goal <= 1.5x, stretch 1.2x)")
+    print(f"nm-align --dataset (chunk 20 s, {mode}): median {med(res['nm-align']):.2f} s, "
+          f"min {ours:.2f} s")
+    print(f"ratio nm-align / ffmpeg-segment: medians {med(res['nm-align']) / med(res['ffmpeg']):.2f}x, "
+          f"minima {ours / base:.2f}x  (goal <= 1.5x, stretch 1.2x)")
     if res["ref"]:
         ref = min(res["ref"])
-        print(f"reference nm-align ({args.ref}): {ref:.2f} s (mean {mean(res['ref']):.2f}), "
-              f"ratio {ref / base:.2f}x")
+        print(f"reference nm-align ({args.ref}): median {med(res['ref']):.2f} s, min {ref:.2f} s; "
+              f"ratios {med(res['ref']) / med(res['ffmpeg']):.2f}x / {ref / base:.2f}x")
     print(f"nm-align peak RSS: {rss / 1e6:.0f} MB  (goal < 500 MB)"
           + (f"; reference {rss_ref / 1e6:.0f} MB" if rss_ref else ""))
     for tag in ("ffmpeg", "nm-align", "ref"):

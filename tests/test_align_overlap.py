@@ -1,7 +1,9 @@
-"""nm-align --dataset overlapping work with the scan: the ffmpeg stream copy started
-from the container header (``ffmpeg_copy.EarlyCopy`` via ``early.EarlyStart``) and
-the audio decoded during the scan (``audio.AudioSpool``). Both must give exactly the
-outputs of the path without them, and anything unexpected must fall back to it."""
+"""nm-align --dataset overlapping work with the scan: the chunk copy started from the
+container header (``early.EarlyStart``: for an H.264 MKV ``mux_copy.MuxCopy`` fed by the
+Matroska walk, else ``ffmpeg_copy.EarlyCopy``) and the audio decoded during the scan
+(``audio.AudioSpool``). Both must give the outputs of the path without them (the same
+bytes; for MP4s written by another muxer the same packets, timestamps and decoded
+frames), and anything unexpected must fall back to it."""
 from __future__ import annotations
 
 import json
@@ -17,7 +19,7 @@ import pytest
 import companion.dataset.writer as writer_mod
 from companion.align.demux import scan_video
 from companion.align.session import align_session
-from companion.dataset import ffmpeg_copy
+from companion.dataset import ffmpeg_copy, mux_copy
 from companion.dataset.audio import AudioSpool, split_audio_file
 from companion.dataset.chunking import plan_chunks
 from companion.dataset.video import chunk_time_ranges
@@ -74,6 +76,31 @@ class _Spy:
             self.results.append(r)
             return r
         monkeypatch.setattr(writer_mod, "split_video_fast", wrapped)
+
+
+@pytest.fixture
+def ffmpeg_early(monkeypatch):
+    """The early copy by ffmpeg even for H.264 MKVs (as for other codecs and containers)."""
+    monkeypatch.setattr(mux_copy.MuxCopy, "supports", staticmethod(lambda codec: False))
+
+
+def _packets(path):
+    import av
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return [(p.pts * s.time_base, p.is_keyframe, bytes(p)) for p in c.demux(s) if p.size]
+
+
+def _same_dataset(root: Path, got: dict, ref_root: Path, ref: dict) -> None:
+    """Byte-identical except MP4s, which must hold the same packets at the same times
+    and decode to the same frames."""
+    assert got.keys() == ref.keys()
+    assert {k: v for k, v in got.items() if not k.endswith(".mp4")} == \
+        {k: v for k, v in ref.items() if not k.endswith(".mp4")}
+    for k in got:
+        if k.endswith(".mp4"):
+            assert _packets(root / k) == _packets(ref_root / k), k
+            assert decode_numbers(root / k) == decode_numbers(ref_root / k), k
 
 
 def _reference(tmp_path, d, monkeypatch, name="ref"):
@@ -155,21 +182,43 @@ def test_scan_sink_is_finished_even_when_the_scan_fails(tmp_path):
 # ---- nm-align --dataset with the early start -----------------------------------------------
 
 @needs_ffmpeg
-@pytest.mark.parametrize("audio", ["aac", "pcm", None])
+@pytest.mark.parametrize("audio", ["aac", None])
 def test_early_start_is_used_and_outputs_are_identical(tmp_path, monkeypatch, audio):
+    """H.264 MKV: the chunk MP4s come from the walk (mp4mux), everything else is
+    byte-identical to the path without early work. (PCM audio, which the walker does
+    not read, keeps the early ffmpeg: test_early_ffmpeg_for_audio_the_walker_skips.)"""
     d = _session(tmp_path, audio=audio)
     ref = _reference(tmp_path, d, monkeypatch)
     spy = _Spy(monkeypatch)
     root = tmp_path / "ds"
     s = align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
     (res,) = spy.results
-    assert spy.early[0] is not None, "ffmpeg was not started early"
-    assert res.early_rejected is None and res.copy_tool == "ffmpeg" and res.fast_fallback is None
+    assert isinstance(spy.early[0], mux_copy.MuxCopy), "the walk's copy was not started"
+    assert res.early_rejected is None and res.copy_tool == "mp4mux" and res.fast_fallback is None
     assert (spy.spool[0] is not None) == (audio is not None)
     assert s["dataset"]["copied"] == 4 and s["dataset"]["audio"] == (audio is not None)
     got = _tree(root)
-    assert got.keys() == ref.keys() and got == ref
+    _same_dataset(root, got, tmp_path / "ref", ref)
     assert any(k.endswith(".wav") for k in got) == (audio is not None)
+    assert not list((root / ".staging").iterdir())          # nothing left behind
+    assert not list(root.rglob("*.s16")) and not list(root.rglob(".nm-mux*"))
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("audio", ["aac", None])
+def test_early_ffmpeg_is_used_and_outputs_are_identical(tmp_path, monkeypatch, audio,
+                                                       ffmpeg_early):
+    d = _session(tmp_path, audio=audio)
+    ref = _reference(tmp_path, d, monkeypatch)
+    spy = _Spy(monkeypatch)
+    root = tmp_path / "ds"
+    s = align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
+    (res,) = spy.results
+    assert isinstance(spy.early[0], ffmpeg_copy.EarlyCopy), "ffmpeg was not started early"
+    assert res.early_rejected is None and res.copy_tool == "ffmpeg" and res.fast_fallback is None
+    assert s["dataset"]["copied"] == 4 and s["dataset"]["audio"] == (audio is not None)
+    got = _tree(root)
+    assert got.keys() == ref.keys() and got == ref
     for k in got:
         if k.endswith(".mp4"):
             assert decode_numbers(root / k)[0] == decode_numbers(tmp_path / "ref" / k)[0]
@@ -178,7 +227,52 @@ def test_early_start_is_used_and_outputs_are_identical(tmp_path, monkeypatch, au
 
 
 @needs_ffmpeg
-def test_wrong_frame_rate_guess_falls_back_to_the_normal_run(tmp_path, monkeypatch):
+def test_early_ffmpeg_for_audio_the_walker_skips(tmp_path, monkeypatch):
+    d = _session(tmp_path, audio="pcm")
+    ref = _reference(tmp_path, d, monkeypatch)
+    spy = _Spy(monkeypatch)
+    root = tmp_path / "ds"
+    align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
+    (res,) = spy.results
+    assert isinstance(spy.early[0], ffmpeg_copy.EarlyCopy)
+    assert res.early_rejected is None and res.copy_tool == "ffmpeg"
+    assert _tree(root) == ref
+
+
+@needs_ffmpeg
+def test_wrong_frame_rate_guess_rejects_the_walk_copy(tmp_path, monkeypatch):
+    """A sidecar claiming 25 fps for a 30 fps video: the walk's chunks follow the wrong
+    plan, are rejected and ffmpeg cuts the chunks after the scan."""
+    d = _session(tmp_path, audio="aac")
+    ref = _reference(tmp_path, d, monkeypatch)
+    monkeypatch.setattr("companion.align.session._sidecar_fps", lambda p: Fraction(25))
+    spy = _Spy(monkeypatch)
+    root = tmp_path / "ds"
+    align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
+    (res,) = spy.results
+    assert "chunk 1 would not start on a keyframe" in res.early_rejected
+    assert res.copy_tool == "ffmpeg" and res.fast_fallback is None
+    assert _tree(root) == ref
+    assert not list((root / ".staging").iterdir()) and not list(root.rglob(".nm-mux*"))
+
+
+def test_walk_copy_needs_no_ffmpeg(tmp_path, monkeypatch):
+    """No ffmpeg CLI on PATH (common on Windows and macOS): the chunk MP4s still come
+    from the walk, not from the 2x slower PyAV remux."""
+    d = _session(tmp_path, audio="aac")
+    monkeypatch.setattr(ffmpeg_copy, "find_ffmpeg", lambda: None)
+    spy = _Spy(monkeypatch)
+    root = tmp_path / "ds"
+    align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
+    (res,) = spy.results
+    assert res.copy_tool == "mp4mux" and res.fast_skipped is None
+    for i, k in enumerate(sorted(k for k in _tree(root) if k.endswith(".mp4"))):
+        assert decode_numbers(root / k)[0] == list(range(30 * i, min(30 * i + 30, 95)))
+
+
+@needs_ffmpeg
+def test_wrong_frame_rate_guess_falls_back_to_the_normal_run(tmp_path, monkeypatch,
+                                                             ffmpeg_early):
     """A sidecar header claiming 25 fps for a 30 fps video: the guessed cut list is not
     the plan, the early output is discarded and ffmpeg runs again as before."""
     d = _session(tmp_path, audio="aac")
@@ -195,7 +289,8 @@ def test_wrong_frame_rate_guess_falls_back_to_the_normal_run(tmp_path, monkeypat
 
 
 @needs_ffmpeg
-def test_early_ffmpeg_output_that_fails_the_check_is_not_used(tmp_path, monkeypatch):
+def test_early_ffmpeg_output_that_fails_the_check_is_not_used(tmp_path, monkeypatch,
+                                                              ffmpeg_early):
     """An ffmpeg that cuts elsewhere (a wrapper dropping the first cut): the segment
     check rejects the early output and the normal run's, PyAV cuts the chunks."""
     d = _session(tmp_path, audio="aac")
@@ -228,7 +323,8 @@ def test_early_ffmpeg_output_that_fails_the_check_is_not_used(tmp_path, monkeypa
 
 
 @needs_ffmpeg
-def test_early_ffmpeg_failing_is_a_fallback_not_an_error(tmp_path, monkeypatch):
+def test_early_ffmpeg_failing_is_a_fallback_not_an_error(tmp_path, monkeypatch,
+                                                         ffmpeg_early):
     d = _session(tmp_path, audio="aac")
     ref = _reference(tmp_path, d, monkeypatch)
 
@@ -263,12 +359,14 @@ def test_failed_spool_falls_back_to_decoding_the_file(tmp_path, monkeypatch):
     root = tmp_path / "ds"
     s = align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
     assert spy.spool[0] is not None and not spy.spool[0].finished
-    assert s["dataset"]["audio"] is True and _tree(root) == ref
+    assert s["dataset"]["audio"] is True
+    _same_dataset(root, _tree(root), tmp_path / "ref", ref)
     assert not list(root.rglob("*.s16"))
 
 
 @needs_ffmpeg
-def test_alignment_failure_leaves_no_dataset_and_no_ffmpeg(tmp_path, monkeypatch):
+def test_alignment_failure_leaves_no_dataset_and_no_ffmpeg(tmp_path, monkeypatch,
+                                                           ffmpeg_early):
     """Anchors missing (no recording.started marker): BadInput after the scan; the early
     ffmpeg is stopped and the dataset root it created is removed again."""
     d = _session(tmp_path, audio="aac")
@@ -294,6 +392,23 @@ def test_alignment_failure_leaves_no_dataset_and_no_ffmpeg(tmp_path, monkeypatch
         align_session(d, dataset=root2, chunk_seconds=1.0, progress=False)
     assert sorted(p.relative_to(root2).as_posix() for p in root2.rglob("*")) == before
 
+
+def test_alignment_failure_stops_the_walk_copy_and_leaves_no_dataset(tmp_path, monkeypatch):
+    d = _session(tmp_path, audio="aac")
+    (d / "s1.jsonl").write_text(_line(T0, "control_publisher", ["mouse.move", 1, 2]) + "\n")
+    started = []
+    orig = mux_copy.MuxCopy.start.__func__
+
+    def start(cls, *a, **k):
+        m = orig(cls, *a, **k)
+        started.append(m)
+        return m
+    monkeypatch.setattr(mux_copy.MuxCopy, "start", classmethod(start))
+    root = tmp_path / "new" / "ds"
+    with pytest.raises(BadInput, match="no timing anchors"):
+        align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
+    assert len(started) == 1 and started[0].proc.poll() is not None
+    assert not (tmp_path / "new").exists()
 
 def test_no_early_start_in_a_folder_that_is_not_a_dataset(tmp_path, monkeypatch):
     d = _session(tmp_path, audio=None)
@@ -325,7 +440,8 @@ def test_reencoded_chunks_discard_the_early_copy(tmp_path, monkeypatch):
 # ---- the CLI's head start (ffmpeg begun before the heavy imports) -------------------------
 
 @needs_ffmpeg
-def test_cli_starts_ffmpeg_before_the_scan_and_outputs_are_identical(tmp_path, monkeypatch):
+def test_cli_starts_ffmpeg_before_the_scan_and_outputs_are_identical(tmp_path, monkeypatch,
+                                                                     ffmpeg_early):
     from companion.cli import align_cli
     from companion.dataset import early as early_mod
     d = _session(tmp_path, audio="aac")
@@ -347,6 +463,21 @@ def test_cli_starts_ffmpeg_before_the_scan_and_outputs_are_identical(tmp_path, m
     (res,) = spy.results
     assert spy.early[0] is not None and res.early_rejected is None and res.copy_tool == "ffmpeg"
     assert _tree(root) == ref
+    assert not list((root / ".staging").iterdir())
+
+
+def test_cli_head_start_uses_the_walk_copy(tmp_path, monkeypatch):
+    from companion.cli import align_cli
+    d = _session(tmp_path, audio="aac")
+    ref = _reference(tmp_path, d, monkeypatch)
+    spy = _Spy(monkeypatch)
+    root = tmp_path / "ds"
+    rc = align_cli.main([str(d / "s1.mkv"), "--dataset", str(root), "--chunk-seconds", "1",
+                         "--quiet"])
+    assert rc == 0
+    (res,) = spy.results
+    assert isinstance(spy.early[0], mux_copy.MuxCopy) and res.copy_tool == "mp4mux"
+    _same_dataset(root, _tree(root), tmp_path / "ref", ref)
     assert not list((root / ".staging").iterdir())
 
 

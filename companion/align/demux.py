@@ -316,17 +316,19 @@ class WalkerDeclined(Exception):
 
 
 def walk_matroska(path: Path, container, vs, sub, audio, progress=None, cap_codec=None,
-                  nls: int = 4):
+                  nls: int = 4, walk_sink=None):
     """Read ``path``'s packets with :mod:`companion.align.mkv` by ``pread``: returns a
     reader whose ``read`` hands the audio to the sink, or None when the file is anything
     the walker does not fully understand (then nothing was consumed and the PyAV reader
     is used). The walk itself (block headers, caption NALs) has no side effect besides
     ``progress``. ``container`` is the open PyAV container: stream parameters come from
     it, so both readers share the header facts. ``audio``: the audio stream a sink will
-    decode (None: audio blocks are not read)."""
+    decode (None: audio blocks are not read). ``walk_sink``: ``(sink, codec, width,
+    height)`` for ``scan_video``'s ``walk_sink`` (its ``walk_blocks`` calls)."""
     counted = [0]
     try:
-        return _MkvWalk.plan(path, container, vs, sub, audio, progress, cap_codec, nls, counted)
+        return _MkvWalk.plan(path, container, vs, sub, audio, progress, cap_codec, nls, counted,
+                             walk_sink)
     except (WalkerDeclined, mkv.MkvError, OSError, ValueError, IndexError, OverflowError,
             BufferError):
         if counted[0] and isinstance(getattr(progress, "done", None), int):
@@ -354,28 +356,48 @@ def walker_decline_reason(path, *, audio: bool = True) -> str | None:
         return None
 
 
+class WalkTable:
+    """The video blocks a Matroska walk read, in decode order (``pts``, ``key``, file
+    ``offsets``, ``sizes``), where the last frame ends (``end_pts``), the codec, its
+    CodecPrivate, the frame size and the time base: what a stream copy of the frames
+    needs (``dataset.mux_copy``) without reading the file again."""
+
+    def __init__(self, src, pts, key, offsets, sizes, end_pts: int, codec: str,
+                 codec_private: bytes | None, width: int, height: int, time_base):
+        self.src = Path(src)
+        self.pts = np.asarray(pts, dtype=np.int64)
+        self.key = np.asarray(key, dtype=bool)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.sizes = np.asarray(sizes, dtype=np.int64)
+        self.end_pts, self.codec = int(end_pts), codec
+        self.codec_private = codec_private
+        self.width, self.height, self.time_base = int(width), int(height), time_base
+
+
 class _MkvWalk:
     name = "matroska-walker"
 
     def __init__(self, path: Path, packets: _Packets, audio_cols, audio_stream, audio_shift: int,
-                 tb: Fraction):
+                 tb: Fraction, video_cols=None, codec_private: bytes | None = None):
         self.path, self.packets = path, packets
+        self.video_cols = video_cols          # (file offsets, sizes) of the video blocks
+        self.codec_private = codec_private
         self.audio_cols, self.audio_stream, self.audio_shift = audio_cols, audio_stream, audio_shift
         self.tb = tb
 
     @classmethod
     def plan(cls, path: Path, container, vs, sub, audio, progress, cap_codec, nls,
-             counted: list) -> "_MkvWalk":
+             counted: list, walk_sink=None) -> "_MkvWalk":
         fd = os.open(path, _O_RDONLY)
         try:
             return cls._plan(path, fd, container, vs, sub, audio, progress, cap_codec, nls,
-                             counted)
+                             counted, walk_sink)
         finally:
             os.close(fd)
 
     @classmethod
     def _plan(cls, path, fd, container, vs, sub, audio, progress, cap_codec, nls,
-              counted) -> "_MkvWalk":
+              counted, walk_sink=None) -> "_MkvWalk":
         size = os.fstat(fd).st_size
         head = _pread(fd, min(size, 1 << 16), 0)
         while True:
@@ -434,6 +456,7 @@ class _MkvWalk:
         r = _Packets()
         pts_l, key_l, caps_raw, cues = r.pts, r.key, r.captions, r.cues
         a_ts, a_off, a_size = array("q"), array("q"), array("q")
+        v_off, v_size = array("q"), array("q")
         feed = Cea608Decoder().feed
         sub_codec = sub.codec_context.name if sub is not None else ""
         sub_tb = Fraction(sub.time_base) if sub is not None else None
@@ -441,6 +464,11 @@ class _MkvWalk:
         end_dur = None
         prev = None
         pending = 0
+        step_at = -1                       # walk_sink: the block count of its next call
+        if walk_sink is not None:
+            ws, ws_codec, ws_w, ws_h = walk_sink
+            step = int(ws.step)
+            step_at = step + 1 if step > 0 else -1
         for track, ts, key, off, n, dur, extras in mkv.iter_blocks(read, lay):
             if track == vnum:
                 if extras:
@@ -458,6 +486,12 @@ class _MkvWalk:
                         _feed_captions(trips, feed, caps_raw, len(pts_l))
                 pts_l.append(ts)
                 key_l.append(key)
+                v_off.append(off)
+                v_size.append(n)
+                if len(pts_l) == step_at:
+                    ws.walk_blocks(path, ws_codec, vt.codec_private, ws_w, ws_h, tb, pts_l,
+                                   key_l, v_off, v_size)
+                    step_at += step
                 if progress is not None:
                     pending += 1
                     if pending >= 64:
@@ -498,7 +532,19 @@ class _MkvWalk:
             num = at.codec_delay * tb.denominator
             den = 1_000_000_000 * tb.numerator
             shift = (2 * num + den) // (2 * den)
-        return cls(path, r, (a_ts, a_off, a_size) if at is not None else None, audio, shift, tb)
+        return cls(path, r, (a_ts, a_off, a_size) if at is not None else None, audio, shift, tb,
+                   (v_off, v_size), vt.codec_private)
+
+    def table(self, codec: str, width: int, height: int):
+        """The video blocks as a :class:`WalkTable` (decode order)."""
+        r = self.packets
+        end_pts, end_dur = r.end_max
+        return WalkTable(self.path, np.frombuffer(r.pts, np.int64),
+                         np.frombuffer(r.key, np.int8).astype(bool),
+                         np.frombuffer(self.video_cols[0], np.int64),
+                         np.frombuffer(self.video_cols[1], np.int64),
+                         end_pts + max(int(end_dur), 0), codec, self.codec_private,
+                         width, height, self.tb)
 
     def read(self, sink, progress, cap_codec, nls) -> _Packets:
         """Feed the audio sink the packets PyAV's demuxer would give it (read with
@@ -564,7 +610,7 @@ def _feed_captions(trips, feed, caps_raw: list, frame_in_decode_order: int) -> N
 
 
 def scan_video(path: str | os.PathLike, progress=None, *, on_header=None,
-               audio_sink=None, mkv_walker: bool = True) -> VideoScan:
+               audio_sink=None, walk_sink=None, mkv_walker: bool = True) -> VideoScan:
     """Demux ``path`` once (no decoding) and return a :class:`VideoScan`.
 
     ``progress``: a :class:`companion.util.progress.Progress` (or anything with
@@ -579,17 +625,25 @@ def scan_video(path: str | os.PathLike, progress=None, *, on_header=None,
     of the first audio stream in stream order (PyAV's empty end-of-stream packet last)
     and whose ``finish()`` is called after the last one (also when demuxing stopped
     early); returning None leaves the audio discarded as without a sink.
+    ``walk_sink``: gets the video blocks' pts, keyframe flags, file offsets and sizes
+    (decode order) while the Matroska walker reads them: ``walk_blocks(path, codec,
+    codec_private, width, height, time_base, pts, key, offsets, sizes)`` with the growing
+    columns each time ``walk_sink.step`` more blocks (plus one) are known (read once the
+    header callback has run; 0: no such calls), and
+    ``put_walk(table: WalkTable)`` once the walk is complete. Neither is called when the
+    file is read by PyAV; ``walk_blocks`` may have been called when the walker then
+    gives up. Used to write the chunk MP4s without a second read (``dataset.mux_copy``).
     """
     path = Path(path)
     container = _open(path)
     try:
-        return _scan(container, path, progress, on_header, audio_sink, mkv_walker)
+        return _scan(container, path, progress, on_header, audio_sink, mkv_walker, walk_sink)
     finally:
         container.close()
 
 
 def _scan(container, path: Path, progress, on_header=None, audio_sink=None,
-          mkv_walker: bool = True) -> VideoScan:
+          mkv_walker: bool = True, walk_sink=None) -> VideoScan:
     fmt = (container.format.name or "") if container.format else ""
     if fmt.startswith("image2") or fmt.endswith("_pipe"):
         raise _bad(path, f"is a still image ({fmt}), not a video")
@@ -623,8 +677,11 @@ def _scan(container, path: Path, progress, on_header=None, audio_sink=None,
     walk = None
     if mkv_walker and fmt.startswith("matroska"):
         walk = walk_matroska(path, container, vs, sub, audio if audio_sink is not None else None,
-                             progress, cap_codec, nls)
+                             progress, cap_codec, nls,
+                             (walk_sink, codec, width, height) if walk_sink is not None else None)
     reader = _PyAVReader(container, vs, sub, audio) if walk is None else walk
+    if walk is not None and walk_sink is not None:
+        walk_sink.put_walk(walk.table(codec, width, height))
     sink = None
     if audio_sink is not None and audio is not None and audio_rate and audio_channels:
         sink = audio_sink(audio_rate, audio_channels)

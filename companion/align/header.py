@@ -37,6 +37,9 @@ class HeaderInfo:
     declared_end_s: float | None
     audio_rate: int | None
     audio_channels: int | None
+    container: str = ""
+    """FFmpeg's name of the container format (``matroska,webm`` for MKV)."""
+    audio_codec: str | None = None
 
 
 def video_streams(container) -> list:
@@ -74,9 +77,10 @@ def header_info(container, vs, audio) -> tuple[HeaderInfo, str]:
     except Exception:  # pragma: no cover
         codec = cc.name or "unknown"
     tb = Fraction(vs.time_base) if vs.time_base else Fraction(1, 1000)
-    audio_rate = audio_channels = None
+    audio_rate = audio_channels = audio_codec = None
     if audio is not None:
         acc = audio.codec_context
+        audio_codec = acc.name
         audio_rate = int(acc.sample_rate or audio.sample_rate or 0) or None
         try:
             audio_channels = int(acc.layout.nb_channels) or None
@@ -91,7 +95,9 @@ def header_info(container, vs, audio) -> tuple[HeaderInfo, str]:
     return HeaderInfo(codec=codec, time_base=tb,
                       first_pts=int(vs.start_time) if vs.start_time is not None else None,
                       rates=tuple(rates), declared_end_s=end_s, audio_rate=audio_rate,
-                      audio_channels=audio_channels), src
+                      audio_channels=audio_channels,
+                      container=(container.format.name or "") if container.format else "",
+                      audio_codec=audio_codec), src
 
 
 def read_header(path: str | os.PathLike) -> HeaderInfo | None:

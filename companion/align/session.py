@@ -281,7 +281,8 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
     try:
         scan = scan_video(video, progress=p,
                           on_header=pre.on_header if pre is not None else None,
-                          audio_sink=pre.audio_sink if pre is not None else None)
+                          audio_sink=pre.audio_sink if pre is not None else None,
+                          walk_sink=pre)
     finally:
         p.close()
     log = log_future.result()

@@ -24,9 +24,11 @@ class EarlyStart:
 
     ``begin`` makes the video's staging folder; ``on_header`` (called by nm-align with
     ``header.read_header`` before the scan, or by the scan) starts
-    ``ffmpeg_copy.EarlyCopy``: the chunk MP4s are cut while the scan runs. The scan's
-    ``audio_sink`` is an ``audio.AudioSpool`` decoding the audio packets the scan reads,
-    so the WAVs need no second read of the recording. ``write_dataset(...,
+    the chunk copy: for an H.264 MKV a ``mux_copy.MuxCopy`` that writes the chunk MP4s
+    from the scan's Matroska walk (this object is the scan's ``walk_sink``), else ``ffmpeg_copy.EarlyCopy`` cutting
+    them while the scan runs. The scan's ``audio_sink`` is an ``audio.AudioSpool``
+    decoding the audio packets the scan reads, so the WAVs need no second read of the
+    recording. ``write_dataset(...,
     early=...)`` adopts the staging folder and uses all of it only after checking it
     against the real scan and plan. Everything is best effort: what cannot start is
     skipped and the normal path does that work. ``discard`` (idempotent) stops both and
@@ -85,13 +87,9 @@ class EarlyStart:
     def _start_copy(self, info) -> None:
         from .chunking import frames_per_chunk
         from .ffmpeg_copy import _DECODER_ALIASES, FAST_CODECS, EarlyCopy, find_ffmpeg
+        from .mux_copy import MuxCopy
         from companion.align.header import snap_standard_rate
         if self.staging is None or not self.use_ffmpeg:
-            return
-        exe = find_ffmpeg()
-        if exe is None or _DECODER_ALIASES.get(info.codec, info.codec) not in FAST_CODECS:
-            return
-        if info.first_pts is None or not info.declared_end_s:
             return
         fps = self.fps_hint
         if not fps and info.rates:
@@ -100,9 +98,41 @@ class EarlyStart:
         if not fps or fps <= 0:
             return
         size = frames_per_chunk(fps, self.chunk_seconds)
+        work = self.staging / "video" / ".nm-mux-early"
+        if info.container.startswith("matroska") and MuxCopy.supports(info.codec) and \
+                info.audio_codec in (None, "aac"):      # audio the walker reads (AAC or none)
+            # the scan's Matroska walk gives every frame's place in the file (walk_sink)
+            self.copy = MuxCopy.start(work, size)
+            if self.copy is not None:
+                return
+        exe = find_ffmpeg()
+        if exe is None or _DECODER_ALIASES.get(info.codec, info.codec) not in FAST_CODECS:
+            return
+        if info.first_pts is None or not info.declared_end_s:
+            return
         est = int(info.declared_end_s * float(fps) * 1.05) + 2 * size
         self.copy = EarlyCopy(exe, self.src, self.staging / "video" / ".nm-ffmpeg-early",
                               info.codec, info.time_base, info.first_pts, size, est)
+
+    # -- the scan's walk_sink (demux.scan_video): forwarded to a MuxCopy early copy --
+    def _mux(self):
+        return self.copy if hasattr(self.copy, "put_walk") else None
+
+    @property
+    def step(self) -> int:
+        """Video blocks between ``walk_blocks`` calls (0: none wanted)."""
+        m = self._mux()
+        return m.step if m is not None else 0
+
+    def walk_blocks(self, *cols) -> None:
+        m = self._mux()
+        if m is not None:
+            m.walk_blocks(*cols)
+
+    def put_walk(self, table) -> None:
+        m = self._mux()
+        if m is not None:
+            m.put_walk(table)
 
     def audio_sink(self, rate: int, channels: int):
         """An ``AudioSpool`` in the staging folder for the scan's audio packets, or None."""

@@ -169,28 +169,36 @@ def check_segments(work: Path, list_name: str, scan, pts: np.ndarray,
     if listed != expected or sorted(x.name for x in work.glob("seg*.mp4")) != expected:
         return f"ffmpeg wrote {max(len(listed), len(list(work.glob('seg*.mp4'))))} " \
                f"segments for {len(plans)} chunks"
-    tb = Fraction(scan.time_base)
     for p, name in zip(plans, expected):
-        try:
-            t = read_mp4_video_track(work / name)
-        except (ValueError, OSError, struct.error) as e:
-            return f"segment {p.chunk_id}: unreadable MP4 ({e})"
-        if t.n != p.n_frames:
-            return f"segment {p.chunk_id}: {t.n} packets for {p.n_frames} frames"
-        if not t.first_is_sync:
-            return f"segment {p.chunk_id}: its first packet is not a keyframe"
-        scale = tb * t.timescale
-        if scale.denominator != 1:
-            return (f"segment {p.chunk_id}: MP4 timescale {t.timescale} does not hold the "
-                    f"source time base {tb} exactly")
-        want = (pts[p.start_frame:p.end_frame] - pts[p.start_frame]) * int(scale)
-        got = np.sort(t.pts)
-        if got.shape != want.shape or not np.array_equal(got, want):
-            k = int(np.flatnonzero(got != want)[0]) if got.shape == want.shape else 0
-            return (f"segment {p.chunk_id}: frame {p.start_frame + k} at "
-                    f"{int(got[k])}/{t.timescale} s, expected {int(want[k])}/{t.timescale} s")
-        if t.pts[0] != 0:
-            return f"segment {p.chunk_id}: the first packet is not the chunk's first frame"
+        why = check_segment(work / name, scan, pts, p)
+        if why is not None:
+            return why
+    return None
+
+
+def check_segment(path: Path, scan, pts: np.ndarray, p: ChunkPlan) -> str | None:
+    """Compare one chunk MP4 with its plan from its sample tables; None when exact."""
+    tb = Fraction(scan.time_base)
+    try:
+        t = read_mp4_video_track(path)
+    except (ValueError, OSError, struct.error) as e:
+        return f"segment {p.chunk_id}: unreadable MP4 ({e})"
+    if t.n != p.n_frames:
+        return f"segment {p.chunk_id}: {t.n} packets for {p.n_frames} frames"
+    if not t.first_is_sync:
+        return f"segment {p.chunk_id}: its first packet is not a keyframe"
+    scale = tb * t.timescale
+    if scale.denominator != 1:
+        return (f"segment {p.chunk_id}: MP4 timescale {t.timescale} does not hold the "
+                f"source time base {tb} exactly")
+    want = (pts[p.start_frame:p.end_frame] - pts[p.start_frame]) * int(scale)
+    got = np.sort(t.pts)
+    if got.shape != want.shape or not np.array_equal(got, want):
+        k = int(np.flatnonzero(got != want)[0]) if got.shape == want.shape else 0
+        return (f"segment {p.chunk_id}: frame {p.start_frame + k} at "
+                f"{int(got[k])}/{t.timescale} s, expected {int(want[k])}/{t.timescale} s")
+    if t.pts[0] != 0:
+        return f"segment {p.chunk_id}: the first packet is not the chunk's first frame"
     return None
 
 
@@ -452,7 +460,9 @@ class _AudioThread:
 
     def _run(self, src, ranges, paths, rate, channels, spool):
         try:
-            if spool is not None:     # PCM decoded during the scan: no second read
+            # PCM decoded during the scan (perhaps still in the audio child, which
+            # usable() waits for): no second read of the recording
+            if spool is not None and spool.usable(rate, channels):
                 self.result = spool.split(ranges, paths, cancel=self.stop_event)
                 return
             self.result = split_audio_file(src, ranges, paths, rate, channels,
@@ -493,7 +503,9 @@ def split_video_fast(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
     ``fast_fallback`` why the ffmpeg output was rejected (None if it was not)."""
     _check_inputs(scan, plans, video_paths)
     exe = None if ffmpeg is False else (ffmpeg or find_ffmpeg())
-    blocker = "ffmpeg not found" if exe is None else fast_path_blocker(scan, plans)
+    blocker = fast_path_blocker(scan, plans)
+    if blocker is None and exe is None and getattr(early, "needs_ffmpeg", True):
+        blocker = "ffmpeg not found"
     if blocker is not None:
         if early is not None:
             early.discard()
@@ -505,19 +517,23 @@ def split_video_fast(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
         if audio_paths is not None and scan.has_audio and scan.audio_rate \
                 and scan.audio_channels:
             rate, ch = int(scan.audio_rate), int(scan.audio_channels)
-            spool = audio_spool if audio_spool is not None and \
-                audio_spool.usable(rate, ch) else None
             audio = _AudioThread(src, chunk_time_ranges(scan, plans), audio_paths,
-                                 rate, ch, spool=spool)
+                                 rate, ch, spool=audio_spool)
         early_why = None
         adopted = False
         if early is not None:
             e, early = early, None
             early_why = e.adopt(scan, plans, video_paths)
             adopted = early_why is None
-        why = None if adopted else run_ffmpeg_copy(exe, src, scan, plans, video_paths)
+        if adopted:
+            why = None
+        elif exe is None:
+            why = f"ffmpeg not found ({early_why})"
+        else:
+            why = run_ffmpeg_copy(exe, src, scan, plans, video_paths)
         if why is None:
-            res = SplitResult(modes=["copy"] * len(plans), copy_tool="ffmpeg")
+            tool = getattr(e, "tool", "ffmpeg") if adopted else "ffmpeg"
+            res = SplitResult(modes=["copy"] * len(plans), copy_tool=tool)
             if on_chunk:
                 for p in plans:
                     on_chunk(p.chunk_id, "copy")

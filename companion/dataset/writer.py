@@ -237,11 +237,13 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table,
     (``ffmpeg_copy.py``, checked against the plan, PyAV fallback); False: always PyAV.
 
     Returns a JSON-able summary: ``video_id, shard, chunks, copied, reencoded,
-    frames, events, audio, seconds, root``, ``copy_tool`` (``ffmpeg``/``pyav``) and,
+    frames, events, audio, seconds, root``, ``copy_tool`` (``mp4mux``: the chunk MP4s were
+    written from the scan's Matroska walk, ``mux_copy.py``; ``ffmpeg``; ``pyav``) and,
     when the ffmpeg output was rejected, ``ffmpeg_fallback`` (why).
 
-    ``early``: an ``EarlyStart`` begun before the scan; its staging folder, ffmpeg
-    output and audio spool are used when they match (same outputs either way).
+    ``early``: an ``EarlyStart`` begun before the scan; its staging folder, chunk MP4s
+    (from the walk or an early ffmpeg) and audio spool are used when they match the
+    real scan and plan (the same frames, timestamps and WAV bytes either way).
     """
     t_start = time.monotonic()
     session_meta = dict(session_meta or {})

@@ -1,0 +1,271 @@
+"""Chunk MP4s written from the Matroska walk (mp4mux + util.rangecopy + mux_copy).
+
+Real files throughout: x264-encoded MKVs with the frame number burned into the pixels
+(tests/test_dataset_media.py), scanned by the real walker; the MP4s are read back by
+PyAV (FFmpeg's MP4 demuxer and H.264 decoder) and by ffprobe, and compared with the
+PyAV remux path (``video.split_video``): same frames, same pts, same packets.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from companion.align.demux import scan_video
+from companion.dataset.chunking import frames_per_chunk, plan_chunks
+from companion.dataset.ffmpeg_copy import check_segment, read_mp4_video_track
+from companion.dataset.mp4mux import MuxError, chunk_header, media_timescale
+from companion.dataset.mux_copy import MuxCopy
+from companion.dataset.video import split_video
+from companion.util import rangecopy
+from tests.test_dataset_media import decode_numbers, make_video
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _packets(path):
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return [(pk.pts * s.time_base, pk.dts * s.time_base, pk.is_keyframe, bytes(pk))
+                for pk in c.demux(s) if pk.size]
+
+
+def _mux(tmp_path, src: Path, chunk_s: float, name="mux"):
+    """Scan ``src`` with a MuxCopy fed by the walk; returns (scan, plans, paths, why)."""
+    probe = scan_video(src)
+    size = frames_per_chunk(probe.fps, chunk_s)
+    mc = MuxCopy.start(tmp_path / name / "work", size)
+    assert mc is not None
+    sc = scan_video(src, walk_sink=mc)
+    plans = plan_chunks(len(sc.pts), sc.fps, sc.keyframe, chunk_s)
+    paths = [tmp_path / name / f"c{p.chunk_id}.mp4" for p in plans]
+    why = mc.adopt(sc, plans, paths)
+    assert not (tmp_path / name / "work").exists()
+    return sc, plans, paths, why
+
+
+@pytest.mark.parametrize("bframes,audio", [(0, None), (3, "aac"), (2, "pcm")])
+def test_walk_mux_equals_the_pyav_path(tmp_path, bframes, audio):
+    src = tmp_path / "src.mkv"
+    make_video(src, 95, gop=10, bframes=bframes, audio=audio)
+    sc, plans, paths, why = _mux(tmp_path, src, 1.0)
+    assert why is None
+    ref = [tmp_path / "ref" / f"c{p.chunk_id}.mp4" for p in plans]
+    ref[0].parent.mkdir()
+    split_video(src, sc, plans, ref, None)
+    for a, b, p in zip(paths, ref, plans):
+        got, want = _packets(a), _packets(b)
+        assert [x[3] for x in got] == [x[3] for x in want]           # same coded frames
+        assert [x[0] for x in got] == [x[0] for x in want]           # same pts (seconds)
+        assert [x[2] for x in got] == [x[2] for x in want]
+        nums, _ = decode_numbers(a)
+        assert nums == list(range(p.start_frame, p.end_frame))
+        assert decode_numbers(a) == decode_numbers(b)
+        assert check_segment(a, sc, np.asarray(sc.pts), p) is None
+        # ffprobe (FFmpeg's own reader) agrees on the frame count
+        if shutil.which("ffprobe"):
+            out = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-select_streams",
+                                  "v:0", "-show_entries", "stream=nb_read_packets,codec_name",
+                                  "-of", "json", str(a)], capture_output=True, text=True,
+                                 check=True).stdout
+            st = json.loads(out)["streams"][0]
+            assert st["codec_name"] == "h264" and int(st["nb_read_packets"]) == p.n_frames
+
+
+def test_chunks_streamed_during_the_walk(tmp_path, monkeypatch):
+    """Every chunk but the last is sent while the walk still runs (its jobs go out
+    before put_walk); the files are the same as when everything is sent at the end."""
+    src = tmp_path / "src.mkv"
+    make_video(src, 95, gop=10, bframes=2)
+    sent_before_end = []
+    orig = MuxCopy.put_walk
+
+    def put_walk(self, walk):
+        sent_before_end.append(self._next)
+        return orig(self, walk)
+    monkeypatch.setattr(MuxCopy, "put_walk", put_walk)
+    sc, plans, paths, why = _mux(tmp_path, src, 1.0)
+    assert why is None and len(plans) == 4 and sent_before_end == [3]
+
+
+def test_open_gop_or_off_plan_is_rejected_and_leaves_nothing(tmp_path):
+    src = tmp_path / "src.mkv"
+    make_video(src, 95, gop=45, bframes=0)            # 30-frame chunks: no keyframe at 30
+    sc, plans, paths, why = _mux(tmp_path, src, 1.0)
+    assert why is not None and "keyframe" in why
+    assert not any(p.exists() for p in paths)
+    # a plan other than the guessed one (another chunk length) is rejected too
+    src2 = tmp_path / "src2.mkv"
+    make_video(src2, 95, gop=10)
+    probe = scan_video(src2)
+    mc = MuxCopy.start(tmp_path / "w2", frames_per_chunk(probe.fps, 1.0))
+    sc = scan_video(src2, walk_sink=mc)
+    plans = plan_chunks(len(sc.pts), sc.fps, sc.keyframe, 2.0)
+    paths = [tmp_path / "o2" / f"c{p.chunk_id}.mp4" for p in plans]
+    assert mc.adopt(sc, plans, paths) == "the chunk plan differs from the one guessed before the scan"
+    assert not (tmp_path / "w2").exists() and not (tmp_path / "o2").exists()
+
+
+def test_a_failed_copy_is_rejected_not_raised(tmp_path, monkeypatch):
+    """The child cannot write (its work folder is gone): adopt names the failure."""
+    src = tmp_path / "src.mkv"
+    make_video(src, 40, gop=10)
+    probe = scan_video(src)
+    mc = MuxCopy.start(tmp_path / "w", frames_per_chunk(probe.fps, 1.0))
+    shutil.rmtree(tmp_path / "w")
+    sc = scan_video(src, walk_sink=mc)
+    plans = plan_chunks(len(sc.pts), sc.fps, sc.keyframe, 1.0)
+    why = mc.adopt(sc, plans, [tmp_path / f"c{i}.mp4" for i in range(len(plans))])
+    assert why.startswith("chunk copy failed: FileNotFoundError")
+    assert not list(tmp_path.glob("c*.mp4"))
+
+
+def test_walker_giving_up_after_chunks_were_sent(tmp_path, monkeypatch):
+    """The walk streamed chunks, then declined (a block it does not understand): the
+    PyAV reader scans, adopt rejects the output and the child is stopped."""
+    from companion.align import demux
+    src = tmp_path / "src.mkv"
+    make_video(src, 95, gop=10)
+    probe = scan_video(src)
+    mc = MuxCopy.start(tmp_path / "w", frames_per_chunk(probe.fps, 1.0))
+    orig = mc.walk_blocks
+
+    def walk_blocks(*a):
+        orig(*a)
+        raise demux.WalkerDeclined("test: gave up mid-walk")
+    mc.walk_blocks = walk_blocks
+    sc = scan_video(src, walk_sink=mc)
+    assert sc.demuxer == "pyav" and mc._next >= 1
+    plans = plan_chunks(len(sc.pts), sc.fps, sc.keyframe, 1.0)
+    why = mc.adopt(sc, plans, [tmp_path / f"c{i}.mp4" for i in range(len(plans))])
+    assert why == "the walk's block table never came (not read by the Matroska walker)"
+    assert mc.proc.poll() is not None and not (tmp_path / "w").exists()
+
+
+# ---- mp4mux, pure ------------------------------------------------------------------------
+
+def _boxes(buf, start=0, end=None):
+    end = len(buf) if end is None else end
+    while start < end:
+        size, kind = struct.unpack_from(">I4s", buf, start)
+        hdr = 8
+        if size == 1:
+            size = struct.unpack_from(">Q", buf, start + 8)[0]
+            hdr = 16
+        yield kind, start + hdr, start + size
+        start += size
+
+
+def test_header_layout_and_times():
+    """B-frame order: ctts shifted to non-negative, an edit list starting presentation
+    at the first frame; times in the doubled timescale (1/1000 -> 16000)."""
+    pts = np.array([0, 50, 17, 33, 100, 67, 83])      # ms, decode order
+    key = np.array([1, 0, 0, 0, 0, 0, 0], bool)
+    sizes = np.array([900, 40, 30, 31, 50, 20, 21])
+    h = chunk_header("h264", b"\x01\x64\x00\x1f\xff\xe1\x00\x00", 320, 240, Fraction(1, 1000),
+                     pts, key, sizes, 117)
+    kinds = [k for k, _, _ in _boxes(h)]
+    assert kinds == [b"ftyp", b"moov", b"mdat"]
+    assert media_timescale(Fraction(1, 1000)) == (16000, 16)
+    # the header is the whole file except the samples: write it with dummy payloads
+    path_bytes = h + b"".join(bytes([i]) * int(s) for i, s in enumerate(sizes))
+    mdat = list(_boxes(path_bytes))[-1]
+    assert mdat[2] == len(path_bytes) and mdat[2] - mdat[1] == int(sizes.sum())
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "x.mp4"
+        p.write_bytes(path_bytes)
+        t = read_mp4_video_track(p)
+        assert t.n == 7 and t.timescale == 16000 and t.first_is_sync
+        assert list(t.pts) == [int(x) * 16 for x in pts]          # presentation from 0
+
+
+def test_header_uses_co64_and_largesize_past_4gib():
+    n = 3
+    sizes = np.array([2_000_000_000] * n)
+    h = chunk_header("h264", b"\x01", 64, 64, Fraction(1, 1000), np.arange(n) * 10,
+                     np.ones(n, bool), sizes, n * 10)
+    moov = next(b for b in _boxes(h) if b[0] == b"moov")
+    assert b"co64" in h[moov[1]:moov[2]] and b"stco" not in h[moov[1]:moov[2]]
+    mdat = list(_boxes(h + b"\x00" * 0))[-1]
+    size = struct.unpack_from(">I4sQ", h, mdat[1] - 16)
+    assert size[0] == 1 and size[1] == b"mdat" and size[2] == 16 + int(sizes.sum())
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(codec="vp9"), "no MP4 sample entry"),
+    (dict(pts=np.array([0, 10, 10])), "share a pts"),
+    (dict(end_pts=20), "ends before its last frame"),
+    (dict(codec_private=b""), "CodecPrivate"),
+    (dict(time_base=Fraction(2, 1001)), "not 1/n"),
+])
+def test_header_refuses_what_it_cannot_describe(kw, match):
+    args = dict(codec="h264", codec_private=b"\x01", width=64, height=64,
+                time_base=Fraction(1, 1000), pts=np.array([0, 10, 20]),
+                key=np.ones(3, bool), sizes=np.array([5, 5, 5]), end_pts=30)
+    args.update(kw)
+    with pytest.raises(MuxError, match=match):
+        chunk_header(**args)
+
+
+# ---- util.rangecopy, the child ---------------------------------------------------------
+
+def _run_child(jobs: list[tuple[dict, bytes, list[int], list[int]]]):
+    blob = b""
+    for job, header, offs, sizes in jobs:
+        blob += json.dumps(dict(job, header=len(header), n=len(offs))).encode() + b"\n" + header
+        blob += struct.pack(f"<{len(offs)}q", *offs) + struct.pack(f"<{len(sizes)}q", *sizes)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-m", "companion.util.rangecopy"], input=blob,
+                         capture_output=True, env=env, timeout=60)
+    return out.returncode, [json.loads(x) for x in out.stdout.splitlines()]
+
+
+def test_rangecopy_child_writes_header_plus_ranges(tmp_path):
+    src = tmp_path / "src.bin"
+    data = os.urandom(300_000)
+    src.write_bytes(data)
+    a, b = tmp_path / "a.out", tmp_path / "b.out"
+    code, res = _run_child([
+        ({"src": str(src), "out": str(a)}, b"HEAD", [10, 200_000, 5], [100, 99_999, 3]),
+        ({"src": str(src), "out": str(tmp_path / "bad.out")}, b"H", [299_990], [20]),  # past the end
+        ({"src": str(src), "out": str(b)}, b"", [0], [300_000]),
+    ])
+    assert code == 0
+    assert res[0] == {"done": str(a)} and res[2] == {"done": str(b)}
+    assert "short" in res[1]["error"] and not (tmp_path / "bad.out").exists()
+    assert a.read_bytes() == b"HEAD" + data[10:110] + data[200_000:299_999] + data[5:8]
+    assert b.read_bytes() == data
+
+
+def test_rangecopy_without_copy_file_range(tmp_path, monkeypatch):
+    """Windows and macOS have no copy_file_range: pread/write gives the same bytes."""
+    src = tmp_path / "src.bin"
+    data = os.urandom(3 << 20)
+    src.write_bytes(data)
+    monkeypatch.delattr(os, "copy_file_range", raising=False)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        rangecopy.write_job(fd, str(tmp_path / "o"), b"xy", [7, (2 << 20) + 3], [1 << 20, 5000])
+    finally:
+        os.close(fd)
+    assert (tmp_path / "o").read_bytes() == b"xy" + data[7:7 + (1 << 20)] + \
+        data[(2 << 20) + 3:(2 << 20) + 5003]
+
+
+def test_rangecopy_torn_job_stream_exits_non_zero(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    head = json.dumps({"src": "x", "out": str(tmp_path / "o"), "header": 10, "n": 1}).encode()
+    out = subprocess.run([sys.executable, "-m", "companion.util.rangecopy"],
+                         input=head + b"\nabc", capture_output=True, env=env, timeout=60)
+    assert out.returncode == 1 and "bad job stream" in out.stdout.decode()
+    assert not (tmp_path / "o").exists()
