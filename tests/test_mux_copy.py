@@ -27,7 +27,7 @@ from companion.dataset.mp4mux import MuxError, chunk_header, media_timescale
 from companion.dataset.mux_copy import MuxCopy
 from companion.dataset.video import split_video
 from companion.util import rangecopy
-from tests.test_dataset_media import decode_numbers, make_video
+from tests.test_dataset_media import decode_numbers, encode_numbered, make_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,6 +79,29 @@ def test_walk_mux_equals_the_pyav_path(tmp_path, bframes, audio):
                                  check=True).stdout
             st = json.loads(out)["streams"][0]
             assert st["codec_name"] == "h264" and int(st["nb_read_packets"]) == p.n_frames
+
+
+@pytest.mark.parametrize("codec,name,opts", [
+    ("libx265", "hevc", {"x265-params": "keyint=10:min-keyint=10:scenecut=0:bframes=3:"
+                                        "open-gop=0:log-level=error", "crf": "10"}),
+    ("libsvtav1", "av1", {"g": "10", "crf": "20", "preset": "12"}),
+])
+def test_walk_mux_hevc_and_av1(tmp_path, codec, name, opts):
+    """OBS 30.2+ records HEVC and AV1 into MKV: same packets and frames as PyAV's remux."""
+    if codec not in av.codecs_available:
+        pytest.skip(f"no {codec} in this FFmpeg build")
+    src = tmp_path / "h.mkv"
+    encode_numbered(src, codec, opts)
+    sc, plans, paths, why = _mux(tmp_path, src, 1.0)
+    assert why is None
+    ref = [tmp_path / "ref" / f"c{p.chunk_id}.mp4" for p in plans]
+    ref[0].parent.mkdir()
+    split_video(src, sc, plans, ref, None)
+    for a, b, p in zip(paths, ref, plans):
+        assert _packets(a) == _packets(b)
+        assert decode_numbers(a)[0] == list(range(p.start_frame, p.end_frame))
+        with av.open(str(a)) as c:
+            assert c.streams.video[0].codec_context.codec.canonical_name == name
 
 
 def test_chunks_streamed_during_the_walk(tmp_path, monkeypatch):

@@ -24,7 +24,7 @@ class EarlyStart:
 
     ``begin`` makes the video's staging folder; ``on_header`` (called by nm-align with
     ``header.read_header`` before the scan, or by the scan) starts
-    the chunk copy: for an H.264 MKV a ``mux_copy.MuxCopy`` that writes the chunk MP4s
+    the chunk copy: for an H.264, HEVC or AV1 MKV a ``mux_copy.MuxCopy`` that writes the chunk MP4s
     from the scan's Matroska walk (this object is the scan's ``walk_sink``), else ``ffmpeg_copy.EarlyCopy`` cutting
     them while the scan runs. The scan's ``audio_sink`` is an ``audio.AudioSpool``
     decoding the audio packets the scan reads, so the WAVs need no second read of the

@@ -17,8 +17,10 @@ layout FFmpeg's MP4 muxer writes for a stream copy:
 * each sample its own MP4 chunk (``stsc`` one entry, ``stco``/``co64`` one offset per
   sample), ``stss`` when not every sample is a sync sample.
 
-``SAMPLE_ENTRIES`` names the codecs it can describe: H.264 (``avc1`` + ``avcC``, the
-Matroska CodecPrivate as is).
+``SAMPLE_ENTRIES`` names the codecs it can describe, each with the Matroska CodecPrivate
+as its configuration box (the two formats store the same record): H.264 (``avc1`` +
+``avcC``), HEVC (``hev1`` + ``hvcC``, as FFmpeg tags it: parameter sets may also be in
+the stream) and AV1 (``av01`` + ``av1C``), the codecs OBS records.
 """
 from __future__ import annotations
 
@@ -30,8 +32,9 @@ import numpy as np
 MOVIE_TIMESCALE = 1000
 _MATRIX = struct.pack(">9I", 0x00010000, 0, 0, 0, 0x00010000, 0, 0, 0, 0x40000000)
 
-# codec -> (sample entry fourcc, configuration box fourcc)
-SAMPLE_ENTRIES = {"h264": (b"avc1", b"avcC")}
+# codec -> (sample entry fourcc, configuration box fourcc, extra compatible brand)
+SAMPLE_ENTRIES = {"h264": (b"avc1", b"avcC", b"avc1"), "hevc": (b"hev1", b"hvcC", b""),
+                  "av1": (b"av01", b"av1C", b"av01")}
 
 
 class MuxError(ValueError):
@@ -152,7 +155,7 @@ def chunk_header(codec: str, codec_private: bytes, width: int, height: int,
                         b"\x00" * 24, struct.pack(">I", 2))
         return box(b"moov", mvhd, box(b"trak", tkhd, edts, mdia))
 
-    ftyp = box(b"ftyp", b"isom", struct.pack(">I", 512), b"isom", b"iso2", b"avc1", b"mp41")
+    ftyp = box(b"ftyp", b"isom", struct.pack(">I", 512), b"isom", b"iso2", entry[2], b"mp41")
     payload = int(sizes.sum())
     big = payload + 8 >= 1 << 32
     mdat_head = struct.pack(">I4sQ", 1, b"mdat", payload + 16) if big else \

@@ -14,7 +14,8 @@ the guessed one and every file passes ``ffmpeg_copy.check_segment`` (sample coun
 sync sample first, every presentation time equal to the source's), exactly as ffmpeg's
 output is checked. Anything else (an open GOP at a boundary, a codec without an MP4
 sample entry here, a failed copy) rejects it with a reason; the caller then takes the
-ffmpeg or PyAV path.
+ffmpeg or PyAV path. The copy child runs at normal priority; its work is kernel time
+(~1.1-1.5 s of CPU per 1.3 GB here, against ~1.7 s for ffmpeg's segment copy).
 """
 from __future__ import annotations
 
