@@ -23,12 +23,12 @@ class EarlyStart:
     """Dataset work begun before the recording is scanned (``nm-align --dataset``).
 
     ``begin`` makes the video's staging folder; ``on_header`` (called by nm-align with
-    ``header.read_header`` before the scan, or by the scan) starts
-    the chunk copy: for an H.264, HEVC or AV1 MKV a ``mux_copy.MuxCopy`` that writes the chunk MP4s
-    from the scan's Matroska walk (this object is the scan's ``walk_sink``), else ``ffmpeg_copy.EarlyCopy`` cutting
-    them while the scan runs. The scan's ``audio_sink`` is an ``audio.AudioSpool``
-    decoding the audio packets the scan reads, so the WAVs need no second read of the
-    recording. ``write_dataset(...,
+    ``header.read_header`` before the scan, or by the scan) starts the chunk copy: for
+    an H.264, HEVC or AV1 MKV (AAC or no audio) a ``mux_copy.MuxCopy`` that writes the
+    chunk MP4s from the scan's Matroska walk (this object is the scan's ``walk_sink``),
+    else ``ffmpeg_copy.EarlyCopy`` cutting them while the scan runs. The scan's
+    ``audio_sink`` is an ``audio.AudioSpool`` decoding the audio packets the scan reads,
+    so the WAVs need no second read of the recording. ``write_dataset(...,
     early=...)`` adopts the staging folder and uses all of it only after checking it
     against the real scan and plan. Everything is best effort: what cannot start is
     skipped and the normal path does that work. ``discard`` (idempotent) stops both and
