@@ -12,7 +12,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -29,7 +28,6 @@ from companion.dataset.video import split_video
 from companion.util import rangecopy
 from tests.test_dataset_media import decode_numbers, encode_numbered, make_video
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _packets(path):
@@ -247,9 +245,7 @@ def _run_child(jobs: list[tuple[dict, bytes, list[int], list[int]]]):
     for job, header, offs, sizes in jobs:
         blob += json.dumps(dict(job, header=len(header), n=len(offs))).encode() + b"\n" + header
         blob += struct.pack(f"<{len(offs)}q", *offs) + struct.pack(f"<{len(sizes)}q", *sizes)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-m", "companion.util.rangecopy"], input=blob,
-                         capture_output=True, env=env, timeout=60)
+    out = subprocess.run(rangecopy.child_command(), input=blob, capture_output=True, timeout=60)
     return out.returncode, [json.loads(x) for x in out.stdout.splitlines()]
 
 
@@ -286,9 +282,8 @@ def test_rangecopy_without_copy_file_range(tmp_path, monkeypatch):
 
 
 def test_rangecopy_torn_job_stream_exits_non_zero(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
     head = json.dumps({"src": "x", "out": str(tmp_path / "o"), "header": 10, "n": 1}).encode()
-    out = subprocess.run([sys.executable, "-m", "companion.util.rangecopy"],
-                         input=head + b"\nabc", capture_output=True, env=env, timeout=60)
+    out = subprocess.run(rangecopy.child_command(), input=head + b"\nabc", capture_output=True,
+                         timeout=60)
     assert out.returncode == 1 and "bad job stream" in out.stdout.decode()
     assert not (tmp_path / "o").exists()

@@ -5,17 +5,19 @@ offset, size, pts and keyframe flag. The chunk MP4s of a stream copy are then a 
 per chunk (``mp4mux.chunk_header``: sample tables built with numpy) plus those blocks'
 bytes, which a child process copies in the kernel (``util.rangecopy``). That is what the
 ffmpeg CLI's segment muxer did (``ffmpeg_copy``), without its demux and mux in user
-space: ~0.9 s of CPU less per 10 minutes of 1080p60.
+space and without needing the ffmpeg CLI at all.
 
-``MuxCopy`` is started with the container header (the child is idle until then), fed
-the walk at its end (``put_walk``: chunk boundaries guessed from the frame rate as for
-``ffmpeg_copy.EarlyCopy``), and ``adopt`` accepts its files only when the real plan is
+``MuxCopy`` is started with the container header (the child is idle until then) and is
+the walk's sink: each chunk is sent to the child as soon as the walk has read its blocks
+and the next chunk's first block (``walk_blocks``; the rest at ``put_walk``), with chunk
+boundaries guessed from the frame rate as for ``ffmpeg_copy.EarlyCopy``. ``adopt``
+accepts the files only when the real plan is
 the guessed one and every file passes ``ffmpeg_copy.check_segment`` (sample count, a
 sync sample first, every presentation time equal to the source's), exactly as ffmpeg's
 output is checked. Anything else (an open GOP at a boundary, a codec without an MP4
 sample entry here, a failed copy) rejects it with a reason; the caller then takes the
-ffmpeg or PyAV path. The copy child runs at normal priority; its work is kernel time
-(~1.1-1.5 s of CPU per 1.3 GB here, against ~1.7 s for ffmpeg's segment copy).
+ffmpeg or PyAV path. The child's work is kernel time: 1.0-1.5 s of CPU per 1.3 GB on
+the project's VM, against ~1.7 s for ffmpeg's segment copy (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -25,7 +27,6 @@ import os
 import queue
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -36,9 +37,6 @@ from companion.align.demux import WalkTable
 
 from .chunking import ChunkPlan
 from .mp4mux import SAMPLE_ENTRIES, MuxError, chunk_header
-
-_CHILD = "companion.util.rangecopy"
-
 
 class MuxCopy:
     """Chunk MP4s written from the walk (see module doc). ``tool`` names it in results."""
@@ -63,16 +61,13 @@ class MuxCopy:
     @classmethod
     def start(cls, work: Path, chunk_frames: int) -> "MuxCopy | None":
         """Make the work folder and start the copy child (None if either fails)."""
-        import companion
+        from companion.util.rangecopy import child_command
         self = cls(work, chunk_frames)
-        env = dict(os.environ)
-        root = str(Path(companion.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         try:
             self.work.mkdir(parents=True)
-            self.proc = subprocess.Popen([sys.executable, "-m", _CHILD], stdin=subprocess.PIPE,
+            self.proc = subprocess.Popen(child_command(), stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                         env=env, close_fds=True)
+                                         close_fds=True)
         except OSError:
             shutil.rmtree(self.work, ignore_errors=True)
             return None

@@ -1,6 +1,8 @@
 """Write files made of a header plus byte ranges of a source file, in a child process.
 
-Standard library only (it starts in ~20 ms). The stream-copied chunk MP4s are a header
+Standard library only: it runs as a script in isolated mode (``child_command``), so it
+starts in ~20 ms and nothing on ``PYTHONPATH`` or the package path can shadow what it
+imports. The stream-copied chunk MP4s are a header
 (``dataset.mp4mux``) followed by the recording's coded frames; copying ~1.3 GB per 10
 minutes of 1080p60 is kernel work (``copy_file_range`` on Linux: the bytes never enter
 user space; ``pread`` + ``write`` through one reused buffer elsewhere), but ~36 000 small
@@ -75,6 +77,11 @@ def write_job(src_fd: int, out: str, header: bytes, offsets, sizes) -> None:
             pass
         raise
     os.close(fd)
+
+
+def child_command() -> list[str]:
+    """The argv that starts this file as the copy child."""
+    return [sys.executable, "-I", os.path.abspath(__file__)]
 
 
 def _read_exact(f, n: int) -> bytes:
