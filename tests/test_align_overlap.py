@@ -182,48 +182,33 @@ def test_scan_sink_is_finished_even_when_the_scan_fails(tmp_path):
 # ---- nm-align --dataset with the early start -----------------------------------------------
 
 @needs_ffmpeg
+@pytest.mark.parametrize("tool", ["mp4mux", "ffmpeg"])
 @pytest.mark.parametrize("audio", ["aac", None])
-def test_early_start_is_used_and_outputs_are_identical(tmp_path, monkeypatch, audio):
-    """H.264 MKV: the chunk MP4s come from the walk (mp4mux), everything else is
-    byte-identical to the path without early work. (PCM audio, which the walker does
-    not read, keeps the early ffmpeg: test_early_ffmpeg_for_audio_the_walker_skips.)"""
+def test_early_start_is_used_and_outputs_are_identical(tmp_path, monkeypatch, audio, tool):
+    """H.264 MKV: the chunk MP4s come from the walk (mp4mux; or, as for other inputs, an
+    early ffmpeg), everything else is byte-identical to the path without early work
+    (ffmpeg's MP4s too). PCM audio, which the walker does not read, keeps the early
+    ffmpeg: test_early_ffmpeg_for_audio_the_walker_skips."""
     d = _session(tmp_path, audio=audio)
     ref = _reference(tmp_path, d, monkeypatch)
+    if tool == "ffmpeg":
+        monkeypatch.setattr(mux_copy.MuxCopy, "supports", staticmethod(lambda codec: False))
     spy = _Spy(monkeypatch)
     root = tmp_path / "ds"
     s = align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
     (res,) = spy.results
-    assert isinstance(spy.early[0], mux_copy.MuxCopy), "the walk's copy was not started"
-    assert res.early_rejected is None and res.copy_tool == "mp4mux" and res.fast_fallback is None
+    kind = mux_copy.MuxCopy if tool == "mp4mux" else ffmpeg_copy.EarlyCopy
+    assert isinstance(spy.early[0], kind), "the early copy was not started"
+    assert res.early_rejected is None and res.copy_tool == tool and res.fast_fallback is None
     assert (spy.spool[0] is not None) == (audio is not None)
     assert s["dataset"]["copied"] == 4 and s["dataset"]["audio"] == (audio is not None)
     got = _tree(root)
     _same_dataset(root, got, tmp_path / "ref", ref)
+    assert (got == ref) == (tool == "ffmpeg")         # the walk's MP4s: another muxer
     assert any(k.endswith(".wav") for k in got) == (audio is not None)
     assert not list((root / ".staging").iterdir())          # nothing left behind
     assert not list(root.rglob("*.s16")) and not list(root.rglob(".nm-mux*"))
-
-
-@needs_ffmpeg
-@pytest.mark.parametrize("audio", ["aac", None])
-def test_early_ffmpeg_is_used_and_outputs_are_identical(tmp_path, monkeypatch, audio,
-                                                       ffmpeg_early):
-    d = _session(tmp_path, audio=audio)
-    ref = _reference(tmp_path, d, monkeypatch)
-    spy = _Spy(monkeypatch)
-    root = tmp_path / "ds"
-    s = align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
-    (res,) = spy.results
-    assert isinstance(spy.early[0], ffmpeg_copy.EarlyCopy), "ffmpeg was not started early"
-    assert res.early_rejected is None and res.copy_tool == "ffmpeg" and res.fast_fallback is None
-    assert s["dataset"]["copied"] == 4 and s["dataset"]["audio"] == (audio is not None)
-    got = _tree(root)
-    assert got.keys() == ref.keys() and got == ref
-    for k in got:
-        if k.endswith(".mp4"):
-            assert decode_numbers(root / k)[0] == decode_numbers(tmp_path / "ref" / k)[0]
-    assert not list((root / ".staging").iterdir())          # nothing left behind
-    assert not list(root.rglob("*.s16")) and not list(root.rglob(".nm-ffmpeg*"))
+    assert not list(root.rglob(".nm-ffmpeg*"))
 
 
 @needs_ffmpeg
@@ -237,23 +222,6 @@ def test_early_ffmpeg_for_audio_the_walker_skips(tmp_path, monkeypatch):
     assert isinstance(spy.early[0], ffmpeg_copy.EarlyCopy)
     assert res.early_rejected is None and res.copy_tool == "ffmpeg"
     assert _tree(root) == ref
-
-
-@needs_ffmpeg
-def test_wrong_frame_rate_guess_rejects_the_walk_copy(tmp_path, monkeypatch):
-    """A sidecar claiming 25 fps for a 30 fps video: the walk's chunks follow the wrong
-    plan, are rejected and ffmpeg cuts the chunks after the scan."""
-    d = _session(tmp_path, audio="aac")
-    ref = _reference(tmp_path, d, monkeypatch)
-    monkeypatch.setattr("companion.align.session._sidecar_fps", lambda p: Fraction(25))
-    spy = _Spy(monkeypatch)
-    root = tmp_path / "ds"
-    align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
-    (res,) = spy.results
-    assert "chunk 1 would not start on a keyframe" in res.early_rejected
-    assert res.copy_tool == "ffmpeg" and res.fast_fallback is None
-    assert _tree(root) == ref
-    assert not list((root / ".staging").iterdir()) and not list(root.rglob(".nm-mux*"))
 
 
 def test_walk_copy_needs_no_ffmpeg(tmp_path, monkeypatch):
@@ -271,21 +239,26 @@ def test_walk_copy_needs_no_ffmpeg(tmp_path, monkeypatch):
 
 
 @needs_ffmpeg
-def test_wrong_frame_rate_guess_falls_back_to_the_normal_run(tmp_path, monkeypatch,
-                                                             ffmpeg_early):
-    """A sidecar header claiming 25 fps for a 30 fps video: the guessed cut list is not
-    the plan, the early output is discarded and ffmpeg runs again as before."""
+@pytest.mark.parametrize("tool,why", [
+    ("mp4mux", "chunk MP4s from the walk: MuxError: chunk 1 would not start on a keyframe"),
+    ("ffmpeg", "the chunk plan differs from the one guessed before the scan")])
+def test_wrong_frame_rate_guess_falls_back_to_the_normal_run(tmp_path, monkeypatch, tool, why):
+    """A sidecar header claiming 25 fps for a 30 fps video: the early copy follows the
+    wrong plan (the walk's chunks meet no keyframe; ffmpeg's cut list is not the plan),
+    is discarded, and ffmpeg cuts the chunks after the scan as before."""
     d = _session(tmp_path, audio="aac")
     ref = _reference(tmp_path, d, monkeypatch)
+    if tool == "ffmpeg":
+        monkeypatch.setattr(mux_copy.MuxCopy, "supports", staticmethod(lambda codec: False))
     monkeypatch.setattr("companion.align.session._sidecar_fps", lambda p: Fraction(25))
     spy = _Spy(monkeypatch)
     root = tmp_path / "ds"
     align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
     (res,) = spy.results
-    assert res.early_rejected == "the chunk plan differs from the one guessed before the scan"
+    assert res.early_rejected.startswith(why)
     assert res.copy_tool == "ffmpeg" and res.fast_fallback is None
     assert _tree(root) == ref
-    assert not list((root / ".staging").iterdir())
+    assert not list((root / ".staging").iterdir()) and not list(root.rglob(".nm-mux*"))
 
 
 @needs_ffmpeg

@@ -217,12 +217,16 @@ def test_open_gop_source_is_caught(tmp_path):
     _no_stray_files(tmp_path / "ff", vf)
 
 
-@needs_ffmpeg
-@pytest.mark.parametrize("codec,name,opts", [
+# closed-GOP HEVC and AV1 encodes with a keyframe every 10 frames: (encoder, codec, options)
+HEVC_AV1 = [
     ("libx265", "hevc", {"x265-params": "keyint=10:min-keyint=10:scenecut=0:bframes=3:"
                                         "open-gop=0:log-level=error", "crf": "10"}),
     ("libsvtav1", "av1", {"g": "10", "crf": "20", "preset": "12"}),
-])
+]
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("codec,name,opts", HEVC_AV1)
 def test_hevc_and_av1_closed_gop_sources(tmp_path, codec, name, opts):
     """OBS 30.2+ records HEVC/AV1 too: with closed GOPs the fast path copies them."""
     if codec not in av.codecs_available:

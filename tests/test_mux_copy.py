@@ -26,6 +26,7 @@ from companion.dataset.mp4mux import MuxError, chunk_header, media_timescale
 from companion.dataset.mux_copy import MuxCopy
 from companion.dataset.video import split_video
 from companion.util import rangecopy
+from tests.test_dataset_ffmpeg import HEVC_AV1
 from tests.test_dataset_media import decode_numbers, encode_numbered, make_video
 
 
@@ -35,6 +36,14 @@ def _packets(path):
         s = c.streams.video[0]
         return [(pk.pts * s.time_base, pk.dts * s.time_base, pk.is_keyframe, bytes(pk))
                 for pk in c.demux(s) if pk.size]
+
+
+def _pyav_ref(tmp_path, src: Path, sc, plans) -> list[Path]:
+    """The chunks as the PyAV remux path (video.split_video) writes them."""
+    ref = [tmp_path / "ref" / f"c{p.chunk_id}.mp4" for p in plans]
+    ref[0].parent.mkdir()
+    split_video(src, sc, plans, ref, None)
+    return ref
 
 
 def _mux(tmp_path, src: Path, chunk_s: float, name="mux"):
@@ -57,10 +66,7 @@ def test_walk_mux_equals_the_pyav_path(tmp_path, bframes, audio):
     make_video(src, 95, gop=10, bframes=bframes, audio=audio)
     sc, plans, paths, why = _mux(tmp_path, src, 1.0)
     assert why is None
-    ref = [tmp_path / "ref" / f"c{p.chunk_id}.mp4" for p in plans]
-    ref[0].parent.mkdir()
-    split_video(src, sc, plans, ref, None)
-    for a, b, p in zip(paths, ref, plans):
+    for a, b, p in zip(paths, _pyav_ref(tmp_path, src, sc, plans), plans):
         got, want = _packets(a), _packets(b)
         assert [x[3] for x in got] == [x[3] for x in want]           # same coded frames
         assert [x[0] for x in got] == [x[0] for x in want]           # same pts (seconds)
@@ -79,11 +85,7 @@ def test_walk_mux_equals_the_pyav_path(tmp_path, bframes, audio):
             assert st["codec_name"] == "h264" and int(st["nb_read_packets"]) == p.n_frames
 
 
-@pytest.mark.parametrize("codec,name,opts", [
-    ("libx265", "hevc", {"x265-params": "keyint=10:min-keyint=10:scenecut=0:bframes=3:"
-                                        "open-gop=0:log-level=error", "crf": "10"}),
-    ("libsvtav1", "av1", {"g": "10", "crf": "20", "preset": "12"}),
-])
+@pytest.mark.parametrize("codec,name,opts", HEVC_AV1)
 def test_walk_mux_hevc_and_av1(tmp_path, codec, name, opts):
     """OBS 30.2+ records HEVC and AV1 into MKV: same packets and frames as PyAV's remux."""
     if codec not in av.codecs_available:
@@ -92,10 +94,7 @@ def test_walk_mux_hevc_and_av1(tmp_path, codec, name, opts):
     encode_numbered(src, codec, opts)
     sc, plans, paths, why = _mux(tmp_path, src, 1.0)
     assert why is None
-    ref = [tmp_path / "ref" / f"c{p.chunk_id}.mp4" for p in plans]
-    ref[0].parent.mkdir()
-    split_video(src, sc, plans, ref, None)
-    for a, b, p in zip(paths, ref, plans):
+    for a, b, p in zip(paths, _pyav_ref(tmp_path, src, sc, plans), plans):
         assert _packets(a) == _packets(b)
         assert decode_numbers(a)[0] == list(range(p.start_frame, p.end_frame))
         with av.open(str(a)) as c:

@@ -117,8 +117,6 @@ def run_ffmpeg_copy(ffmpeg: str, src, scan, plans: Sequence[ChunkPlan],
         work.mkdir()
     except OSError as e:
         return f"cannot create a work folder in {out_dir}: {e.strerror or e}"
-    moved: list[Path] = []
-    ok = False
     try:
         cmd = ffmpeg_command(ffmpeg, Path(src), scan, plans, "segments.csv", "seg%05d.mp4")
         try:
@@ -139,22 +137,30 @@ def run_ffmpeg_copy(ffmpeg: str, src, scan, plans: Sequence[ChunkPlan],
         why = check_segments(work, "segments.csv", scan, pts, plans)
         if why is not None:
             return why
-        for p in plans:
-            seg = work / f"seg{p.chunk_id:05d}.mp4"
-            dest = Path(video_paths[p.chunk_id])
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(seg, dest)
-            moved.append(dest)
-        ok = True
+        move_all([work / f"seg{p.chunk_id:05d}.mp4" for p in plans],
+                 [video_paths[p.chunk_id] for p in plans])
         return None
     except OSError as e:
         return f"ffmpeg output could not be handled: {e.strerror or e}"
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if not ok:
-            for m in moved:
-                with contextlib.suppress(FileNotFoundError):
-                    m.unlink()
+
+
+def move_all(sources: Sequence, dests: Sequence) -> None:
+    """Rename each checked chunk file to its place; if one fails, the ones already moved
+    are removed again before the error propagates (all or nothing)."""
+    moved: list[Path] = []
+    try:
+        for src, dest in zip(sources, dests):
+            dest = Path(dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dest)
+            moved.append(dest)
+    except BaseException:
+        for m in moved:
+            with contextlib.suppress(FileNotFoundError):
+                m.unlink()
+        raise
 
 
 def check_segments(work: Path, list_name: str, scan, pts: np.ndarray,
@@ -389,8 +395,6 @@ class EarlyCopy:
     def adopt(self, scan, plans: Sequence[ChunkPlan], video_paths: Sequence[Path]) -> str | None:
         """Wait for ffmpeg and move its checked segments to ``video_paths``. None: done;
         else why not (nothing is left at ``video_paths``; the work folder is removed)."""
-        moved: list[Path] = []
-        ok = False
         try:
             why = self._mismatch(scan, plans)
             if why is not None:
@@ -408,21 +412,13 @@ class EarlyCopy:
                                  np.asarray(scan.pts, dtype=np.int64), plans)
             if why is not None:
                 return why
-            for p in plans:
-                dest = Path(video_paths[p.chunk_id])
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(self.work / f"seg{p.chunk_id:05d}.mp4", dest)
-                moved.append(dest)
-            ok = True
+            move_all([self.work / f"seg{p.chunk_id:05d}.mp4" for p in plans],
+                     [video_paths[p.chunk_id] for p in plans])
             return None
         except OSError as e:
             return f"ffmpeg output could not be handled: {e.strerror or e}"
         finally:
             self.discard()
-            if not ok:
-                for m in moved:
-                    with contextlib.suppress(FileNotFoundError):
-                        m.unlink()
 
     def stop(self) -> None:
         """Kill ffmpeg if it still runs (idempotent)."""

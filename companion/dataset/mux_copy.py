@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
 import shutil
 import subprocess
@@ -183,9 +182,7 @@ class MuxCopy:
     def adopt(self, scan, plans: Sequence[ChunkPlan], video_paths: Sequence[Path]) -> str | None:
         """Wait for the copies and move the checked files to ``video_paths``. None: done;
         else why not (nothing is left at ``video_paths``; the work folder is removed)."""
-        from .ffmpeg_copy import check_segment
-        moved: list[Path] = []
-        ok = False
+        from .ffmpeg_copy import check_segment, move_all
         try:
             if self.error is not None:
                 return f"chunk MP4s from the walk: {self.error}"
@@ -211,21 +208,13 @@ class MuxCopy:
                 why = check_segment(Path(self._out[p.chunk_id]), scan, pts, p)
                 if why is not None:
                     return why
-            for p in plans:
-                dest = Path(video_paths[p.chunk_id])
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(self._out[p.chunk_id], dest)
-                moved.append(dest)
-            ok = True
+            move_all([self._out[p.chunk_id] for p in plans],
+                     [video_paths[p.chunk_id] for p in plans])
             return None
         except (OSError, ValueError) as e:   # json errors are ValueErrors
             return f"chunk MP4s from the walk could not be handled: {e}"
         finally:
             self.discard()
-            if not ok:
-                for m in moved:
-                    with contextlib.suppress(FileNotFoundError):
-                        m.unlink()
 
     def stop(self) -> None:
         self._queue.put(None)
