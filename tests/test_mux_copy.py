@@ -286,3 +286,17 @@ def test_rangecopy_torn_job_stream_exits_non_zero(tmp_path):
                          timeout=60)
     assert out.returncode == 1 and "bad job stream" in out.stdout.decode()
     assert not (tmp_path / "o").exists()
+
+
+def test_a_killed_copy_child_is_rejected_not_raised(tmp_path):
+    """The copy child dies (killed, out of memory): adopt says so, leaves nothing."""
+    src = tmp_path / "src.mkv"
+    make_video(src, 95, gop=10)
+    probe = scan_video(src)
+    mc = MuxCopy.start(tmp_path / "w", frames_per_chunk(probe.fps, 1.0))
+    mc.proc.kill()
+    sc = scan_video(src, walk_sink=mc)
+    plans = plan_chunks(len(sc.pts), sc.fps, sc.keyframe, 1.0)
+    why = mc.adopt(sc, plans, [tmp_path / f"c{i}.mp4" for i in range(len(plans))])
+    assert why is not None and ("child" in why), why
+    assert not list(tmp_path.glob("c*.mp4")) and not (tmp_path / "w").exists()
