@@ -305,9 +305,13 @@ def test_real_x11_key_events_through_pynput_listener(xvfb_record):
         time.sleep(0.05)
     listener.stop()
     listener.join(timeout=5)
-    downs = []
-    for kind, v in got:                      # XTest may report a special key twice
-        if kind == "down" and (not downs or downs[-1] != v):
-            downs.append(v)
-    assert [vk for vk, _ in downs] == [65, 116, 37, 163, 49, 32, 160, 65]
-    assert [name for _, name in downs][:6] == ["a", "f5", "left", "ctrl_r", "1", "space"]
+    downs = [v for kind, v in got if kind == "down"]
+    # every key maps to its VK and name ...
+    names = {65: "a", 116: "f5", 37: "left", 163: "ctrl_r", 49: "1", 32: "space", 160: "shift"}
+    assert downs and all(names.get(vk) == name for vk, name in downs), downs
+    # ... and the presses come in the order typed. XTest (pynput's Controller) may report
+    # a special key's press again, not always right after the first one (seen on a loaded
+    # machine: F5, Left, F5, Left), so the typed order must be a subsequence of what came.
+    want = [65, 116, 37, 163, 49, 32, 160, 65]
+    seen = iter(vk for vk, _ in downs)
+    assert all(any(vk == w for vk in seen) for w in want), downs
