@@ -225,14 +225,18 @@ HEVC_AV1 = [
 ]
 
 
+def hevc_av1_source(tmp_path: Path, codec: str, opts: dict) -> Path:
+    """An MKV of frame-numbered frames encoded with ``codec`` (skips without it)."""
+    if codec not in av.codecs_available:
+        pytest.skip(f"no {codec} in this FFmpeg build")
+    return encode_numbered(tmp_path / "h.mkv", codec, opts)
+
+
 @needs_ffmpeg
 @pytest.mark.parametrize("codec,name,opts", HEVC_AV1)
 def test_hevc_and_av1_closed_gop_sources(tmp_path, codec, name, opts):
     """OBS 30.2+ records HEVC/AV1 too: with closed GOPs the fast path copies them."""
-    if codec not in av.codecs_available:
-        pytest.skip(f"no {codec} in this FFmpeg build")
-    src = tmp_path / "h.mkv"
-    encode_numbered(src, codec, opts)
+    src = hevc_av1_source(tmp_path, codec, opts)
     sc = scan(src)
     plans = plan_chunks(len(sc.pts), sc.fps, sc.keyframe, 1.0)
     vf, _ = _paths(tmp_path / "ff", plans, "h", None)

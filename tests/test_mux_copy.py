@@ -26,8 +26,8 @@ from companion.dataset.mp4mux import MuxError, chunk_header, media_timescale
 from companion.dataset.mux_copy import MuxCopy
 from companion.dataset.video import split_video
 from companion.util import rangecopy
-from tests.test_dataset_ffmpeg import HEVC_AV1
-from tests.test_dataset_media import decode_numbers, encode_numbered, make_video
+from tests.test_dataset_ffmpeg import HEVC_AV1, hevc_av1_source
+from tests.test_dataset_media import decode_numbers, make_video
 
 
 
@@ -88,10 +88,7 @@ def test_walk_mux_equals_the_pyav_path(tmp_path, bframes, audio):
 @pytest.mark.parametrize("codec,name,opts", HEVC_AV1)
 def test_walk_mux_hevc_and_av1(tmp_path, codec, name, opts):
     """OBS 30.2+ records HEVC and AV1 into MKV: same packets and frames as PyAV's remux."""
-    if codec not in av.codecs_available:
-        pytest.skip(f"no {codec} in this FFmpeg build")
-    src = tmp_path / "h.mkv"
-    encode_numbered(src, codec, opts)
+    src = hevc_av1_source(tmp_path, codec, opts)
     sc, plans, paths, why = _mux(tmp_path, src, 1.0)
     assert why is None
     for a, b, p in zip(paths, _pyav_ref(tmp_path, src, sc, plans), plans):
