@@ -21,7 +21,7 @@ import pytest
 
 from companion.align.demux import scan_video
 from companion.dataset.chunking import frames_per_chunk, plan_chunks
-from companion.dataset.ffmpeg_copy import check_segment, read_mp4_video_track
+from companion.dataset.ffmpeg_copy import _boxes, check_segment, read_mp4_video_track
 from companion.dataset.mp4mux import MuxError, chunk_header, media_timescale
 from companion.dataset.mux_copy import MuxCopy
 from companion.dataset.video import split_video
@@ -170,19 +170,7 @@ def test_walker_giving_up_after_chunks_were_sent(tmp_path, monkeypatch):
 
 # ---- mp4mux, pure ------------------------------------------------------------------------
 
-def _boxes(buf, start=0, end=None):
-    end = len(buf) if end is None else end
-    while start < end:
-        size, kind = struct.unpack_from(">I4s", buf, start)
-        hdr = 8
-        if size == 1:
-            size = struct.unpack_from(">Q", buf, start + 8)[0]
-            hdr = 16
-        yield kind, start + hdr, start + size
-        start += size
-
-
-def test_header_layout_and_times():
+def test_header_layout_and_times(tmp_path):
     """B-frame order: ctts shifted to non-negative, an edit list starting presentation
     at the first frame; times in the doubled timescale (1/1000 -> 16000)."""
     pts = np.array([0, 50, 17, 33, 100, 67, 83])      # ms, decode order
@@ -190,20 +178,18 @@ def test_header_layout_and_times():
     sizes = np.array([900, 40, 30, 31, 50, 20, 21])
     h = chunk_header("h264", b"\x01\x64\x00\x1f\xff\xe1\x00\x00", 320, 240, Fraction(1, 1000),
                      pts, key, sizes, 117)
-    kinds = [k for k, _, _ in _boxes(h)]
-    assert kinds == [b"ftyp", b"moov", b"mdat"]
     assert media_timescale(Fraction(1, 1000)) == (16000, 16)
     # the header is the whole file except the samples: write it with dummy payloads
     path_bytes = h + b"".join(bytes([i]) * int(s) for i, s in enumerate(sizes))
-    mdat = list(_boxes(path_bytes))[-1]
+    boxes = list(_boxes(path_bytes))
+    assert [k for k, _, _ in boxes] == [b"ftyp", b"moov", b"mdat"]
+    mdat = boxes[-1]
     assert mdat[2] == len(path_bytes) and mdat[2] - mdat[1] == int(sizes.sum())
-    import tempfile
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "x.mp4"
-        p.write_bytes(path_bytes)
-        t = read_mp4_video_track(p)
-        assert t.n == 7 and t.timescale == 16000 and t.first_is_sync
-        assert list(t.pts) == [int(x) * 16 for x in pts]          # presentation from 0
+    p = tmp_path / "x.mp4"
+    p.write_bytes(path_bytes)
+    t = read_mp4_video_track(p)
+    assert t.n == 7 and t.timescale == 16000 and t.first_is_sync
+    assert list(t.pts) == [int(x) * 16 for x in pts]          # presentation from 0
 
 
 def test_header_uses_co64_and_largesize_past_4gib():
@@ -211,11 +197,11 @@ def test_header_uses_co64_and_largesize_past_4gib():
     sizes = np.array([2_000_000_000] * n)
     h = chunk_header("h264", b"\x01", 64, 64, Fraction(1, 1000), np.arange(n) * 10,
                      np.ones(n, bool), sizes, n * 10)
-    moov = next(b for b in _boxes(h) if b[0] == b"moov")
+    moov = next(b for b in _boxes(h) if b[0] == b"moov")   # before the (absent) samples
     assert b"co64" in h[moov[1]:moov[2]] and b"stco" not in h[moov[1]:moov[2]]
-    mdat = list(_boxes(h + b"\x00" * 0))[-1]
-    size = struct.unpack_from(">I4sQ", h, mdat[1] - 16)
+    size = struct.unpack_from(">I4sQ", h, moov[2])           # the mdat header follows
     assert size[0] == 1 and size[1] == b"mdat" and size[2] == 16 + int(sizes.sum())
+    assert len(h) == moov[2] + 16
 
 
 @pytest.mark.parametrize("kw,match", [
