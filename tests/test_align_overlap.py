@@ -238,6 +238,19 @@ def test_walk_copy_needs_no_ffmpeg(tmp_path, monkeypatch):
         assert decode_numbers(root / k)[0] == list(range(30 * i, min(30 * i + 30, 95)))
 
 
+def test_ffmpeg_only_limits_do_not_stop_the_walk_copy(tmp_path, monkeypatch):
+    """What only an ffmpeg command cannot express (a cut list too long for one command
+    line, a start offset in fractions of a microsecond) does not stop the walk copy."""
+    d = _session(tmp_path, audio="aac")
+    monkeypatch.setattr(ffmpeg_copy, "ffmpeg_blocker",
+                        lambda scan, plans: "too many chunks for one ffmpeg command line")
+    spy = _Spy(monkeypatch)
+    root = tmp_path / "ds"
+    align_session(d, dataset=root, chunk_seconds=1.0, progress=False)
+    (res,) = spy.results
+    assert res.copy_tool == "mp4mux" and res.fast_skipped is None
+
+
 @needs_ffmpeg
 @pytest.mark.parametrize("tool,why", [
     ("mp4mux", "chunk MP4s from the walk: MuxError: chunk 1 would not start on a keyframe"),

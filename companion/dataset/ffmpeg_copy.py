@@ -66,7 +66,7 @@ def find_ffmpeg() -> str | None:
 
 
 def fast_path_blocker(scan, plans: Sequence[ChunkPlan]) -> str | None:
-    """Why the ffmpeg fast path cannot cut these chunks (None: it can)."""
+    """Why no stream copy (the walk's or ffmpeg's) can cut these chunks (None: one can)."""
     if not plans:
         return "no chunks"
     bad = [p.chunk_id for p in plans if not p.copy]
@@ -74,6 +74,11 @@ def fast_path_blocker(scan, plans: Sequence[ChunkPlan]) -> str | None:
         return f"chunk {bad[0]} does not start and end on keyframes (needs re-encoding)"
     if _DECODER_ALIASES.get(scan.codec, scan.codec) not in FAST_CODECS:
         return f"codec {scan.codec} is not stream-copied by the ffmpeg fast path"
+    return None
+
+
+def ffmpeg_blocker(scan, plans: Sequence[ChunkPlan]) -> str | None:
+    """Why ``ffmpeg_command`` cannot express these chunks exactly (None: it can)."""
     off_us = int(scan.pts[0]) * Fraction(scan.time_base) * 1_000_000
     if off_us.denominator != 1:
         return "the first frame's pts is not a whole number of microseconds"
@@ -500,8 +505,8 @@ def split_video_fast(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
     _check_inputs(scan, plans, video_paths)
     exe = None if ffmpeg is False else (ffmpeg or find_ffmpeg())
     blocker = fast_path_blocker(scan, plans)
-    if blocker is None and exe is None and getattr(early, "needs_ffmpeg", True):
-        blocker = "ffmpeg not found"
+    if blocker is None and getattr(early, "needs_ffmpeg", True):      # no walk copy
+        blocker = "ffmpeg not found" if exe is None else ffmpeg_blocker(scan, plans)
     if blocker is not None:
         if early is not None:
             early.discard()
@@ -526,7 +531,8 @@ def split_video_fast(src: str | os.PathLike, scan, plans: Sequence[ChunkPlan],
         elif exe is None:
             why = f"ffmpeg not found ({early_why})"
         else:
-            why = run_ffmpeg_copy(exe, src, scan, plans, video_paths)
+            why = ffmpeg_blocker(scan, plans) or run_ffmpeg_copy(exe, src, scan, plans,
+                                                                video_paths)
         if why is None:
             tool = getattr(e, "tool", "ffmpeg") if adopted else "ffmpeg"
             res = SplitResult(modes=["copy"] * len(plans), copy_tool=tool)
