@@ -3,9 +3,13 @@ implementation it replaced: same tables, bytes and stats for any split of the ev
 into batches.
 
 The oracle, ``prepare_actions`` + ``chunk_actions`` at the bottom of this file, is the
-whole-table implementation as of commit eaa257b, kept here unchanged (only here: the
-package has the streaming code alone). It sees the whole session at once, so it cannot
-get batch or chunk boundaries wrong in the ways a streaming implementation can.
+whole-table implementation as of commit eaa257b (only here: the package has the
+streaming code alone), changed since only by the two format 1.1.0 rules, each made in
+both places in the same commit: the carried mouse/focus rows at chunk starts and the
+repeated-move rule. It is a deliberate copy, not an import: it sees the whole session
+at once, so it cannot get batch or chunk boundaries wrong in the ways a streaming
+implementation can, and sharing its helpers with the code under test would hide a
+change in either.
 """
 from __future__ import annotations
 
@@ -359,7 +363,7 @@ def test_bad_chunk_lists_are_refused():
         A.ActionsProcessor(FT, CHUNKS, W, H, int(FT[-1]))
 
 
-# --- the reference: whole-table implementation as of eaa257b (unchanged) -----------------
+# --- the reference: whole-table implementation as of eaa257b (+ the 1.1.0 rules) ---------
 
 DEBOUNCE_NS = 5_000_000          # release -> re-press of the same key within 5 ms
 OUT_OF_FRAME_CONFIDENCE = 0.5
