@@ -126,6 +126,9 @@ def _check_start(segs, n_packets: int, anchors: AnchorSet):
     """
     from dataclasses import replace
     st = anchors.stop
+    if anchors.truncated:
+        return segs, {"method": None, "note": "recording truncated: its end is missing, so the "
+                      "start is the first-active-tick anchor, not cross-checked"}
     if st is None:
         return segs, {"method": None, "note": "no stopping record (captions only or an older "
                       "script): the start is the first-active-tick anchor, not cross-checked"}
@@ -218,24 +221,33 @@ def resolve_inputs(video: Path, events: Path | None, workdir: Path | None) -> tu
 def align_session(video, events=None, out=None, dataset=None, chunk_seconds: float = 20.0,
                   video_id: str | None = None, session_id: str | None = None,
                   progress: bool = True, owa_out=None, owa_per: str = "frame",
-                  early_start=None) -> dict:
+                  early_start=None, allow_truncated: bool = False) -> dict:
     """Align one recording. Returns a JSON-able summary. Raises NMError subclasses.
+
+    A recording cut short (an interrupted copy, a full disk, a crashed recorder) is
+    refused unless ``allow_truncated``: then the frames it has are aligned, the
+    recording's end is not used to cross-check the start, and metadata says so
+    (``alignment.truncated``).
 
     ``early_start``: an ``early.EarlyStart`` the caller began for exactly these
     arguments (``begin_early``); it is consumed (used or discarded)."""
     early: list = [early_start] if early_start is not None else []
     try:
         return _align_session(video, events, out, dataset, chunk_seconds, video_id, session_id,
-                              progress, owa_out, owa_per, early)
+                              progress, owa_out, owa_per, early, allow_truncated)
     finally:
         for e in early:
             e.discard()
 
 
 def _align_session(video, events, out, dataset, chunk_seconds, video_id, session_id,
-                   progress, owa_out, owa_per, early: list) -> dict:
+                   progress, owa_out, owa_per, early: list, allow_truncated: bool = False) -> dict:
     from .eventlog import read_event_log
 
+    import math
+    if dataset and not (isinstance(chunk_seconds, (int, float)) and math.isfinite(chunk_seconds)
+                        and chunk_seconds > 0):
+        raise BadInput(f"chunk length must be a positive number of seconds, got {chunk_seconds!r}")
     video = Path(video)
     events_path = Path(events) if events else None
     video, events_path, imported = resolve_inputs(video, events_path, Path(out) if out else None)
@@ -264,7 +276,8 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
                                  spill_dir=out_dir if out_dir.is_dir() else None)
         try:
             return _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id,
-                               sid, progress, owa_out, owa_per, pre, video_hash, log_future)
+                               sid, progress, owa_out, owa_per, pre, video_hash, log_future,
+                               allow_truncated)
         finally:
             try:
                 log_future.result().close()           # its spill file and hash digests
@@ -273,7 +286,7 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
 
 
 def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, sid, progress,
-                owa_out, owa_per, pre, video_hash, log_future) -> dict:
+                owa_out, owa_per, pre, video_hash, log_future, allow_truncated=False) -> dict:
     from .demux import scan_video
     from .eventlog import write_events_parquet
 
@@ -286,9 +299,12 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
     finally:
         p.close()
     log = log_future.result()
+    truncated = None
     if scan.truncated:
-        why = getattr(scan, "truncated_reason", None) or "the file ends mid-stream"
-        raise BadInput(f"{video}: truncated recording ({why})")
+        truncated = getattr(scan, "truncated_reason", None) or "the file ends mid-stream"
+        if not allow_truncated:
+            raise BadInput(f"{video}: truncated recording ({truncated}); --allow-truncated "
+                           f"aligns the frames it has")
     if len(scan.pts) == 0:
         raise BadInput(f"{video}: no video frames")
 
@@ -298,6 +314,10 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
     if anchors is None:
         raise BadInput(f"{video}: no timing anchors (no NM1 captions, no {sc_path.name}, no "
                        f"epoch subtitle track, no recording.started marker in {events_path.name})")
+    if truncated:
+        anchors.warnings.append(f"truncated recording ({truncated}): aligned the "
+                                f"{len(scan.pts)} frames it has; its end is missing")
+        anchors.truncated = truncated  # the end the stop rule needs is not in the file
     try:
         frames, facts = build_frames(scan, anchors)
     except timeline.TimelineError as e:
@@ -423,6 +443,7 @@ def _merge_metadata(meta: dict, sid: str, scan, anchors: AnchorSet, facts: dict,
         "events_torn_line": log.torn_line,
         "events_skipped_lines": int(log.skipped),
         "has_bframes": bool(scan.has_bframes),
+        "truncated": anchors.truncated,
         **{k: v for k, v in facts.items() if k.startswith(("clock_", "cue_"))},
     }
     return meta
