@@ -108,6 +108,11 @@ def build_frames(scan, anchors: AnchorSet) -> tuple[pa.Table, dict]:
 # How late OBS's encoder may start after the first-active-tick anchor (it waits for the
 # paired audio encoder's first packet: 1 and 3 frames seen at 60 fps under load). A larger
 # disagreement means something else is wrong (frames missing from the file).
+PAIRING_SLACK_NS = 10_000_000_000
+"""An events log must overlap the recording's time span give or take this much (the
+companion logs from before the first frame to after the last; 10 s allows for a slow
+start or stop of the recording, and refuses a log of the recording before or after)."""
+
 MAX_START_SHIFT = 3            # frames, at least
 MAX_START_SHIFT_NS = 150_000_000   # or this long, whichever is more frames
 
@@ -324,10 +329,10 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
         raise BadInput(f"{video}: bad anchors: {e}")
     to_mono = facts.pop("to_mono", None)
     frame_t = frames.column("t_ns").to_numpy()
-    _check_same_session(video, events_path, frame_t, facts.get("end_t_ns"), log, anchors)
-
     meta_path = out_dir / "metadata.json"
     meta = _load_meta(meta_path)   # the companion's, when there is one
+    _check_same_session(video, events_path, frame_t, facts.get("end_t_ns"), log,
+                        meta.get("session_id") or sid)
     out_dir.mkdir(parents=True, exist_ok=True)
     # events first: building them is what can still fail on bad input
     ev_stats = write_events_parquet(log, out_dir / "events.parquet", sid, frame_t,
@@ -378,14 +383,30 @@ def _input_space(meta: dict, scan) -> tuple[int, int]:
     return scan.width, scan.height
 
 
-def _check_same_session(video, events_path, frame_t, end_t, log, anchors: AnchorSet) -> None:
-    """Refuse to pair a recording with an events log from another time."""
-    if log.t_min is None or len(frame_t) == 0:
+def _check_same_session(video, events_path, frame_t, end_t, log, session_id: str) -> None:
+    """Refuse to pair a recording with an events log of another session.
+
+    Two rules (docs/contracts/session-folder.md, "Pairing a recording with its events"):
+    a log whose ``session.start`` marker names a session must name this one (the
+    companion's metadata.json ``session_id``, else the session id: ``--session-id`` or
+    the video's name); and the log's time span (input events and recorder markers) must
+    overlap the video's, give or take :data:`PAIRING_SLACK_NS`."""
+    for _t, data in log.markers:
+        if isinstance(data, dict) and data.get("event") == "session.start":
+            logged = data.get("session_id")
+            if isinstance(logged, str) and logged and logged != session_id:
+                raise BadInput(f"{events_path.name} was logged for session {logged!r}, not "
+                               f"{session_id!r} ({video.name}); pass the right --events, or "
+                               f"--session-id {logged} if the files were renamed")
+            break
+    ts = [int(t) for t, _d in log.markers]
+    if log.t_min is not None:
+        ts += [int(log.t_min), int(log.t_max)]
+    if not ts or len(frame_t) == 0:
         return
     start, end = int(frame_t[0]), int(end_t or frame_t[-1])
-    ev_min, ev_max = int(log.t_min), int(log.t_max)
-    slack = 120 * 1_000_000_000
-    if ev_max < start - slack or ev_min > end + slack:
+    ev_min, ev_max = min(ts), max(ts)
+    if ev_max < start - PAIRING_SLACK_NS or ev_min > end + PAIRING_SLACK_NS:
         fmt = lambda t: _dt.datetime.fromtimestamp(t / 1e9, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         raise BadInput(f"{events_path.name} does not belong to {video.name}: events {fmt(ev_min)}.."
                        f"{fmt(ev_max)} UTC, video {fmt(start)}..{fmt(end)} UTC")

@@ -1,0 +1,113 @@
+"""Which events log belongs to which recording, and arguments refused before any write.
+
+On the committed OBS 29 recording (tests/fixtures) with events logs in the companion's
+exact shape: a log of another session (its session.start names another id) and a log
+from before or after the recording are refused with one line and nothing written; a log
+that overlaps the recording, also one whose session.start comes after the first frame
+(watch mode attaches to a recording already running) or a log without a session.start
+(open-world-agents, zip exports), is accepted."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.test_align_session import MKV, SIDECAR, expected_frame_times, line, write_events
+
+S = 1_000_000_000
+
+
+def _session(tmp_path, name="s1"):
+    d = tmp_path / name
+    d.mkdir()
+    (d / f"{name}.mkv").write_bytes(MKV.read_bytes())
+    (d / f"{name}.anchors.jsonl").write_bytes(SIDECAR.read_bytes())
+    return d
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "companion.cli.align_cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _refused(r, d, before, what):
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+    assert what in r.stderr, r.stderr
+    assert sorted(p.name for p in d.iterdir()) == before
+
+
+def test_log_of_another_session_is_refused(tmp_path):
+    d = _session(tmp_path)
+    write_events(d, "other", expected_frame_times())        # session.start names "other"
+    (d / "other.jsonl").rename(d / "s1.jsonl")
+    before = sorted(p.name for p in d.iterdir())
+    r = _cli(d / "s1.mkv")
+    _refused(r, d, before, "was logged for session 'other', not 's1'")
+    assert "--session-id other" in r.stderr
+    # the companion's metadata.json names the session: the files' names do not matter
+    (d / "metadata.json").write_text(json.dumps({"format_version": "1.1.0", "session_id": "other",
+                                                 "captured_at": "2026-01-01T00:00:00Z"}))
+    assert _cli(d / "s1.mkv", "--quiet").returncode == 0
+    # ... and the id given on the command line is what a renamed session is checked against
+    (d / "metadata.json").unlink()
+    assert _cli(d / "s1.mkv", "--quiet", "--session-id", "other").returncode == 0
+
+
+@pytest.mark.parametrize("shift_s", [-60, 60, -86400])
+def test_log_from_before_or_after_the_recording_is_refused(tmp_path, shift_s):
+    d = _session(tmp_path)
+    ft = expected_frame_times()
+    span = ft[-1] - ft[0]
+    # the whole log moved clear of the recording, 10 s slack included
+    shift = shift_s * S + (span if shift_s > 0 else -span)
+    write_events(d, "s1", [t + shift for t in ft])
+    before = sorted(p.name for p in d.iterdir())
+    _refused(_cli(d / "s1.mkv"), d, before, "does not belong to s1.mkv")
+
+
+@pytest.mark.parametrize("shift_s", [-8, 8])
+def test_log_overlapping_within_the_slack_is_accepted(tmp_path, shift_s):
+    """A log that starts up to 10 s after the recording ends (or ends 10 s before it
+    starts) is still taken: a slow stop or start of the recording."""
+    d = _session(tmp_path)
+    ft = expected_frame_times()
+    # write_events' log runs from 5 ms before the first frame to 10 s after the last
+    first, last = ft[0] - 5_000_000, ft[-1] + 10 * S
+    shift = (ft[-1] + 8 * S - first) if shift_s > 0 else (ft[0] - 8 * S - last)
+    write_events(d, "s1", [t + shift for t in ft])
+    r = _cli(d / "s1.mkv", "--quiet")
+    assert r.returncode == 0, r.stderr
+
+
+def test_watch_mode_log_and_log_without_session_start_are_accepted(tmp_path):
+    d = _session(tmp_path)
+    ft = expected_frame_times()
+    # watch mode: the session (and its marker) starts after the recording's first frames
+    lines = [line(ft[5], "recorder", {"event": "session.start", "session_id": "s1"}),
+             line(ft[6], "recorder", {"event": "recording.started", "attached": True}),
+             line(ft[20], "control_publisher", ["keyboard.press", 87, "w"]),
+             line(ft[21], "control_publisher", ["keyboard.release", 87, "w"])]
+    (d / "s1.jsonl").write_text("\n".join(lines) + "\n")
+    assert _cli(d / "s1.mkv", "--quiet").returncode == 0
+    # no session.start at all (an open-world-agents log): only the time rule applies
+    (d / "s1.jsonl").write_text("\n".join(lines[2:]) + "\n")
+    assert _cli(d / "s1.mkv", "--quiet").returncode == 0
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0"])
+def test_bad_chunk_length_is_refused_before_anything_is_written(tmp_path, value):
+    d = _session(tmp_path)
+    write_events(d, "s1", expected_frame_times())
+    before = sorted(p.name for p in d.iterdir())
+    r = _cli(d / "s1.mkv", "--dataset", tmp_path / "ds", "--chunk-seconds", value)
+    _refused(r, d, before, "--chunk-seconds must be a positive number")
+    assert not (tmp_path / "ds").exists()
+    from companion.align.session import align_session
+    from companion.util.errors import BadInput
+    with pytest.raises(BadInput, match="chunk length"):
+        align_session(d / "s1.mkv", dataset=tmp_path / "ds", chunk_seconds=float(value),
+                      progress=False)
+    assert sorted(p.name for p in d.iterdir()) == before and not (tmp_path / "ds").exists()
