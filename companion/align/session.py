@@ -81,10 +81,12 @@ def build_frames(scan, anchors: AnchorSet) -> tuple[pa.Table, dict]:
             k = np.searchsorted(idx, np.arange(n), side="right") - 1
             t_ns = pts_ns + offs[np.clip(k, 0, len(idx) - 1)]
             facts.update({"cue_frames": int(len(idx)), "cues_ignored": int(ignored)})
-        else:
-            t_ns = pts_ns + np.int64(anchors.start_epoch_ns)
         fps = Fraction(scan.fps)
         interval = int(round(1e9 / float(fps))) if fps else 0
+        if not anchors.raw_cues:
+            t_ns = pts_ns + np.int64(anchors.start_epoch_ns)
+            t_ns += _pause_offsets(pts_ns, anchors.start_epoch_ns, anchors.pauses, interval)
+            facts["marker_pauses"] = len(anchors.pauses)
         slots = np.arange(n, dtype=np.int64)
         seg_idx = np.zeros(n, dtype=np.int32)
         facts["clock_drift_ppm"] = None
@@ -156,6 +158,39 @@ def _check_start(segs, n_packets: int, anchors: AnchorSet):
     fixed = [replace(segs[0], frame_ns=segs[0].frame_ns + shift * interval)]
     fixed += [replace(s, pts_base=s.pts_base - shift) for s in segs[1:]]
     return fixed, check
+
+
+def _pause_offsets(pts_ns: np.ndarray, start: int, pauses, interval: int) -> np.ndarray:
+    """Per frame, the paused time before it, from the companion's pause/resume markers.
+
+    A recording's timestamps skip its pauses; with only the start marker to pin frame 0,
+    a frame's capture time is the start plus its pts plus every pause before it. A pause
+    marked at epoch ``p`` sits at video time ``p - start - (earlier pauses)``; a frame
+    belongs after it when its pts is past that point less half a frame (the markers are
+    the companion's observation of OBS's events: tens of ms late, not frame-exact)."""
+    off = np.zeros(len(pts_ns), dtype=np.int64)
+    gone = 0
+    for p, r in pauses:
+        at = p - start - gone
+        off[pts_ns >= at - interval // 2] += r - p
+        gone += r - p
+    return off
+
+
+def _marker_pauses(log, start: int) -> list[tuple[int, int]]:
+    """``(paused, resumed)`` epoch ns pairs of the companion's recording markers after
+    ``start`` (a pause never resumed, the recording stopped while paused, adds nothing)."""
+    out, paused = [], None
+    for t, data in sorted(log.markers, key=lambda m: m[0]):
+        ev = data.get("event") if isinstance(data, dict) else None
+        if t < start:
+            continue
+        if ev == "recording.paused" and paused is None:
+            paused = int(t)
+        elif ev == "recording.resumed" and paused is not None:
+            out.append((paused, int(t)))
+            paused = None
+    return out
 
 
 def _start_marker(log) -> tuple[int, str] | None:
@@ -319,6 +354,11 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
     if anchors is None:
         raise BadInput(f"{video}: no timing anchors (no NM1 captions, no {sc_path.name}, no "
                        f"epoch subtitle track, no recording.started marker in {events_path.name})")
+    if anchors.start_epoch_ns is not None and not anchors.segments and not anchors.raw_cues:
+        anchors.pauses = _marker_pauses(log, anchors.start_epoch_ns)
+        if anchors.pauses:
+            anchors.warnings.append(f"{len(anchors.pauses)} pause(s) placed from the companion's "
+                                    f"pause/resume markers (low confidence)")
     if truncated:
         anchors.warnings.append(f"truncated recording ({truncated}): aligned the "
                                 f"{len(scan.pts)} frames it has; its end is missing")
@@ -465,6 +505,6 @@ def _merge_metadata(meta: dict, sid: str, scan, anchors: AnchorSet, facts: dict,
         "events_skipped_lines": int(log.skipped),
         "has_bframes": bool(scan.has_bframes),
         "truncated": anchors.truncated,
-        **{k: v for k, v in facts.items() if k.startswith(("clock_", "cue_"))},
+        **{k: v for k, v in facts.items() if k.startswith(("clock_", "cue_", "marker_"))},
     }
     return meta
