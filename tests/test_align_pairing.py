@@ -111,3 +111,51 @@ def test_bad_chunk_length_is_refused_before_anything_is_written(tmp_path, value)
         align_session(d / "s1.mkv", dataset=tmp_path / "ds", chunk_seconds=float(value),
                       progress=False)
     assert sorted(p.name for p in d.iterdir()) == before and not (tmp_path / "ds").exists()
+
+
+def _readonly_dir(tmp_path):
+    """A read-only tmpfs (a real EROFS file system); None where this machine cannot mount."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "none", str(ro)],
+                       capture_output=True, text=True)
+    return ro if r.returncode == 0 else None
+
+
+@pytest.mark.parametrize("case", ["root_is_file", "foreign_folder", "bad_video_id",
+                                  "bad_default_id", "read_only"])
+def test_dataset_problems_are_found_before_any_output(tmp_path, case):
+    name = "my game" if case == "bad_default_id" else "s1"
+    d = _session(tmp_path, name)
+    write_events(d, name, expected_frame_times())
+    root = tmp_path / "ds"
+    args = []
+    code, what = 2, ""
+    if case == "root_is_file":
+        root.write_text("not a folder")
+        what = "is not a directory"
+    elif case == "foreign_folder":
+        root.mkdir()
+        (root / "holiday.jpg").write_bytes(b"x")
+        what = "not a dataset root"
+    elif case == "bad_video_id":
+        args = ["--video-id", "../escape"]
+        what = "invalid video id"
+    elif case == "bad_default_id":
+        what = "invalid video id 'my game'"
+    else:
+        ro = _readonly_dir(tmp_path)
+        if ro is None:
+            pytest.skip("cannot mount a read-only tmpfs here (needs root with mount rights)")
+        root = ro / "ds"
+        code, what = 4, "not writable (read-only file system)"
+    before = sorted(p.name for p in d.iterdir())
+    try:
+        r = _cli(d / f"{name}.mkv", "--dataset", root, *args)
+    finally:
+        if case == "read_only":
+            subprocess.run(["umount", str(tmp_path / "ro")], check=False)
+    assert r.returncode == code, r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+    assert what in r.stderr, r.stderr
+    assert sorted(p.name for p in d.iterdir()) == before

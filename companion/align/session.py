@@ -290,11 +290,19 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
         raise BadInput(f"chunk length must be a positive number of seconds, got {chunk_seconds!r}")
     video = Path(video)
     events_path = Path(events) if events else None
+    if dataset:
+        # what would stop the dataset step is checked before any output is written
+        from ..dataset.layout import check_dataset_root, validate_video_id
+        check_dataset_root(Path(dataset), writable=True)
+        if video_id or session_id:
+            validate_video_id(video_id or session_id)
     video, events_path, imported = resolve_inputs(video, events_path, Path(out) if out else None)
     out_dir = Path(out) if out else (imported or video.parent)
     if imported is not None:
         out_dir = imported
     sid = session_id or video.stem
+    if dataset:
+        validate_video_id(video_id or sid)
 
     if not events_path.exists():
         raise BadInput(f"{events_path}: events file not found (pass --events FILE)")
