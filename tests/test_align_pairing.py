@@ -159,3 +159,18 @@ def test_dataset_problems_are_found_before_any_output(tmp_path, case):
     assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
     assert what in r.stderr, r.stderr
     assert sorted(p.name for p in d.iterdir()) == before
+
+
+def test_torn_last_line_and_unknown_kinds_are_warned_on_stderr(tmp_path):
+    d = _session(tmp_path)
+    ft = expected_frame_times()
+    write_events(d, "s1", ft, extra_lines=[line(ft[3], "gamepad_publisher", ["pad.button", 1])])
+    with open(d / "s1.jsonl", "a") as f:
+        f.write('{"timestamp_ns": 17952492')             # the logger killed mid-write
+    r = _cli(d / "s1.mkv", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "warning: s1.jsonl ends in a torn line" in r.stderr
+    assert "warning: 1 line(s) of s1.jsonl are of kinds nm-align does not know" in r.stderr
+    al = json.loads((d / "metadata.json").read_text())["alignment"]
+    assert al["events_torn_tail"] and al["events_skipped_lines"] == 1
+    assert any("torn line" in w for w in al["warnings"])

@@ -96,3 +96,38 @@ def test_start_marker_fallback_places_frames_after_a_pause(tmp_path):
     t2 = np.asarray(pq.read_table(d2 / "frames.parquet").column("t_ns").to_pylist())
     late = np.asarray(ft[pause_after:]) - t2[pause_after:]
     assert np.all(np.abs(late - (resumed - paused)) < 1_000_000)
+
+
+def test_60fps_recording_through_nm_align_dataset_validates(tmp_path):
+    """The committed 60 fps OBS recording (start race, a pause, B-frames reordered across
+    it) through the whole command: chunks of exactly 60 frames at --chunk-seconds 1, the
+    frames' times in every chunk's metadata, and nm-validate passes on both outputs."""
+    import sys
+    fix = MKV.parent
+    d = tmp_path / "s60"
+    d.mkdir()
+    shutil.copy(fix / "obs29_h264_60fps_startrace.mkv", d / "s60.mkv")
+    shutil.copy(fix / "obs29_h264_60fps_startrace.anchors.jsonl", d / "s60.anchors.jsonl")
+    from companion.contract.sidecar import read_sidecar
+    sc = read_sidecar(d / "s60.anchors.jsonl")
+    t0 = sc.clocks[0].epoch_ns
+    write_events(d, "s60", [t0 + k * 16_666_667 for k in range(240)])
+    ds = tmp_path / "ds"
+    r = subprocess.run([sys.executable, "-m", "companion.cli.align_cli", str(d / "s60.mkv"),
+                        "--dataset", str(ds), "--chunk-seconds", "1", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    n = s["frames"]
+    assert s["confidence"] == "exact" and any("start race" in w for w in s["warnings"])
+    frames = pq.read_table(d / "frames.parquet")
+    idx = pq.read_table(ds / "index.parquet").sort_by("chunk_id").to_pylist()
+    assert [(c["start_frame"], c["end_frame"]) for c in idx] == \
+        [(a, min(a + 60, n)) for a in range(0, n, 60)]
+    t = frames.column("t_ns").to_pylist()
+    for c in idx:
+        assert c["start_t_ns"] == t[c["start_frame"]]
+    for target in (d, ds):
+        v = subprocess.run([sys.executable, "-m", "companion.cli.validate_cli", str(target)],
+                           capture_output=True, text=True, timeout=300)
+        assert v.returncode == 0, v.stdout + v.stderr

@@ -362,6 +362,12 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
     if anchors is None:
         raise BadInput(f"{video}: no timing anchors (no NM1 captions, no {sc_path.name}, no "
                        f"epoch subtitle track, no recording.started marker in {events_path.name})")
+    if log.torn_tail:
+        anchors.warnings.append(f"{events_path.name} ends in a torn line (line {log.torn_line}: "
+                                f"the logger stopped mid-write); it was left out")
+    if log.skipped:
+        anchors.warnings.append(f"{log.skipped} line(s) of {events_path.name} are of kinds "
+                                f"nm-align does not know; left out")
     if anchors.start_epoch_ns is not None and not anchors.segments and not anchors.raw_cues:
         anchors.pauses = _marker_pauses(log, anchors.start_epoch_ns)
         if anchors.pauses:
