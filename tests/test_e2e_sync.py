@@ -70,8 +70,9 @@ def test_cursor_jumps_appear_in_the_frame_frame_ref_predicts(obs_aligned):
     on_time = sum(1 for o in offsets if o in (0, 1))
     assert on_time >= 0.75 * checked, offsets
     # A frame's picture is taken at or after its slot time, so a change can show one frame
-    # *before* frame_ref only when OBS processed that slot late; frame times one frame too
-    # late would make that the common case (a real run: 13 x +1, 3 x 0, never -1), and one
-    # frame too early would leave most jumps at +2 (caught by on_time above).
+    # *before* frame_ref only when OBS processed that slot late. Frame times one frame too
+    # early move every frame_ref one later and make that common (a real run: 13 x +1,
+    # 3 x 0, never -1: it would read 13 x 0, 3 x -1); one frame too late leaves most jumps
+    # at +2 (caught by on_time above).
     early = sum(1 for o in offsets if o < 0)
     assert early <= max(1, checked // 10), offsets
