@@ -100,6 +100,7 @@ def test_action_state_matches_events(built, f):
         assert (math.isnan(a) and math.isnan(b)) or a == b
     assert st.mouse_delta_px == pytest.approx(ref["delta"])
     assert st.wheel == pytest.approx(ref["wheel"])
+    assert st.wheel_dx == pytest.approx(ref["wheel_dx"])
     assert st.focus_title == ref["focus"]
 
 
@@ -117,6 +118,10 @@ def test_action_state_spot_checks(built):
     assert ds.action_state("vid0", 9).buttons == frozenset()
     assert ds.action_state("vid0", 11).wheel == 3.0
     assert ds.action_state("vid0", 12).wheel == 0.0
+    # horizontal wheel (meta.wheel_dx of wheel rows): -1 then +2 inside frame 22
+    assert ds.action_state("vid0", 23).wheel_dx == 1.0 and ds.action_state("vid0", 23).wheel == 1.0
+    assert ds.action_state("vid0", 11).wheel_dx == 0.0 and ds.action_state("vid0", 24).wheel_dx == 0.0
+    assert ds.action_state("vid0", 23).as_arrays()["wheel_dx"] == np.float32(1.0)
     # a Shift tap inside frame 12: never "held" at a capture time, but "pressed" at 13
     assert 160 not in ds.action_state("vid0", 13).keys_vk
     assert ds.action_state("vid0", 13).keys_pressed_multi_hot[160] == 1
@@ -328,6 +333,8 @@ def test_session_events_normalisation():
             dict(t_ns=13_500, event_type="mouse_click", mouse_button="middle", state="released",
                  source="mouse"),
             dict(t_ns=14_500, event_type="wheel", delta=-2.0, source="mouse"),   # no wheel_dy
+            dict(t_ns=14_700, event_type="wheel", delta=0.0, wheel_dy=0.0, wheel_dx=4.0,
+                 source="mouse"),                                     # horizontal
             dict(t_ns=15_500, event_type="key_up", key_code=81, state="released",
                  source="keyboard")]
     tr = build_track(events_from_session(events_table(rows, ft)), 10)
@@ -336,4 +343,5 @@ def test_session_events_normalisation():
     assert tr.state(1).focus_window_id == "w1"
     assert [tr.state(f).buttons for f in (1, 2, 3, 4)] == [set(), {1}, {1}, set()]
     assert tr.state(3).mouse_norm == pytest.approx((0.5, 0.6)) and tr.state(5).wheel == -2.0
+    assert tr.state(5).wheel_dx == 4.0 and tr.state(4).wheel_dx == 0.0
     assert tr.state(4).keys == ("KeyQ",)     # the DOM key, else the DOM code

@@ -35,6 +35,7 @@ def _check_batch_against_loader(ds, batch):
         assert np.array_equal(batch["keys"][i].numpy(), st.keys_multi_hot)
         assert np.array_equal(batch["buttons"][i].numpy(), st.buttons_multi_hot)
         assert np.allclose(batch["mouse_delta_px"][i].numpy(), st.mouse_delta_px)
+        assert float(batch["wheel"][i]) == st.wheel and float(batch["wheel_dx"][i]) == st.wheel_dx
         assert batch["focus_title"][i] == (st.focus_title or "")
 
 

@@ -265,9 +265,10 @@ def draw_overlay(img: np.ndarray, src: PreviewSource, f: int) -> np.ndarray:
             fill = BUTTON_COLORS.get(min(st.buttons), fill)
         draw.disc(img, cx, cy, 6 * sc, (0, 0, 0))
         draw.disc(img, cx, cy, 4 * sc, fill)
-        if st.wheel:
-            draw.text(img, cx + 10 * sc, cy - 4 * sc, f"WHEEL {st.wheel:+g}", (255, 255, 255),
-                      sc, bg=(0, 0, 0))
+        if st.wheel or st.wheel_dx:
+            txt = " ".join(([f"WHEEL {st.wheel:+g}"] if st.wheel else [])
+                           + ([f"HWHEEL {st.wheel_dx:+g}"] if st.wheel_dx else []))
+            draw.text(img, cx + 10 * sc, cy - 4 * sc, txt, (255, 255, 255), sc, bg=(0, 0, 0))
     # header: frame, time, focus
     k = src.local(f)
     head = f"F {f}  {src.video_s[k]:.3f}S"
