@@ -289,6 +289,14 @@ def draw_overlay(img: np.ndarray, src: PreviewSource, f: int) -> np.ndarray:
     return img
 
 
+def _out_path(out) -> Path:
+    """An output file path; a directory there is bad input (named, not its temp file)."""
+    out = Path(out)
+    if out.is_dir():
+        raise BadInput(f"{out}: is a directory; give an output file name")
+    return out
+
+
 def _even(n: int) -> int:
     return max(2, int(n) // 2 * 2)
 
@@ -340,7 +348,7 @@ def render_mp4(src: PreviewSource, out: str | os.PathLike, width: int | None = N
                crf: int = 20, progress=None) -> Path:
     """The shown frames with the overlay burned in, as H.264 MP4 (written atomically).
     ``width``: output width in px (height keeps the aspect ratio); default source size."""
-    out = Path(out)
+    out = _out_path(out)
     size = _out_size(src, width)
     frames = ((k, draw_overlay(img, src, int(src.frame_ids[k]))) for k, img in _frames(src, size))
     _encode_h264(frames, out, size, src.video_s, src.fps, crf, progress)
@@ -375,7 +383,7 @@ def render_contact_sheet(src: PreviewSource, out: str | os.PathLike, cols: int =
     """A PNG grid of ``cols * rows`` overlaid frames spread over the shown range."""
     if cols < 1 or rows < 1:
         raise BadInput("contact sheet needs at least 1 column and 1 row")
-    out = Path(out)
+    out = _out_path(out)
     tw, th = _out_size(src, thumb_width)
     which = contact_sheet_frames(src, cols * rows)
     gap = 4
@@ -494,7 +502,7 @@ def write_viewer(src: PreviewSource, out: str | os.PathLike, embed: bool = True,
     self-contained file); else ``<out stem>.mp4`` beside it, linked relatively. The video
     is re-encoded to H.264 (plays in every browser; MKV/HEVC sources do not) at ``width``
     px, with each frame at its exact presentation time."""
-    out = Path(out)
+    out = _out_path(out)
     size = _out_size(src, width)
     if embed:
         tmp_mp4 = out.with_name(f".{out.name}.video.mp4")
