@@ -72,6 +72,10 @@ def oracle(events, f: int) -> dict:
     dataset keeps events from frame 0 on, plus the state from before it: keys/buttons
     held, the last valid mouse position and the focus (carried, not a movement)."""
     rows = sorted(events.to_pylist(), key=lambda r: r["t_ns"])
+    # a null frame_ref means before frame 0, or (after rows with one) after the last frame
+    seen = [i for i, r in enumerate(rows) if r["frame_ref"] is not None and r["frame_ref"] >= 0]
+    if seen:
+        rows = rows[:seen[-1] + 1]
     keys, buttons, focus, pos, prev, wheel, wheel_dx = set(), set(), None, None, None, 0.0, 0.0
     for r in rows:
         fr = -1 if r["frame_ref"] is None else r["frame_ref"]
