@@ -206,3 +206,127 @@ def test_bad_inputs_leave_nothing(tmp_path, media):
     with pytest.raises(BadInput, match="not in the frames table"):
         export_owa(video, shifted, out)
     assert not out.exists()
+
+
+# --- our OBS session out as an OWA MKV and back in: the same frame times -------------------
+
+import json
+import shutil
+import sys
+
+import pyarrow.parquet as pq
+
+from companion.align.anchors import choose_anchors
+from companion.interop.owa import epoch_track_tags
+
+FIX = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
+OBS_FIXTURES = ("obs29_h264_30fps_pause", "obs29_h264_60fps_startrace")
+
+
+def nm_align(*args, cwd=None) -> subprocess.CompletedProcess:
+    """The real CLI, as a user runs it (``python -m companion.cli.align_cli``)."""
+    import os
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "companion.cli.align_cli", *map(str, args)],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+def _session(tmp: Path, stem: str) -> Path:
+    """A copy of a committed OBS recording and its sidecar, with a small event log."""
+    d = tmp / "rec"
+    d.mkdir()
+    shutil.copy(FIX / f"{stem}.mkv", d)
+    shutil.copy(FIX / f"{stem}.anchors.jsonl", d)
+    sc = [json.loads(line) for line in (FIX / f"{stem}.anchors.jsonl").read_text().splitlines()
+          if line.strip()]
+    t0 = next(r["epoch_ns"] for r in sc if r.get("kind") == "clock")
+    lines = [json.dumps({"timestamp_ns": t0 + k * 250_000_000, "event_src": "control_publisher",
+                         "event_data": json.dumps(["mouse.move", 10 * k, 20])}) for k in range(8)]
+    (d / f"{stem}.jsonl").write_text("\n".join(lines) + "\n")
+    return d / f"{stem}.mkv"
+
+
+@pytest.fixture(scope="module", params=OBS_FIXTURES)
+def obs_owa(request, tmp_path_factory):
+    """One OBS fixture aligned with ``nm-align --owa-out`` (per frame) through the CLI."""
+    stem = request.param
+    tmp = tmp_path_factory.mktemp(stem)
+    mkv = _session(tmp, stem)
+    owa = tmp / "owa" / f"{stem}.mkv"
+    r = nm_align(mkv, "--owa-out", owa, "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["anchor_source"] == "captions+sidecar" and summary["owa_out"] == str(owa)
+    return stem, mkv, owa, pq.read_table(mkv.parent / "frames.parquet")
+
+
+def test_owa_out_marks_its_track_and_copies_the_pair(obs_owa):
+    stem, mkv, owa, frames = obs_owa
+    assert sorted(p.name for p in owa.parent.iterdir()) == sorted(
+        [f"{stem}.mkv", f"{stem}.jsonl", f"{stem}.anchors.jsonl"])
+    assert (owa.parent / f"{stem}.anchors.jsonl").read_bytes() == (FIX / f"{stem}.anchors.jsonl").read_bytes()
+    assert (owa.parent / f"{stem}.jsonl").read_bytes() == mkv.with_suffix(".jsonl").read_bytes()
+    tags = epoch_track_tags(owa)
+    meta = json.loads((mkv.parent / "metadata.json").read_text())
+    assert tags["TITLE"] == "epoch_ns" and tags["NM_EPOCH_TRACK"] == "frame"
+    assert tags["NM_FRAMES"] == str(frames.num_rows)
+    assert tags["NM_RECORDING_ID"] == meta["alignment"]["recording_id"]
+    assert epoch_track_tags(mkv) == {}                 # the OBS original has no such track
+    # the stream copy keeps our NM1 caption SEIs in the video packets
+    assert packet_digests(owa, "video") == packet_digests(mkv, "video")
+
+
+@pytest.mark.parametrize("with_sidecar", [True, False], ids=["with-sidecar", "mkv+jsonl-only"])
+def test_owa_round_trip_same_frame_times(obs_owa, tmp_path, with_sidecar):
+    """Read the OWA MKV back with ``nm-align`` (CLI): every frame's t_ns is unchanged --
+    on the start-race fixture too, whose correction comes from the sidecar's stop record
+    that captions cannot carry. With the copied sidecar the anchors are recomputed; with
+    only the OWA pair (MKV + JSONL) our tagged per-frame track wins over the captions."""
+    stem, _mkv, owa, frames = obs_owa
+    d = tmp_path / "back"
+    d.mkdir()
+    shutil.copy(owa, d)
+    shutil.copy(owa.with_suffix(".jsonl"), d)
+    if with_sidecar:
+        shutil.copy(owa.parent / f"{stem}.anchors.jsonl", d)
+    r = nm_align(d / owa.name, "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["anchor_source"] == ("captions+sidecar" if with_sidecar else "nm_epoch_track")
+    assert summary["confidence"] == "exact"
+    back = pq.read_table(d / "frames.parquet")
+    assert back.num_rows == frames.num_rows
+    assert back.column("pts").to_pylist() == frames.column("pts").to_pylist()
+    assert back.column("t_ns").to_pylist() == frames.column("t_ns").to_pylist()
+    ev0 = pq.read_table(_mkv.parent / "events.parquet")
+    ev1 = pq.read_table(d / "events.parquet")
+    assert ev1.column("frame_ref").to_pylist() == ev0.column("frame_ref").to_pylist()
+    v = subprocess.run([sys.executable, "-m", "companion.cli.validate_cli", str(d)],
+                       capture_output=True, text=True, env={**__import__("os").environ,
+                                                             "PYTHONPATH": str(REPO)})
+    assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_start_race_fixture_captions_alone_would_shift(obs_owa):
+    """Why the track must win over the captions: on the start-race recording the
+    captions alone give other times (the bug this guards against); a track naming
+    another recording, or one cut short, is not trusted."""
+    stem, _mkv, owa, frames = obs_owa
+    s = scan_video(owa)
+    fpts = np.array([int(Fraction(int(p)) * s.time_base * 10**9) for p in s.pts], dtype=np.int64)
+    tags = epoch_track_tags(owa)
+    a = choose_anchors(s.captions, None, s.subtitle_cues, None, tags, fpts)
+    assert a.source == "nm_epoch_track"
+    caps = choose_anchors(s.captions, None, s.subtitle_cues, None)     # tags unknown
+    assert caps.source == "captions"
+    from companion.align.session import build_frames
+    t_caps = build_frames(s, caps)[0].column("t_ns").to_numpy()
+    shifted = int(np.count_nonzero(t_caps != frames.column("t_ns").to_numpy()))
+    if stem.endswith("startrace"):
+        assert shifted == frames.num_rows
+    other = choose_anchors(s.captions, None, s.subtitle_cues, None,
+                           {**tags, "NM_RECORDING_ID": "DEADBEEF"}, fpts)
+    assert other.source == "captions" and any("DEADBEEF" in w for w in other.warnings)
+    cut = choose_anchors(s.captions, None, s.subtitle_cues[:-1], None, tags, fpts)
+    assert cut.source == "captions" and any("cut or re-muxed" in w for w in cut.warnings)

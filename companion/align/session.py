@@ -294,7 +294,8 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
 
     sc_path = sidecar_path_for(video)
     sidecar = read_sidecar(sc_path) if sc_path.exists() else None
-    anchors = choose_anchors(scan.captions, sidecar, scan.subtitle_cues, _start_marker(log))
+    anchors = choose_anchors(scan.captions, sidecar, scan.subtitle_cues, _start_marker(log),
+                             *_epoch_track(video, scan, sidecar))
     if anchors is None:
         raise BadInput(f"{video}: no timing anchors (no NM1 captions, no {sc_path.name}, no "
                        f"epoch subtitle track, no recording.started marker in {events_path.name})")
@@ -330,7 +331,8 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
         # the dataset (and OWA export) run while the video is still being hashed
         if owa_out:
             from ..interop.owa import export_owa
-            export_owa(video, frames, Path(owa_out), per=owa_per, jsonl=events_path)
+            export_owa(video, frames, Path(owa_out), per=owa_per, jsonl=events_path,
+                       recording_id=anchors.recording_id)
             summary["owa_out"] = str(owa_out)
         if dataset:
             from ..dataset.writer import write_dataset
@@ -369,6 +371,17 @@ def _check_same_session(video, events_path, frame_t, end_t, log, anchors: Anchor
         fmt = lambda t: _dt.datetime.fromtimestamp(t / 1e9, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         raise BadInput(f"{events_path.name} does not belong to {video.name}: events {fmt(ev_min)}.."
                        f"{fmt(ev_max)} UTC, video {fmt(start)}..{fmt(end)} UTC")
+
+
+def _epoch_track(video: Path, scan, sidecar) -> tuple[dict | None, np.ndarray | None]:
+    """(tags of the subtitle track, frame pts in ns) for ``choose_anchors``, when an nm
+    epoch track could be chosen (a cue track and no sidecar); else (None, None)."""
+    if not scan.subtitle_cues or sidecar is not None:
+        return None, None
+    from ..interop.owa import epoch_track_tags
+    tb = Fraction(scan.time_base)
+    pts = np.asarray(scan.pts, dtype=np.int64)
+    return epoch_track_tags(video), (pts * tb.numerator * 1_000_000_000) // tb.denominator
 
 
 def _load_meta(path: Path) -> dict:
