@@ -425,3 +425,60 @@ def test_dataset_loader_open(tmp_path_factory, dj, index):
         open_dataset(d)
     except Exception as e:  # noqa: BLE001
         one_line(e)
+
+
+# --------------------------------------------------------------------------- nm-align's metadata.json
+
+ALIGN_FIX = Path(__file__).parent / "fixtures"
+ALIGN_STEM = "obs29_h264_30fps_pause"
+session_fields = st.sampled_from(
+    ["format_version", "session_id", "captured_at", "game", "resolution", "capture_fps", "codec",
+     "dropped_frames", "lagged_frames", "clock_drift_ppm", "env", "screen", "alignment", "consent",
+     "privacy", "source", "input_device", "webcam", "source_export", "fps_num", "status"])
+metadata_bytes = st.one_of(
+    st.binary(max_size=300),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.dictionaries(session_fields, json_values | st.sampled_from(
+        ["1.0.0", "1.9.3-rc1", "2.0.0", "0.1.0", "2024-01-01T00:00:00Z", "s1"]), max_size=8)
+    .map(lambda d: json.dumps(d).encode()),
+    st.sampled_from([b'{"capture_fps": NaN}', b'{"x": -Infinity}', b'{"env": {"a": "\\udc80"}}',
+                     b'{"a": 1' + b'0' * 5000 + b'}', b'\xef\xbb\xbf{}']),
+    st.integers(1, 3000).map(lambda n: b'{"env": ' + b'[' * n + b']' * n + b'}'))
+
+
+@pytest.fixture(scope="module")
+def align_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("alignmeta")
+    src = d / "src"
+    src.mkdir()
+    import shutil
+    shutil.copy(ALIGN_FIX / f"{ALIGN_STEM}.mkv", src)
+    shutil.copy(ALIGN_FIX / f"{ALIGN_STEM}.anchors.jsonl", src)
+    (src / f"{ALIGN_STEM}.jsonl").write_text("")
+    return src
+
+
+@FUZZ_IO
+@given(metadata_bytes)
+def test_align_session_arbitrary_metadata_json(tmp_path_factory, align_dir, raw):
+    """align_session on a real OBS recording whose session folder holds an arbitrary
+    metadata.json: a one-line NMError leaving the file as it was and writing nothing,
+    or a session whose metadata.json is strict JSON the schema and version rule accept."""
+    import shutil
+    from companion.align.session import align_session
+    from companion.contract.metadata import check_format_version
+    d = tmp_path_factory.mktemp("am")
+    for p in align_dir.iterdir():
+        shutil.copy(p, d)
+    (d / "metadata.json").write_bytes(raw)
+    try:
+        align_session(d / f"{ALIGN_STEM}.mkv", progress=False)
+    except Exception as e:  # noqa: BLE001 - the point is what type it is
+        one_line(e)
+        assert (d / "metadata.json").read_bytes() == raw
+        assert not (d / "frames.parquet").exists() and not (d / "integrity.sha256").exists()
+    else:
+        meta = loads_json_strict((d / "metadata.json").read_bytes(), "metadata.json")
+        assert validate_json(meta, "session_metadata") == []
+        assert check_format_version(meta["format_version"]) is None
+        assert meta["alignment"]["frame_count"] == 91

@@ -384,15 +384,44 @@ def _epoch_track(video: Path, scan, sidecar) -> tuple[dict | None, np.ndarray | 
     return epoch_track_tags(video), (pts * tb.numerator * 1_000_000_000) // tb.denominator
 
 
+# metadata.json is a flat record (seed 001 fields, env, alignment): a few levels deep.
+# Deeper documents are refused, so writing it back and validating it cannot recurse out.
+META_MAX_DEPTH = 32
+
+
 def _load_meta(path: Path) -> dict:
+    """The session's metadata.json (the companion's or a zip import's), or {} if none.
+
+    Read with the format's strict reader (UTF-8, no NaN/Infinity, bounded nesting), its
+    format_version checked (docs/contracts/versioning.md: another major is refused), and
+    the fields nm-align reads or writes back checked against the session_metadata
+    schema, so every problem is a one-line BadInput before anything is written.
+    """
+    from ..contract.metadata import check_format_version, loads_json_strict, validate_json
     if not path.exists():
         return {}
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise BadInput(f"{path}: not valid JSON ({e.__class__.__name__})")
+        raw = path.read_bytes()
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({e.strerror or e.__class__.__name__})")
+    meta = loads_json_strict(raw, str(path), max_depth=META_MAX_DEPTH)
     if not isinstance(meta, dict):
         raise BadInput(f"{path}: not a JSON object")
+    if "format_version" in meta:
+        why = check_format_version(meta["format_version"])
+        if why:
+            raise BadInput(f"{path}: {why}")
+    try:
+        json.dumps(meta, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise BadInput(f"{path}: a string holds a lone UTF-16 surrogate "
+                       f"({e.object[e.start:e.end]!a}), not Unicode text")
+    # required fields nm-align fills in itself (format_version, session_id, captured_at)
+    problems = [m for m in validate_json(meta, "session_metadata")
+                if not m.endswith("required field is missing")]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise BadInput(f"{path}: {problems[0]}{more}")
     return meta
 
 
