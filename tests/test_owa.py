@@ -272,6 +272,7 @@ def test_owa_out_marks_its_track_and_copies_the_pair(obs_owa):
     assert tags["TITLE"] == "epoch_ns" and tags["NM_EPOCH_TRACK"] == "frame"
     assert tags["NM_FRAMES"] == str(frames.num_rows)
     assert tags["NM_RECORDING_ID"] == meta["alignment"]["recording_id"]
+    assert tags["NM_CONFIDENCE"] == "exact"
     assert epoch_track_tags(mkv) == {}                 # the OBS original has no such track
     # the stream copy keeps our NM1 caption SEIs in the video packets
     assert packet_digests(owa, "video") == packet_digests(mkv, "video")

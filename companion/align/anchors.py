@@ -5,9 +5,11 @@ Sources, best first (docs/contracts/captions-and-sidecar.md, "Choosing anchors")
 1. ``sidecar`` (``<stem>.anchors.jsonl`` written by the OBS script), cross-checked
    with the NM1 captions demuxed from the video packets when both exist
    (``captions+sidecar``); only the sidecar can pin the start (stop rule);
-2. ``nm_epoch_track``: a per-frame epoch-ns subtitle track that ``nm-align --owa-out``
-   wrote (tagged ``NM_EPOCH_TRACK=frame``) with a cue on every frame: the frame times
-   aligned from the original, start-race correction included;
+2. ``nm_epoch_track``: no sidecar, NM1 captions, and a per-frame epoch-ns subtitle
+   track that ``nm-align --owa-out`` wrote (tagged ``NM_EPOCH_TRACK=frame``) with a cue
+   on every frame: the frame times aligned from the original, start-race correction
+   included, which the captions alone would lose (without captions such a track is
+   read as OWA cues, rule 4, to the same times);
 3. ``captions``: NM1 captions alone (in-band, travel with the file, but carry no stop
    record);
 4. ``owa_subtitles``: an open-world-agents subtitle track of epoch-ns cues;
@@ -91,8 +93,10 @@ def nm_epoch_track(subtitle_cues: Sequence[tuple[int, int, str]], subtitle_tags:
     None (with a warning in ``warnings`` when a track says it is ours but cannot be
     used): it must be tagged ``NM_EPOCH_TRACK=frame``, have exactly one epoch cue on
     every video frame (``frame_pts_ns``: frame presentation times, ns, increasing), and
-    name the same recording as the captions when both carry an id."""
-    from ..interop.owa import TAG_FRAMES, TAG_RECORDING_ID, TAG_TRACK, frames_from_epoch_cues
+    name the same recording as the captions when both carry an id. Its confidence is
+    the one the writing alignment tagged (``NM_CONFIDENCE``), else ``approximate``."""
+    from ..interop.owa import (TAG_CONFIDENCE, TAG_FRAMES, TAG_RECORDING_ID, TAG_TRACK,
+                               frames_from_epoch_cues)
     tags = {str(k).upper(): str(v) for k, v in (subtitle_tags or {}).items()}
     if tags.get(TAG_TRACK) != "frame" or frame_pts_ns is None or not subtitle_cues:
         return None
@@ -110,8 +114,9 @@ def nm_epoch_track(subtitle_cues: Sequence[tuple[int, int, str]], subtitle_tags:
                         f"unplaced, {tags.get(TAG_FRAMES, '?')} frames when written): the file was "
                         f"cut or re-muxed, track not used as exact frame times")
         return None
-    return AnchorSet("nm_epoch_track", "exact", rec or caption_id, raw_cues=list(subtitle_cues),
-                     warnings=warnings)
+    conf = tags.get(TAG_CONFIDENCE)
+    return AnchorSet("nm_epoch_track", conf if conf in ("exact", "approximate", "low") else "approximate",
+                     rec or caption_id, raw_cues=list(subtitle_cues), warnings=warnings)
 
 
 def choose_anchors(captions: Sequence[tuple[int, str]], sidecar: Sidecar | None,
@@ -137,13 +142,12 @@ def choose_anchors(captions: Sequence[tuple[int, str]], sidecar: Sidecar | None,
     has_caps = any(s.segment == 0 for s in c_segs)
     has_side = sidecar is not None and any(s.segment == 0 for s in sidecar.segments)
 
-    if not has_side:
+    if has_caps and not has_side:
         nm = nm_epoch_track(subtitle_cues, subtitle_tags, frame_pts_ns, cap_id, warnings)
         if nm is not None:
-            if has_caps:
-                nm.crosscheck = {"agree": True, "problems": [], "notes": [
-                    "NM1 captions present but not used: they carry no stop record, the nm "
-                    "epoch track holds the frame times aligned from the original"]}
+            nm.crosscheck = {"agree": True, "problems": [], "notes": [
+                "NM1 captions present but not used: they carry no stop record, the nm "
+                "epoch track holds the frame times aligned from the original"]}
             return nm
     if has_caps or has_side:
         if has_caps and has_side:

@@ -332,7 +332,7 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
         if owa_out:
             from ..interop.owa import export_owa
             export_owa(video, frames, Path(owa_out), per=owa_per, jsonl=events_path,
-                       recording_id=anchors.recording_id)
+                       recording_id=anchors.recording_id, confidence=anchors.confidence)
             summary["owa_out"] = str(owa_out)
         if dataset:
             from ..dataset.writer import write_dataset
@@ -375,8 +375,8 @@ def _check_same_session(video, events_path, frame_t, end_t, log, anchors: Anchor
 
 def _epoch_track(video: Path, scan, sidecar) -> tuple[dict | None, np.ndarray | None]:
     """(tags of the subtitle track, frame pts in ns) for ``choose_anchors``, when an nm
-    epoch track could be chosen (a cue track and no sidecar); else (None, None)."""
-    if not scan.subtitle_cues or sidecar is not None:
+    epoch track could be chosen (a cue track, captions, no sidecar); else (None, None)."""
+    if not scan.subtitle_cues or not scan.captions or sidecar is not None:
         return None, None
     from ..interop.owa import epoch_track_tags
     tb = Fraction(scan.time_base)

@@ -14,8 +14,8 @@ start time and frame time, with no sub-millisecond ambiguity.
 
 Our own tracks are marked: besides the title ``epoch_ns`` the subtitle track carries the
 Matroska tags ``NM_EPOCH_TRACK`` (``frame`` or ``second``), ``NM_FRAMES`` (video frame
-count), ``NM_FORMAT_VERSION`` and, when known, ``NM_RECORDING_ID`` (:func:`epoch_track_tags`
-reads them back). A per-frame track so marked holds the frame times ``nm-align`` computed
+count), ``NM_FORMAT_VERSION`` and, when known, ``NM_RECORDING_ID`` and ``NM_CONFIDENCE``
+(:func:`epoch_track_tags` reads them back). A per-frame track so marked holds the frame times ``nm-align`` computed
 from the original's anchors -- including the start-race correction that only the sidecar
 can give -- so the aligner prefers it to the NM1 captions that the stream copy also carries
 (docs/contracts/captions-and-sidecar.md, "Choosing anchors"). The recording's sidecar,
@@ -46,6 +46,7 @@ TAG_TRACK = "NM_EPOCH_TRACK"          # "frame" | "second": the export's cue den
 TAG_FRAMES = "NM_FRAMES"              # number of video frames the cues were planned for
 TAG_RECORDING_ID = "NM_RECORDING_ID"  # the NM1 recording id of the source, if known
 TAG_FORMAT_VERSION = "NM_FORMAT_VERSION"
+TAG_CONFIDENCE = "NM_CONFIDENCE"      # the source alignment's confidence (exact, low, ...)
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def _frames_columns(frames_table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 
 def export_owa(video_path: str | os.PathLike, frames_table: pa.Table, out_mkv: str | os.PathLike,
                per: str = "frame", jsonl: str | os.PathLike | None = None,
-               recording_id: str | None = None) -> dict:
+               recording_id: str | None = None, confidence: str | None = None) -> dict:
     """Write ``out_mkv``: the video and every audio stream of ``video_path`` stream-copied
     (no re-encoding) plus a subtitle track (SubRip, title ``epoch_ns``, tagged as ours:
     see the module doc) of epoch-ns cues from ``frames_table`` (``frames.parquet``:
@@ -153,7 +154,8 @@ def export_owa(video_path: str | os.PathLike, frames_table: pa.Table, out_mkv: s
     ``<out stem>.anchors.jsonl``: with it a re-alignment of the output recomputes the
     same frame times from the same anchors, whatever ``per`` is. ``recording_id``: the
     NM1 recording id, written as a tag so a reader can check the track against the
-    captions in the video.
+    captions in the video; ``confidence``: the alignment's confidence, also a tag (a
+    re-alignment from the track is no surer than the alignment that wrote it).
 
     Files appear atomically. Returns ``{"out", "n_cues", "n_frames", "per", "jsonl",
     "sidecar"}``. Raises BadInput if the video is unreadable or the table does not
@@ -183,6 +185,8 @@ def export_owa(video_path: str | os.PathLike, frames_table: pa.Table, out_mkv: s
     tags = {TAG_TRACK: per, TAG_FRAMES: str(len(pts_col)), TAG_FORMAT_VERSION: _format_version()}
     if recording_id:
         tags[TAG_RECORDING_ID] = str(recording_id)
+    if confidence:
+        tags[TAG_CONFIDENCE] = str(confidence)
     try:
         src = av.open(str(video_path))
     except (av.FFmpegError, OSError, ValueError) as e:
