@@ -418,3 +418,83 @@ def test_extract_refuses_more_than_declared(tmp_path, webm_bytes):
         dest = tmp_path / "out.webm"
         with pytest.raises(BadInput, match="s.zip: s.webm is longer than its declared size"):
             zx._extract_member(zf, info, dest, "s.zip")
+
+
+# --- zip export -> nm-align: what the alignment says and keeps ----------------------------
+
+def _check_aligned_export(session: Path, ds: Path, sid: str, webm: bytes, n_frames: int) -> None:
+    """The session and dataset nm-align made from ``<sid>.zip`` (built by good_members)."""
+    import pyarrow.parquet as pq
+    from companion.contract.metadata import check_format_version
+    meta = json.loads((session / "metadata.json").read_text())
+    al = meta["alignment"]
+    assert al["anchor_source"] == ANCHOR_SOURCE == "export_start_time"
+    assert al["confidence"] == "low"
+    assert any("pinned to the export start time" in w for w in al["warnings"])
+    # the export's own metadata and the import record survive the alignment
+    assert meta["source_export"] == sample_metadata(sid)
+    assert meta["import"]["anchor_source"] == ANCHOR_SOURCE and meta["import"]["events_imported"] == 6
+    assert meta["captured_at"] == "2024-03-22T12:38:31.111Z"
+    assert validate_json(meta, "session_metadata") == [] and check_format_version(meta["format_version"]) is None
+    # frame times: startTime (ms -> ns) + the WebM's own presentation times, frame by frame
+    frames = pq.read_table(session / "frames.parquet")
+    with av.open(str(session / f"{sid}.webm")) as c:
+        vs = c.streams.video[0]
+        pts_ns = sorted(int(Fraction(p.pts) * vs.time_base * 1_000_000_000)
+                        for p in c.demux(vs) if p.size and p.pts is not None)
+    assert len(pts_ns) == frames.num_rows == n_frames
+    assert frames.column("t_ns").to_pylist() == [START_MS * 1_000_000 + p for p in pts_ns]
+    assert frames.column("pts_ns").to_pylist() == pts_ns
+    assert (session / f"{sid}.webm").read_bytes() == webm
+    # every mapped input event is in events.parquet at its exported time
+    evs = pq.read_table(session / "events.parquet").to_pylist()
+    assert sorted(e["t_ns"] for e in evs if e["source"] in ("keyboard", "mouse")) == \
+        [START_MS * 1_000_000 + d for d in (10_000_000, 20_000_000, 30_500_000, 31_000_000,
+                                              40_000_000, 50_000_000)]
+    # the dataset chunks say how the sync was made
+    chunk_metas = [json.loads(p.read_text()) for p in sorted((ds / "actions").rglob("metadata.json"))]
+    assert len(chunk_metas) == pq.read_table(ds / "index.parquet").num_rows >= 2
+    for cm in chunk_metas:
+        assert cm["sync"]["anchor_source"] == "export_start_time"
+        assert cm["sync"]["alignment_confidence"] == "low"
+        assert cm["original_video"]["session_id"] == sid
+    starts = sorted(cm["t_ns"]["start"] for cm in chunk_metas)
+    assert starts[0] == START_MS * 1_000_000 + pts_ns[0]
+
+
+def test_zip_export_aligns_with_low_confidence_and_keeps_its_metadata(tmp_path):
+    from companion.align.session import align_session
+    sid = "exp2"
+    webm = make_webm(tmp_path / "v.webm", n_frames=45).read_bytes()
+    z = make_zip(tmp_path / f"{sid}.zip", good_members(sid, webm))
+    summary = align_session(z, dataset=tmp_path / "ds", chunk_seconds=1.0, progress=False)
+    assert summary["anchor_source"] == "export_start_time" and summary["confidence"] == "low"
+    assert summary["out"] == str(tmp_path / sid) and summary["frames"] == 45
+    _check_aligned_export(tmp_path / sid, tmp_path / "ds", sid, webm, 45)
+
+
+def test_nm_align_cli_on_a_zip_export(tmp_path, webm_bytes):
+    """The real command: ``nm-align X.zip --dataset ROOT`` as a subprocess, then nm-validate."""
+    import os
+    import subprocess
+    import sys
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    sid = "cli1"
+    z = make_zip(tmp_path / f"{sid}.zip", good_members(sid, webm_bytes))
+    r = subprocess.run([sys.executable, "-m", "companion.cli.align_cli", str(z), "--dataset",
+                        str(tmp_path / "ds"), "--chunk-seconds", "0.2", "--quiet"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "anchors from export_start_time (low)" in r.stdout
+    assert "pinned to the export start time" in r.stderr          # the warning is printed
+    _check_aligned_export(tmp_path / sid, tmp_path / "ds", sid, webm_bytes, 12)
+    for target in (tmp_path / sid, tmp_path / "ds"):
+        v = subprocess.run([sys.executable, "-m", "companion.cli.validate_cli", str(target)],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert v.returncode == 0, v.stdout + v.stderr
+    # a broken zip through the same command: one line, exit 2
+    (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 not really")
+    r = subprocess.run([sys.executable, "-m", "companion.cli.align_cli", str(tmp_path / "bad.zip")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
