@@ -465,6 +465,6 @@ def _merge_metadata(meta: dict, sid: str, scan, anchors: AnchorSet, facts: dict,
         "events_torn_line": log.torn_line,
         "events_skipped_lines": int(log.skipped),
         "has_bframes": bool(scan.has_bframes),
-        **{k: v for k, v in facts.items() if k.startswith(("clock_", "cue_"))},
+        **{k: v for k, v in facts.items() if k.startswith(("clock_", "cue_", "cues_"))},
     }
     return meta
