@@ -4,7 +4,9 @@ xdotool input on it; ``nm-align`` then builds the session outputs and a dataset.
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,14 +18,45 @@ CURSOR_TARGETS = [(80, 80), (560, 400), (560, 80), (80, 400), (320, 240), (160, 
                   (480, 160), (100, 240)]
 
 
+# Titles of the two windows tests/obs_scripts/x_activity.py maps on the captured display;
+# the X input focus goes A -> B -> A during the capture.
+FOCUS_TITLES = ("nm-test A", "nm-test B")
+X_ACTIVITY = Path(__file__).resolve().parent / "obs_scripts" / "x_activity.py"
+_helpers: list = []
+
+
+def start_x_activity(env) -> dict:
+    """Start x_activity.py on the captured display (two windows + a strip repainted every
+    ~4 ms so every frame differs) and return {title: window id} once it is drawing."""
+    p = subprocess.Popen([sys.executable, str(X_ACTIVITY), "--seconds", "30"], env=env,
+                         stdout=subprocess.PIPE, text=True)
+    _helpers.append(p)
+    ids = {}
+    for line in p.stdout:
+        if line.strip() == "ready":
+            break
+        title, wid = line.rstrip("\n").split("\t")
+        ids[title] = wid
+    if set(ids) != set(FOCUS_TITLES):
+        raise RuntimeError(f"x_activity.py did not start (got {ids})")
+    return ids
+
+
 def drive_input(env) -> None:
-    """Real input on the captured display: cursor jumps, clicks, typing, scrolling."""
+    """Real input on the captured display: cursor jumps, clicks, typing, scrolling
+    (vertical and horizontal), and X focus changes between two windows; meanwhile a
+    strip of the screen changes every few ms (tests/obs_scripts/x_activity.py)."""
     def xd(*a):
         subprocess.run(["xdotool", *a], env=env, check=True)
-    for _ in range(2):
+    wins = start_x_activity(env)
+    xd("windowfocus", wins[FOCUS_TITLES[0]])
+    for i in range(2):
+        if i == 1:
+            xd("windowfocus", wins[FOCUS_TITLES[1]])
         for x, y in CURSOR_TARGETS:
             xd("mousemove", str(x), str(y))
             time.sleep(0.27)
+    xd("windowfocus", wins[FOCUS_TITLES[0]])
     xd("click", "1")
     time.sleep(0.1)
     xd("click", "3")
@@ -34,6 +67,9 @@ def drive_input(env) -> None:
     xd("keyup", "w")
     xd("click", "4")
     xd("click", "5")
+    xd("click", "6")        # horizontal wheel: left
+    time.sleep(0.1)
+    xd("click", "7")        # right
     for i in range(30):
         xd("mousemove", str(200 + 5 * i), str(200 + 3 * i))
         time.sleep(0.01)
@@ -45,7 +81,18 @@ def obs_capture(tmp_path_factory):
     if not obs_available():
         pytest.skip("needs obs-studio and Xvfb")
     wd = tmp_path_factory.mktemp("obs_capture")
-    return companion_session(wd, duration=9.0, actions=drive_input, session_id="obs_demo")
+    try:
+        # 10.5 s: drive_input's last moves (about 8.5 s after the recording starts on a
+        # loaded machine) must land inside the recording
+        return companion_session(wd, duration=10.5, actions=drive_input, session_id="obs_demo")
+    finally:
+        while _helpers:                     # x_activity.py ends with its X server
+            p = _helpers.pop()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 @pytest.fixture(scope="session")

@@ -230,3 +230,56 @@ def test_video_hash_is_reused_only_when_integrity_is_newer(tmp_path):
     os.utime(d / "s1.mkv", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     align_session(d / "s1.mkv", progress=False)
     assert f"{real}  s1.mkv" in (d / "integrity.sha256").read_text()
+
+
+# --- the session's metadata.json: strict reader, version check, schema of what is kept ----
+
+DEEP = '{"env": ' + '{"a": ' * 5000 + '1' + '}' * 5000 + '}'
+
+
+@pytest.mark.parametrize("body,message", [
+    ('{"dropped_frames": NaN}', "NaN is not allowed"),
+    ('{"capture_fps": Infinity}', "Infinity is not allowed"),
+    (DEEP, "nested too deeply"),
+    ('{"env": ' + '[' * 40 + ']' * 40 + '}', "nested deeper than 32 levels"),
+    ('{"format_version": "2.0.0", "session_id": "s1"}',
+     "format_version 2.0.0 has major version 2; this reader supports major 1"),
+    ('{"format_version": "one"}', "not a semantic version"),
+    ('{"game": "\\ud800"}', "lone UTF-16 surrogate"),
+    ('{"dropped_frames": "3"}', "dropped_frames: expected integer or null, got string"),
+    ('{"env": [1, 2]}', "env: expected object, got array"),
+    ('[1, 2]', "not a JSON object"),
+    ('{"a": 1,}', "invalid JSON at line 1 column"),
+    (b'{"game": "\xff"}', "not UTF-8 text"),
+])
+def test_bad_metadata_json_is_one_line_error_and_kept(tmp_path, body, message):
+    """Each used to be a traceback (RecursionError), accepted and written back (NaN: then
+    nm-validate failed) or silently processed (2.0.0, which versioning.md says to refuse)."""
+    d = session_dir(tmp_path, sidecar=True)
+    write_events(d, "s1", expected_frame_times())
+    raw = body if isinstance(body, bytes) else body.encode()
+    (d / "metadata.json").write_bytes(raw)
+    with pytest.raises(BadInput) as ei:
+        align_session(d / "s1.mkv", progress=False)
+    assert message in str(ei.value) and "\n" not in str(ei.value)
+    assert str(d / "metadata.json") in str(ei.value)
+    assert (d / "metadata.json").read_bytes() == raw                  # nothing lost
+    assert not (d / "frames.parquet").exists() and not (d / "events.parquet").exists()
+    r = _cli(str(d / "s1.mkv"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr
+
+
+def test_same_major_metadata_is_kept_and_valid(tmp_path):
+    d = session_dir(tmp_path, sidecar=True)
+    write_events(d, "s1", expected_frame_times())
+    (d / "metadata.json").write_text(json.dumps({
+        "format_version": "1.0.0", "session_id": "s1", "game": "Quake", "dropped_frames": 2,
+        "env": {"os": "Linux", "gpu": None}, "future_field": {"x": [1, 2]}}))
+    align_session(d / "s1.mkv", progress=False)
+    meta = json.loads((d / "metadata.json").read_text())
+    assert meta["game"] == "Quake" and meta["future_field"] == {"x": [1, 2]}
+    assert meta["dropped_frames"] == 2 and meta["alignment"]["anchor_source"] == "captions+sidecar"
+    r = subprocess.run([sys.executable, "-m", "companion.cli.validate_cli", str(d)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

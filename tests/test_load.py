@@ -100,6 +100,7 @@ def test_action_state_matches_events(built, f):
         assert (math.isnan(a) and math.isnan(b)) or a == b
     assert st.mouse_delta_px == pytest.approx(ref["delta"])
     assert st.wheel == pytest.approx(ref["wheel"])
+    assert st.wheel_dx == pytest.approx(ref["wheel_dx"])
     assert st.focus_title == ref["focus"]
 
 
@@ -117,6 +118,10 @@ def test_action_state_spot_checks(built):
     assert ds.action_state("vid0", 9).buttons == frozenset()
     assert ds.action_state("vid0", 11).wheel == 3.0
     assert ds.action_state("vid0", 12).wheel == 0.0
+    # horizontal wheel (meta.wheel_dx of wheel rows): -1 then +2 inside frame 22
+    assert ds.action_state("vid0", 23).wheel_dx == 1.0 and ds.action_state("vid0", 23).wheel == 1.0
+    assert ds.action_state("vid0", 11).wheel_dx == 0.0 and ds.action_state("vid0", 24).wheel_dx == 0.0
+    assert ds.action_state("vid0", 23).as_arrays()["wheel_dx"] == np.float32(1.0)
     # a Shift tap inside frame 12: never "held" at a capture time, but "pressed" at 13
     assert 160 not in ds.action_state("vid0", 13).keys_vk
     assert ds.action_state("vid0", 13).keys_pressed_multi_hot[160] == 1
@@ -146,7 +151,10 @@ def test_pickle_and_fork_safety(built):
     assert frame_number(ds2.get("vid0", 33).image) == 33
     import multiprocessing as mp
     ctx = mp.get_context("fork")
-    with ctx.Pool(1) as pool:    # a forked child inherits the parent's open containers
+    # Pool.map pickles its arguments: each task gets a pickled copy of ``ds`` (empty
+    # decoder pool), so this checks pickling inside a forked worker, not fork inheritance
+    # (test_fork_inherited_dataset does that)
+    with ctx.Pool(1) as pool:
         got = pool.map(_child_frame, [(ds, f) for f in (5, 6, 30)])
     assert got == [5, 6, 30]
     assert frame_number(ds.get("vid0", 6).image) == 6    # parent unaffected
@@ -157,12 +165,142 @@ def _child_frame(arg):
     return frame_number(ds.get("vid0", f).image)
 
 
+_INHERITED = None     # the Dataset a forked child inherits (no pickling)
+
+
+def _inherited_child(conn, frames):
+    import os as _os
+    try:
+        ds = _INHERITED
+        pool = ds._pool
+        before = dict(pool._entries)          # the parent's open containers, inherited
+        inherited_pid = pool._pid
+        got = [frame_number(ds.get("vid0", f).image) for f in frames]
+        conn.send(dict(got=got, inherited=len(before), parent_pid=inherited_pid,
+                       pool_pid=pool._pid, me=_os.getpid(),
+                       reused=any(e is before.get(k) for k, e in pool._entries.items())))
+    except BaseException as e:   # report, never hang the parent
+        conn.send(dict(error=repr(e)))
+    finally:
+        conn.close()
+        _os._exit(0)
+
+
+def test_fork_inherited_dataset(built):
+    """A forked child that inherits an opened Dataset through a global (no pickling, as
+    a fork-started DataLoader worker does) must not reuse the parent's open containers
+    (their file offsets and demuxer state are shared with the parent): the pool sees
+    the new pid and starts empty. The parent's decoders keep their position."""
+    global _INHERITED
+    import multiprocessing as mp
+    import os as _os
+    ds = _INHERITED = open_dataset(built.root)
+    try:
+        for f in range(0, 6):                 # parent: an open decoder mid-GOP in chunk 0
+            assert frame_number(ds.get("vid0", f).image) == f
+        (entry,) = ds._pool._entries.values()
+        seeks = entry.seeks
+        ctx = mp.get_context("fork")
+        r, w = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_inherited_child, args=(w, [6, 7, 3, 25, 50]))
+        p.start()
+        w.close()
+        assert r.poll(60), "forked child did not answer"
+        res = r.recv()
+        p.join(30)
+        assert "error" not in res, res
+        assert res["got"] == [6, 7, 3, 25, 50]
+        assert res["inherited"] == 1 and res["parent_pid"] == _os.getpid()
+        assert res["pool_pid"] == res["me"] != _os.getpid()   # the pool noticed the fork
+        assert not res["reused"]                            # and opened its own containers
+        # parent: the same container continues forward (no new seek), frames still right
+        for f in (6, 7, 8):
+            assert frame_number(ds.get("vid0", f).image) == f
+        assert ds._pool._entries[next(iter(ds._pool._entries))] is entry
+        assert entry.seeks == seeks
+    finally:
+        _INHERITED = None
+
+
+def test_decoded_pts_are_checked_against_the_index(built):
+    """The decoder's pts must be the index's: a shifted index (as if the demux pass and
+    the decoder disagreed), an index missing a frame (a packet lost from the index) and
+    an index claiming a frame the stream never yields all raise a clear NMError instead
+    of returning a wrong picture."""
+    import dataclasses
+    from companion.load.decode import DecoderPool
+    ds = open_dataset(built.root)
+    path = ds._join(ds.chunks("vid0")[0].video_path)
+    fi = ds._pool.index(path)
+    shifted = dataclasses.replace(fi, pts=fi.pts + 1)
+    ds._pool._indexes[path] = shifted
+    with pytest.raises(NMError, match=r"decoded frame pts \d+ is not in the frame index "
+                                      r"\(expected pts \d+ for frame 5\)") as e:
+        ds.get("vid0", 5)
+    assert "\n" not in str(e.value) and "vid0_chunk_0000.mp4" in str(e.value)
+
+    def pool_with(index):
+        p = DecoderPool(2, 1)
+        p._indexes[path] = index
+        return p
+    keep = np.ones(len(fi), bool)
+    assert fi.keyframe[8]
+    keep[8] = False     # keyframe 8's packet is not in the index (a reference frame: the
+    # decoder always outputs it; a non-reference pre-roll frame is skipped, never seen)
+    dropped = dataclasses.replace(fi, pts=fi.pts[keep], keyframe=fi.keyframe[keep])
+    with pytest.raises(NMError, match="decoded frame pts .* is not in the frame index"):
+        pool_with(dropped).frame(path, 9)
+    step = int(fi.pts[1] - fi.pts[0])
+    extra = dataclasses.replace(fi, pts=np.append(fi.pts, fi.pts[-1] + step),
+                                keyframe=np.append(fi.keyframe, False))
+    with pytest.raises(NMError, match="stream ended before frame 20"):
+        pool_with(extra).frame(path, 20)
+    # the true index still decodes every frame right
+    p = pool_with(fi)
+    assert [frame_number(p.frame(path, i).to_ndarray(format="rgb24")) for i in (19, 4, 0)] == \
+        [19, 4, 0]
+
+
 def test_fsspec_url(built):
     pytest.importorskip("fsspec", reason="fsspec not installed (optional extra)")
     ds = open_dataset("file://" + str(built.root))
     assert ds.videos() == ["vid0", "vid1"]
     assert frame_number(ds.get("vid0", 27).image) == 27
     assert ds.action_state("vid0", 4).keys_vk == {65}
+
+
+def test_memory_filesystem_root(built):
+    """A non-local root: the whole dataset copied into fsspec's in-memory filesystem (no
+    local path anywhere), opened by URL; decoders read through file objects."""
+    fsspec = pytest.importorskip("fsspec", reason="fsspec not installed (test extra)")
+    fs = fsspec.filesystem("memory")
+    root = "/nm_test_memory_ds"
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+    for p in sorted(built.root.rglob("*")):
+        if p.is_file():
+            fs.pipe_file(f"{root}/{p.relative_to(built.root).as_posix()}", p.read_bytes())
+    try:
+        ds = open_dataset("memory://" + root)
+        assert ds.fs is fs and ds.videos() == ["vid0", "vid1"]
+        order = [27, 3, 53, 0, 20, 19, 41]
+        assert [frame_number(ds.get("vid0", f).image) for f in order] == order
+        assert [s.frame for s in ds.iter_frames(video_id="vid1")] == list(range(12))
+        local = open_dataset(built.root)
+        for f in (4, 23, 46):
+            a, b = ds.action_state("vid0", f), local.action_state("vid0", f)
+            assert (a.keys_vk, a.buttons, a.focus_title, a.wheel_dx) == \
+                (b.keys_vk, b.buttons, b.focus_title, b.wheel_dx)
+        assert np.array_equal(ds.get("vid0", 33).image, local.get("vid0", 33).image)
+        ds2 = pickle.loads(pickle.dumps(ds))            # what a spawned worker receives
+        assert frame_number(ds2.get("vid0", 45).image) == 45
+        fs.rm(f"{root}/video/SHARD_0000/vid0/vid0_chunk_0002.mp4")
+        with pytest.raises(BadInput, match="vid0_chunk_0002.mp4"):
+            open_dataset("memory://" + root).get("vid0", 41)
+        with pytest.raises(BadInput, match="not a dataset"):
+            open_dataset("memory:///nm_test_no_such_root")
+    finally:
+        fs.rm(root, recursive=True)
 
 
 def test_webm_chunks(tmp_path):
@@ -328,6 +466,8 @@ def test_session_events_normalisation():
             dict(t_ns=13_500, event_type="mouse_click", mouse_button="middle", state="released",
                  source="mouse"),
             dict(t_ns=14_500, event_type="wheel", delta=-2.0, source="mouse"),   # no wheel_dy
+            dict(t_ns=14_700, event_type="wheel", delta=0.0, wheel_dy=0.0, wheel_dx=4.0,
+                 source="mouse"),                                     # horizontal
             dict(t_ns=15_500, event_type="key_up", key_code=81, state="released",
                  source="keyboard")]
     tr = build_track(events_from_session(events_table(rows, ft)), 10)
@@ -336,4 +476,5 @@ def test_session_events_normalisation():
     assert tr.state(1).focus_window_id == "w1"
     assert [tr.state(f).buttons for f in (1, 2, 3, 4)] == [set(), {1}, {1}, set()]
     assert tr.state(3).mouse_norm == pytest.approx((0.5, 0.6)) and tr.state(5).wheel == -2.0
+    assert tr.state(5).wheel_dx == 4.0 and tr.state(4).wheel_dx == 0.0
     assert tr.state(4).keys == ("KeyQ",)     # the DOM key, else the DOM code

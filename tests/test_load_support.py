@@ -114,6 +114,8 @@ def default_events() -> list[dict]:
         ev(41, "keyup", key=" ", code="Space", state="released", meta=json.dumps({"vk": 32})),
         ev(45, "mousedown", mouse_button=2, state="pressed", mouse_x=300.0, mouse_y=200.0),
         ev(50, "wheel", mouse_wheel=-1.0),
+        ev(22, "wheel", 0.3, mouse_wheel=0.0, meta=json.dumps({"wheel_dx": -1.0})),  # tilt left
+        ev(22, "wheel", 0.6, mouse_wheel=1.0, meta=json.dumps({"wheel_dx": 2.0})),
     ]
 
 
@@ -177,7 +179,7 @@ def reference_state(events: list[dict], f: int) -> dict:
     keys, buttons = set(), set()
     pos = prev = (float("nan"), float("nan"))
     focus = None
-    wheel = 0.0
+    wheel = wheel_dx = 0.0
     pressed = set()
     for r in sorted(events, key=lambda r: r["t_ns"]):
         if r.get("is_valid") is False:
@@ -201,6 +203,7 @@ def reference_state(events: list[dict], f: int) -> dict:
             buttons.discard(r["mouse_button"])
         elif et == "wheel" and fr == f - 1:
             wheel += r["mouse_wheel"]
+            wheel_dx += json.loads(r["meta"]).get("wheel_dx", 0.0) if r.get("meta") else 0.0
         elif et == "focus":
             focus = json.loads(r["meta"])["title"]
         if r.get("mouse_x") is not None:
@@ -211,5 +214,5 @@ def reference_state(events: list[dict], f: int) -> dict:
         d = (0.0, 0.0)
     else:
         d = (pos[0] - prev[0], pos[1] - prev[1])
-    return dict(keys=keys, buttons=buttons, pos=pos, delta=d, wheel=wheel, focus=focus,
-                pressed=pressed)
+    return dict(keys=keys, buttons=buttons, pos=pos, delta=d, wheel=wheel, wheel_dx=wheel_dx,
+                focus=focus, pressed=pressed)

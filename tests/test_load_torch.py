@@ -35,6 +35,7 @@ def _check_batch_against_loader(ds, batch):
         assert np.array_equal(batch["keys"][i].numpy(), st.keys_multi_hot)
         assert np.array_equal(batch["buttons"][i].numpy(), st.buttons_multi_hot)
         assert np.allclose(batch["mouse_delta_px"][i].numpy(), st.mouse_delta_px)
+        assert float(batch["wheel"][i]) == st.wheel and float(batch["wheel_dx"][i]) == st.wheel_dx
         assert batch["focus_title"][i] == (st.focus_title or "")
 
 
@@ -83,3 +84,46 @@ def test_spawned_workers(built):
                     multiprocessing_context="spawn")
     frames = torch.cat([b["frame"] for b in dl]).tolist()
     assert frames == [fd.key(i)[1] for i in (0, 21, 40, 65)]
+
+
+def _chunk_order(ds, items):
+    """(video_id, chunk_id) in the order their first frame arrived."""
+    order = []
+    for vid, f in items:
+        key = (vid, ds.chunk_of(vid, f).chunk_id)
+        if key not in order:
+            order.append(key)
+    return order
+
+
+def test_set_epoch_changes_the_chunk_order(built):
+    """shuffle=True reorders chunks per epoch (seed + epoch), reproducibly; every epoch
+    still yields every frame once; unshuffled, set_epoch changes nothing. With 2 workers
+    (spawned after set_epoch: each gets the dataset with the new epoch) worker w takes
+    chunks w, w+2, ... of that epoch's order."""
+    ds = open_dataset(built.root)
+    it = ChunkIterableDataset(built.root, size=(W // 2, H // 2), shuffle=True, seed=1)
+    orders = []
+    for epoch in range(4):
+        it.set_epoch(epoch)
+        items = [(x["video_id"], int(x["frame"])) for x in it]
+        assert sorted(items) == sorted(ds.frame_list())
+        orders.append(_chunk_order(ds, items))
+    assert len(set(map(tuple, orders))) >= 2, orders     # the order changes with the epoch
+    it.set_epoch(2)
+    assert _chunk_order(ds, [(x["video_id"], int(x["frame"])) for x in it]) == orders[2]
+    plain = ChunkIterableDataset(built.root, size=(W // 2, H // 2))
+    plain.set_epoch(3)
+    assert _chunk_order(ds, [(x["video_id"], int(x["frame"])) for x in plain]) == \
+        [(c.video_id, c.chunk_id) for c in ds.chunks()]
+    # 2 workers at epoch 3: each worker's chunks in that epoch's order, interleaved
+    it.set_epoch(3)
+    dl = DataLoader(it, batch_size=None, num_workers=2, multiprocessing_context=MP)
+    got = [(x["video_id"], int(x["frame"])) for x in dl]
+    assert sorted(got) == sorted(ds.frame_list())
+    per_worker = {0: [], 1: []}
+    for k, key in enumerate(orders[3]):
+        per_worker[k % 2].append(key)
+    seen = _chunk_order(ds, got)
+    for w in (0, 1):
+        assert [c for c in seen if c in per_worker[w]] == per_worker[w]

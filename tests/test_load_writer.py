@@ -36,6 +36,10 @@ def session_rows(ft: np.ndarray) -> list[dict]:
              mouse_x_norm=0.15, mouse_y_norm=0.22),
         dict(t_ns=t(20, 0.1), event_type="wheel", source="mouse", delta=1.0, wheel_dy=1.0),
         dict(t_ns=t(20, 0.6), event_type="wheel", source="mouse", delta=2.0, wheel_dy=2.0),
+        dict(t_ns=t(20, 0.8), event_type="wheel", source="mouse", delta=0.0, wheel_dy=0.0,
+             wheel_dx=-2.0),                                   # horizontal (tilt left)
+        dict(t_ns=t(22), event_type="wheel", source="mouse", delta=1.0, wheel_dy=1.0,
+             wheel_dx=3.0),                                    # both axes in one row
         dict(t_ns=t(31), event_type="mouse_move", source="mouse", mouse_x_px=40.0,
              mouse_y_px=30.0, mouse_x_norm=0.4, mouse_y_norm=0.3),
         dict(t_ns=t(33), event_type="mouse_click", source="mouse", mouse_button="left",
@@ -68,7 +72,11 @@ def oracle(events, f: int) -> dict:
     dataset keeps events from frame 0 on, plus the state from before it: keys/buttons
     held, the last valid mouse position and the focus (carried, not a movement)."""
     rows = sorted(events.to_pylist(), key=lambda r: r["t_ns"])
-    keys, buttons, focus, pos, prev, wheel = set(), set(), None, None, None, 0.0
+    # a null frame_ref means before frame 0, or (after rows with one) after the last frame
+    seen = [i for i, r in enumerate(rows) if r["frame_ref"] is not None and r["frame_ref"] >= 0]
+    if seen:
+        rows = rows[:seen[-1] + 1]
+    keys, buttons, focus, pos, prev, wheel, wheel_dx = set(), set(), None, None, None, 0.0, 0.0
     for r in rows:
         fr = -1 if r["frame_ref"] is None else r["frame_ref"]
         if fr >= f:
@@ -89,12 +97,14 @@ def oracle(events, f: int) -> dict:
             continue
         if e == "wheel" and fr == f - 1:
             wheel += r["wheel_dy"]
+            wheel_dx += r.get("wheel_dx") or 0.0
         if located:
             if fr < f - 1:
                 prev = (r["mouse_x_px"], r["mouse_y_px"])
             pos = (r["mouse_x_px"], r["mouse_y_px"])
     delta = (0.0, 0.0) if prev is None or pos is None else (pos[0] - prev[0], pos[1] - prev[1])
-    return dict(keys=keys, buttons=buttons, focus=focus, pos=pos, delta=delta, wheel=wheel)
+    return dict(keys=keys, buttons=buttons, focus=focus, pos=pos, delta=delta, wheel=wheel,
+                wheel_dx=wheel_dx)
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +151,8 @@ def test_action_state_matches_session_events(written, f):
         assert st.mouse_px == pytest.approx(ref["pos"])
     assert st.mouse_delta_px == pytest.approx(ref["delta"])
     assert st.wheel == pytest.approx(ref["wheel"])
+    assert st.wheel_dx == pytest.approx(ref["wheel_dx"])
+    assert st.as_arrays()["wheel_dx"] == pytest.approx(ref["wheel_dx"])
 
 
 def test_spot_checks(written):
@@ -153,6 +165,8 @@ def test_spot_checks(written):
     assert a(30).keys_pressed_multi_hot.sum() == 0
     assert a(41).keys_vk == {65} and a(34).buttons == frozenset()
     assert a(21).wheel == 3.0 and a(71).wheel == -1.0
+    assert a(21).wheel_dx == -2.0 and a(23).wheel_dx == 3.0 and a(23).wheel == 1.0
+    assert a(22).wheel_dx == 0.0 and a(71).wheel_dx == 0.0
     assert a(51).buttons == frozenset()             # right tap inside frame 50 ...
     assert a(51).buttons_pressed_multi_hot.tolist() == [0, 0, 1, 0, 0]   # ... still seen
     assert a(13).buttons_pressed_multi_hot[0] == 1 and a(30).buttons_pressed_multi_hot.sum() == 0

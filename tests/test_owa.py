@@ -206,3 +206,248 @@ def test_bad_inputs_leave_nothing(tmp_path, media):
     with pytest.raises(BadInput, match="not in the frames table"):
         export_owa(video, shifted, out)
     assert not out.exists()
+
+
+# --- our OBS session out as an OWA MKV and back in: the same frame times -------------------
+
+import json
+import shutil
+import sys
+
+import pyarrow.parquet as pq
+
+from companion.align.anchors import choose_anchors
+from companion.interop.owa import epoch_track_tags
+
+FIX = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
+OBS_FIXTURES = ("obs29_h264_30fps_pause", "obs29_h264_60fps_startrace")
+
+
+def nm_align(*args, cwd=None) -> subprocess.CompletedProcess:
+    """The real CLI, as a user runs it (``python -m companion.cli.align_cli``)."""
+    import os
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "companion.cli.align_cli", *map(str, args)],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+def _session(tmp: Path, stem: str) -> Path:
+    """A copy of a committed OBS recording and its sidecar, with a small event log."""
+    d = tmp / "rec"
+    d.mkdir()
+    shutil.copy(FIX / f"{stem}.mkv", d)
+    shutil.copy(FIX / f"{stem}.anchors.jsonl", d)
+    sc = [json.loads(line) for line in (FIX / f"{stem}.anchors.jsonl").read_text().splitlines()
+          if line.strip()]
+    t0 = next(r["epoch_ns"] for r in sc if r.get("kind") == "clock")
+    lines = [json.dumps({"timestamp_ns": t0 + k * 250_000_000, "event_src": "control_publisher",
+                         "event_data": json.dumps(["mouse.move", 10 * k, 20])}) for k in range(8)]
+    (d / f"{stem}.jsonl").write_text("\n".join(lines) + "\n")
+    return d / f"{stem}.mkv"
+
+
+@pytest.fixture(scope="module", params=OBS_FIXTURES)
+def obs_owa(request, tmp_path_factory):
+    """One OBS fixture aligned with ``nm-align --owa-out`` (per frame) through the CLI."""
+    stem = request.param
+    tmp = tmp_path_factory.mktemp(stem)
+    mkv = _session(tmp, stem)
+    owa = tmp / "owa" / f"{stem}.mkv"
+    r = nm_align(mkv, "--owa-out", owa, "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["anchor_source"] == "captions+sidecar" and summary["owa_out"] == str(owa)
+    return stem, mkv, owa, pq.read_table(mkv.parent / "frames.parquet")
+
+
+def test_owa_out_marks_its_track_and_copies_the_pair(obs_owa):
+    stem, mkv, owa, frames = obs_owa
+    assert sorted(p.name for p in owa.parent.iterdir()) == sorted(
+        [f"{stem}.mkv", f"{stem}.jsonl", f"{stem}.anchors.jsonl"])
+    assert (owa.parent / f"{stem}.anchors.jsonl").read_bytes() == (FIX / f"{stem}.anchors.jsonl").read_bytes()
+    assert (owa.parent / f"{stem}.jsonl").read_bytes() == mkv.with_suffix(".jsonl").read_bytes()
+    tags = epoch_track_tags(owa)
+    meta = json.loads((mkv.parent / "metadata.json").read_text())
+    assert tags["TITLE"] == "epoch_ns" and tags["NM_EPOCH_TRACK"] == "frame"
+    assert tags["NM_FRAMES"] == str(frames.num_rows)
+    assert tags["NM_RECORDING_ID"] == meta["alignment"]["recording_id"]
+    assert tags["NM_CONFIDENCE"] == "exact"
+    assert epoch_track_tags(mkv) == {}                 # the OBS original has no such track
+    # the stream copy keeps our NM1 caption SEIs in the video packets
+    assert packet_digests(owa, "video") == packet_digests(mkv, "video")
+
+
+@pytest.mark.parametrize("with_sidecar", [True, False], ids=["with-sidecar", "mkv+jsonl-only"])
+def test_owa_round_trip_same_frame_times(obs_owa, tmp_path, with_sidecar):
+    """Read the OWA MKV back with ``nm-align`` (CLI): every frame's t_ns is unchanged --
+    on the start-race fixture too, whose correction comes from the sidecar's stop record
+    that captions cannot carry. With the copied sidecar the anchors are recomputed; with
+    only the OWA pair (MKV + JSONL) our tagged per-frame track wins over the captions."""
+    stem, _mkv, owa, frames = obs_owa
+    d = tmp_path / "back"
+    d.mkdir()
+    shutil.copy(owa, d)
+    shutil.copy(owa.with_suffix(".jsonl"), d)
+    if with_sidecar:
+        shutil.copy(owa.parent / f"{stem}.anchors.jsonl", d)
+    r = nm_align(d / owa.name, "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["anchor_source"] == ("captions+sidecar" if with_sidecar else "nm_epoch_track")
+    assert summary["confidence"] == "exact"
+    back = pq.read_table(d / "frames.parquet")
+    assert back.num_rows == frames.num_rows
+    assert back.column("pts").to_pylist() == frames.column("pts").to_pylist()
+    assert back.column("t_ns").to_pylist() == frames.column("t_ns").to_pylist()
+    ev0 = pq.read_table(_mkv.parent / "events.parquet")
+    ev1 = pq.read_table(d / "events.parquet")
+    assert ev1.column("frame_ref").to_pylist() == ev0.column("frame_ref").to_pylist()
+    v = subprocess.run([sys.executable, "-m", "companion.cli.validate_cli", str(d)],
+                       capture_output=True, text=True, env={**__import__("os").environ,
+                                                             "PYTHONPATH": str(REPO)})
+    assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_start_race_fixture_captions_alone_would_shift(obs_owa):
+    """Why the track must win over the captions: on the start-race recording the
+    captions alone give other times (the bug this guards against); a track naming
+    another recording, or one cut short, is not trusted."""
+    stem, _mkv, owa, frames = obs_owa
+    s = scan_video(owa)
+    fpts = np.array([int(Fraction(int(p)) * s.time_base * 10**9) for p in s.pts], dtype=np.int64)
+    tags = epoch_track_tags(owa)
+    a = choose_anchors(s.captions, None, s.subtitle_cues, None, tags, fpts)
+    assert a.source == "nm_epoch_track"
+    caps = choose_anchors(s.captions, None, s.subtitle_cues, None)     # tags unknown
+    assert caps.source == "captions"
+    from companion.align.session import build_frames
+    t_caps = build_frames(s, caps)[0].column("t_ns").to_numpy()
+    shifted = int(np.count_nonzero(t_caps != frames.column("t_ns").to_numpy()))
+    if stem.endswith("startrace"):
+        assert shifted == frames.num_rows
+    other = choose_anchors(s.captions, None, s.subtitle_cues, None,
+                           {**tags, "NM_RECORDING_ID": "DEADBEEF"}, fpts)
+    assert other.source == "captions" and any("DEADBEEF" in w for w in other.warnings)
+    cut = choose_anchors(s.captions, None, s.subtitle_cues[:-1], None, tags, fpts)
+    assert cut.source == "captions" and any("cut or re-muxed" in w for w in cut.warnings)
+
+
+# --- an OWA recording made by third-party tools, end to end -------------------------------
+
+# seed 002's example.jsonl, verbatim (the shape OWA's recorder writes: 2-element key
+# arrays, window events without pid/app, a scroll)
+SEED002_JSONL = r'''{"timestamp_ns":1740119250371185500,"event_src":"window_publisher","event_data":"{\"title\":\"index.md - open-world-agents - Visual Studio Code\",\"rect\":[1720,0,3440,1392],\"hWnd\":133820}"}
+{"timestamp_ns":1740119251372073500,"event_src":"window_publisher","event_data":"{\"title\":\"index.md - open-world-agents - Visual Studio Code\",\"rect\":[1720,0,3440,1392],\"hWnd\":133820}"}
+{"timestamp_ns":1740119252372885600,"event_src":"window_publisher","event_data":"{\"title\":\"index.md - open-world-agents - Visual Studio Code\",\"rect\":[1720,0,3440,1392],\"hWnd\":133820}"}
+{"timestamp_ns":1740119253373626300,"event_src":"window_publisher","event_data":"{\"title\":\"index.md - open-world-agents - Visual Studio Code\",\"rect\":[1720,0,3440,1392],\"hWnd\":133820}"}
+{"timestamp_ns":1740119254374614300,"event_src":"window_publisher","event_data":"{\"title\":\"index.md - open-world-agents - Visual Studio Code\",\"rect\":[1720,0,3440,1392],\"hWnd\":133820}"}
+{"timestamp_ns":1740119255179855200,"event_src":"control_publisher","event_data":"[\"keyboard.press\",162]"}
+{"timestamp_ns":1740119255231630800,"event_src":"control_publisher","event_data":"[\"keyboard.press\",67]"}
+{"timestamp_ns":1740119329381736500,"event_src":"window_publisher","event_data":"{\"title\":\"recorder.py (Working Tree) (recorder.py) - open-world-agents - Visual Studio Code\",\"rect\":[1720,0,3440,1392],\"hWnd\":133820}"}
+{"timestamp_ns":1740119329446280600,"event_src":"control_publisher","event_data":"[\"mouse.move\",2592,1309]"}
+{"timestamp_ns":1740119329447390300,"event_src":"control_publisher","event_data":"[\"mouse.move\",2591,1309]"}
+{"timestamp_ns":1740119329454390800,"event_src":"control_publisher","event_data":"[\"mouse.move\",2587,1309]"}
+{"timestamp_ns":1740119329461473500,"event_src":"control_publisher","event_data":"[\"mouse.move\",2583,1309]"}
+{"timestamp_ns":1740119329469521800,"event_src":"control_publisher","event_data":"[\"mouse.move\",2580,1309]"}
+{"timestamp_ns":1740119329476521000,"event_src":"control_publisher","event_data":"[\"mouse.move\",2577,1310]"}
+{"timestamp_ns":1740119329483605100,"event_src":"control_publisher","event_data":"[\"mouse.move\",2575,1310]"}
+{"timestamp_ns":1740119329491665600,"event_src":"control_publisher","event_data":"[\"mouse.move\",2575,1310]"}
+{"timestamp_ns":1740119329619434700,"event_src":"control_publisher","event_data":"[\"mouse.scroll\",2575,1310,0,1]"}
+'''
+OWA_T0 = 1_740_119_250_300_000_000     # capture time of frame 0 (before the first event)
+OWA_SECONDS, OWA_FPS = 82, 5
+
+
+def _srt_time(ms: int) -> str:
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+@pytest.fixture(scope="module")
+def third_party_owa(tmp_path_factory):
+    """``example.mkv`` + ``example.jsonl`` as OWA's tools make them: an H.264 video muxed
+    by ffmpeg with an SRT of one epoch-ns cue per second (the recorder's clock drifting
+    by 40 us a second and one cue 3 ms late), and seed 002's example JSONL verbatim."""
+    d = tmp_path_factory.mktemp("owa3p")
+    v = make_h264(d / "v.mp4", seconds=OWA_SECONDS, fps=OWA_FPS, bframes=False, audio=False)
+    epochs = [OWA_T0 + k * 1_000_040_000 + (3_000_000 if k == 40 else 0) for k in range(OWA_SECONDS)]
+    srt = d / "c.srt"
+    srt.write_text("".join(f"{k + 1}\n{_srt_time(k * 1000)} --> {_srt_time(k * 1000 + 1000)}\n{e}\n\n"
+                           for k, e in enumerate(epochs)))
+    mkv = d / "example.mkv"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(v), "-i", str(srt), "-map", "0",
+                    "-map", "1", "-c:v", "copy", "-c:s", "srt", str(mkv)], check=True)
+    seed = sorted(Path("/work/shared/seeds").glob("002_*"))
+    if seed:                                 # the copy above is the seed's text, line for line
+        assert all(ln in seed[0].read_text() for ln in SEED002_JSONL.splitlines())
+    (d / "example.jsonl").write_text(SEED002_JSONL)
+    v.unlink()
+    srt.unlink()
+    return d, mkv, epochs
+
+
+def test_third_party_owa_recording_aligns_and_validates(third_party_owa, tmp_path):
+    from companion.align.session import align_session
+    from companion.validate import validate_path
+    src, _mkv, epochs = third_party_owa
+    d = tmp_path / "s"
+    shutil.copytree(src, d)
+    res = align_session(d / "example.mkv", progress=False)
+    assert res["anchor_source"] == "owa_subtitles" and res["confidence"] == "approximate"
+    frames = pq.read_table(d / "frames.parquet")
+    n = OWA_SECONDS * OWA_FPS
+    assert frames.num_rows == n
+    pts_ns = np.asarray(frames.column("pts_ns").to_numpy())
+    assert pts_ns.tolist() == [i * 200_000_000 for i in range(n)]
+    # a frame with a cue takes the cue's time; the others keep the last cue's offset
+    want = [epochs[i // OWA_FPS] + (i % OWA_FPS) * 200_000_000 for i in range(n)]
+    assert frames.column("t_ns").to_pylist() == want
+    meta = json.loads((d / "metadata.json").read_text())
+    assert meta["alignment"]["cue_frames"] == OWA_SECONDS and meta["alignment"]["cues_ignored"] == 0
+    # every control line is an event row, and the first window line (a focus row; the
+    # heartbeats and the title change keep hWnd 133820: no focus change), each on the
+    # frame on screen at its time
+    evs = pq.read_table(d / "events.parquet").to_pylist()
+    lines = [json.loads(x) for x in SEED002_JSONL.splitlines()]
+    rows = [x for i, x in enumerate(lines) if x["event_src"] == "control_publisher" or i == 0]
+    assert [e["t_ns"] for e in evs] == [x["timestamp_ns"] for x in rows]
+    ft = np.asarray(want, dtype=np.int64)
+    for e in evs:
+        assert e["frame_ref"] == int(np.searchsorted(ft, e["t_ns"], "right")) - 1
+    keys = [(e["event_type"], e["key_code"]) for e in evs if e["source"] == "keyboard"]
+    assert keys == [("key_down", 162), ("key_down", 67)]
+    assert sum(e["event_type"] == "mouse_move" for e in evs) == 8
+    wheel = [e for e in evs if e["event_type"] == "wheel"]
+    assert len(wheel) == 1 and wheel[0]["wheel_dy"] == 1 and wheel[0]["mouse_x_px"] == 2575
+    focus = [e for e in evs if e["event_type"] == "focus"]
+    assert len(focus) == 1 and focus[0]["window_id"] == "133820"
+    assert dict(focus[0]["metadata"])["title"] == "index.md - open-world-agents - Visual Studio Code"
+    assert [str(p) for p in validate_path(d)] == []
+
+
+@pytest.mark.parametrize("per", ["frame", "second"])
+def test_cli_owa_out_and_owa_per_on_a_third_party_recording(third_party_owa, tmp_path, per):
+    """``nm-align example.mkv --owa-out OUT.mkv --owa-per PER`` (the real CLI): the output
+    has the planned cues and tags and the JSONL beside it, and aligning OUT.mkv gives
+    the same frame times."""
+    src, _mkv, _epochs = third_party_owa
+    d = tmp_path / "s"
+    shutil.copytree(src, d)
+    out = tmp_path / "o" / "rec.mkv"
+    r = nm_align(d / "example.mkv", "--owa-out", out, "--owa-per", per, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["owa_out"] == str(out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["rec.jsonl", "rec.mkv"]  # no sidecar to copy
+    assert (out.parent / "rec.jsonl").read_text() == SEED002_JSONL
+    tags = epoch_track_tags(out)
+    assert tags["NM_EPOCH_TRACK"] == per and tags["NM_CONFIDENCE"] == "approximate"
+    n = OWA_SECONDS * OWA_FPS
+    assert tags["NM_FRAMES"] == str(n) and "NM_RECORDING_ID" not in tags
+    assert len(scan_video(out).subtitle_cues) == (n if per == "frame" else OWA_SECONDS)
+    r = nm_align(out, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["anchor_source"] == "owa_subtitles"
+    assert pq.read_table(out.parent / "frames.parquet").column("t_ns").to_pylist() == \
+        pq.read_table(d / "frames.parquet").column("t_ns").to_pylist()
+    bad = nm_align(d / "example.mkv", "--owa-out", tmp_path / "x.mkv", "--owa-per", "minute")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr

@@ -80,6 +80,13 @@ def test_overlay_mp4_draws_the_loader_state(built, tmp_path):
     ring_px = frames[6][0][66 - 7, 120].astype(int)
     assert ring_px[0] > 170 and ring_px[1] < 130, ring_px
     assert np.abs(frames[2][0][66 - 7, 120].astype(int) - clean[2][66 - 7, 120]).max() < 30
+    # the trail: a yellow line from the move in frame 3 (100, 62) to the first move in
+    # frame 4 (110, 64), drawn at frames 5 and 6 (15 px from the cursor: not the cursor);
+    # the clean picture there is the blue-120 gradient, and frame 2 has no trail yet
+    for f in (5, 6):
+        px = frames[f][0][63, 105].astype(int)
+        assert px[0] > 180 and px[1] > 150 and px[2] < 70, (f, px)
+    assert np.abs(frames[2][0][63, 105].astype(int) - clean[2][63, 105]).max() < 30
 
 
 def test_contact_sheet(built, tmp_path):
@@ -98,6 +105,11 @@ def test_contact_sheet(built, tmp_path):
         cell = img[y:y + H, x:x + W].astype(int)
         ref = ds.get("vid0", 20 + k).image.astype(int)
         assert np.abs(cell[30:70, 60:] - ref[30:70, 60:]).mean() < 3
+        # the overlay is on the cell: the cursor at the last move (norm 50/W, 30/H, i.e.
+        # pixel (50, 30) at this size), white inside a black ring; the clean frame there
+        # is the blue-120 gradient, neither white nor black
+        assert cell[30, 50].min() > 200 and ref[30, 50].min() < 150, (k, cell[30, 50])
+        assert cell[30, 55].max() < 60 and ref[30, 55].max() > 100, (k, cell[30, 55])
 
 
 def test_viewer_data_matches_loader_state(built):
@@ -186,6 +198,25 @@ def test_cli(built, tmp_path):
                        cwd=tmp_path)
     assert r.returncode == 0 and (tmp_path / "vid0_chunk_0000.html").is_file()
     assert frame_number(_decode(tmp_path / "a.mp4")[0][0]) == 20
+    # --mp4: the overlay video of chunk 0, through the CLI
+    r = subprocess.run(exe + [str(built.root), "--chunk", "0", "--quiet", "--mp4",
+                              str(tmp_path / "o.mp4")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"wrote {tmp_path / 'o.mp4'} (20 frames)"
+    frames = _decode(tmp_path / "o.mp4")
+    assert len(frames) == 20
+    ds = open_dataset(built.root)
+    clean = ds.get("vid0", 6).image.astype(int)
+    px = frames[6][0][66, 120].astype(int)    # cursor filled red: left button held at 6
+    assert px[0] > 180 and px[1] < 110 and px[2] < 110 and abs(px - clean[66, 120]).max() > 60
+    # away from the overlay, output frame 11 is frame 11
+    ref11 = ds.get("vid0", 11).image.astype(int)
+    assert np.abs(frames[11][0][30:70, 140:].astype(int) - ref11[30:70, 140:]).mean() < 4
+    assert np.abs(frames[11][0][30:70, 140:].astype(int) - clean[30:70, 140:]).mean() > 10
+    r = subprocess.run(exe + [str(built.root), "--mp4", str(tmp_path), "--quiet"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
+    assert r.stderr.strip() == f"nm-preview: error: {tmp_path}: is a directory; give an output file name"
 
 
 def test_drawing_primitives_clip_and_hit_the_right_pixels():

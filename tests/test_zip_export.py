@@ -1,6 +1,7 @@
 """The app's zip export (seed 000) imported as a session folder: real zips, real WebM."""
 from __future__ import annotations
 
+import io
 import json
 import stat
 import zipfile
@@ -294,11 +295,18 @@ def test_lone_surrogates_and_deep_metadata(tmp_path, webm_bytes):
     rows = [json.loads(r["event_data"]) for r in read_jsonl(out / "s.jsonl")]
     assert [ev.KEY_PRESS, 65, "\ufffd"] in rows
     assert json.loads((out / "metadata.json").read_text())["env"]["os"] == "Linux \ufffd"
-    members["s_metadata.json"] = '{"a":' * 900 + "1" + "}" * 900
-    try:
-        import_zip(make_zip(tmp_path / "deep.zip", members), tmp_path / "w2")
-    except NMError as e:
-        assert "nested too deeply" in str(e)
+    for depth, match in ((32, "JSON nested deeper than 31 levels"),
+                         (900, "JSON nested deeper than 31 levels"),   # parses, then refused
+                         (5000, "JSON nested too deeply")):          # beyond the parser
+        members["s_metadata.json"] = '{"a":' * depth + "1" + "}" * depth
+        with pytest.raises(NMError, match=match) as ei:
+            import_zip(make_zip(tmp_path / "deep.zip", members), tmp_path / "w2")
+        assert "s_metadata.json" in str(ei.value) and "\n" not in str(ei.value)
+        assert not (tmp_path / "w2").exists() or not any((tmp_path / "w2").iterdir())
+    # 31 levels still import, and the session's metadata.json (one level deeper) aligns
+    members["s_metadata.json"] = '{"a":' * 31 + "1" + "}" * 31
+    out = import_zip(make_zip(tmp_path / "deep31.zip", members), tmp_path / "w3")
+    assert json.loads((out / "metadata.json").read_text())["source_export"]["a"]["a"]
 
 
 def test_macos_finder_zip_with_resource_forks(tmp_path, webm_bytes):
@@ -325,3 +333,168 @@ def test_stored_zip_with_unicode_and_large_event_list(tmp_path, webm_bytes):
     assert len(rows) == 20003
     key = [json.loads(r["event_data"]) for r in rows if '"keyboard.press"' in r["event_data"]]
     assert key == [[ev.KEY_PRESS, None, "é"]]          # unknown key kept, vk null, not guessed
+
+
+def _lying_sizes(raw: bytes, name: str, size: int, compressed: int | None = None, crc: int | None = None) -> bytes:
+    """``raw`` (a zip) with member ``name``'s declared sizes (and CRC) rewritten in both
+    its local header and the central directory: what a hostile or broken zip says."""
+    import struct
+    b = bytearray(raw)
+    for sig, fixed in ((b"PK\x03\x04", 14), (b"PK\x01\x02", 16)):    # offset of crc-32
+        pos = 0
+        while (pos := b.find(sig, pos)) >= 0:
+            nlen_off = 26 if sig == b"PK\x03\x04" else 28
+            nlen = struct.unpack_from("<H", b, pos + nlen_off)[0]
+            hdr = 30 if sig == b"PK\x03\x04" else 46
+            if bytes(b[pos + hdr:pos + hdr + nlen]) == name.encode():
+                if crc is not None:
+                    struct.pack_into("<I", b, pos + fixed, crc)
+                if compressed is not None:
+                    struct.pack_into("<I", b, pos + fixed + 4, compressed)
+                struct.pack_into("<I", b, pos + fixed + 8, size)
+            pos += 4
+    return bytes(b)
+
+
+def test_json_member_over_the_default_limit(tmp_path, webm_bytes):
+    """The default bound (256 MiB per JSON member, ZipLimits' docstring says why) is
+    checked from the declared size, before anything is read or extracted. The zip
+    declares a 300 MiB input JSON (stored, so no ratio alarm) it does not contain."""
+    assert ZipLimits().max_json_bytes == 256 * 1024**2
+    raw = make_zip(tmp_path / "ok.zip", good_members("s", webm_bytes),
+                   compression=zipfile.ZIP_STORED).read_bytes()
+    big = 300 * 1024**2
+    z = tmp_path / "s.zip"
+    z.write_bytes(_lying_sizes(raw, "s_input.json", big, compressed=big))
+    _expect_bad(tmp_path, z, f"s_input.json is {big} bytes, more than {256 * 1024**2}")
+    # the metadata member has the same bound (a bound between the two members' sizes)
+    members = good_members("s", webm_bytes)
+    in_len, meta_len = (len(members[k].encode()) for k in ("s_input.json", "s_metadata.json"))
+    assert meta_len < in_len
+    z2 = make_zip(tmp_path / "m.zip", members)
+    with pytest.raises(BadInput, match=f"s_input.json is {in_len} bytes, more than {in_len - 1}"):
+        import_zip(z2, tmp_path / "w", limits=ZipLimits(max_json_bytes=in_len - 1))
+    members["s_input.json"], members["s_metadata.json"] = (
+        members["s_input.json"], members["s_metadata.json"] + " " * in_len)
+    z3 = make_zip(tmp_path / "m3.zip", members)
+    with pytest.raises(BadInput, match=f"s_metadata.json is {meta_len + in_len} bytes, more than {in_len}"):
+        import_zip(z3, tmp_path / "w", limits=ZipLimits(max_json_bytes=in_len))
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_member_longer_than_declared_size(tmp_path, webm_bytes, method):
+    """A video member holding more bytes than its header declares: never more than the
+    declared size is written, and the import fails with one line, leaving nothing.
+    (CPython's zipfile stops reading at the declared size and its CRC check fails, so
+    the error comes from there; test_extract_refuses_more_than_declared covers the
+    importer's own count.)"""
+    raw = make_zip(tmp_path / "ok.zip", good_members("s", webm_bytes), compression=method).read_bytes()
+    z = tmp_path / "s.zip"
+    z.write_bytes(_lying_sizes(raw, "s.webm", 1000))
+    _expect_bad(tmp_path, z, "cannot extract s.webm")
+    if method == zipfile.ZIP_STORED:
+        # the same lie with a CRC that fits the first 1000 bytes: those come out, no more
+        import zlib as _z
+        z.write_bytes(_lying_sizes(raw, "s.webm", 1000, crc=_z.crc32(webm_bytes[:1000])))
+        out = import_zip(z, tmp_path / "w")
+        assert (out / "s.webm").read_bytes() == webm_bytes[:1000]
+
+
+def test_extract_refuses_more_than_declared(tmp_path, webm_bytes):
+    """The importer's own bound in _extract_member, for a zip reader that does not stop
+    at the declared size. Not the real zipfile: CPython's never returns more (see the
+    test above), so its member stream is replaced by one that keeps going."""
+    from companion.interop import zip_export as zx
+    z = make_zip(tmp_path / "s.zip", good_members("s", webm_bytes), compression=zipfile.ZIP_STORED)
+    with zipfile.ZipFile(z) as zf:
+        info = zf.getinfo("s.webm")
+
+        class Overlong(io.BytesIO):
+            def __enter__(self):
+                return self
+
+        orig_open = zf.open
+        zf.open = lambda i, *a, **k: Overlong(webm_bytes + b"more") if i is info else orig_open(i, *a, **k)
+        dest = tmp_path / "out.webm"
+        with pytest.raises(BadInput, match="s.zip: s.webm is longer than its declared size"):
+            zx._extract_member(zf, info, dest, "s.zip")
+
+
+# --- zip export -> nm-align: what the alignment says and keeps ----------------------------
+
+def _check_aligned_export(session: Path, ds: Path, sid: str, webm: bytes, n_frames: int) -> None:
+    """The session and dataset nm-align made from ``<sid>.zip`` (built by good_members)."""
+    import pyarrow.parquet as pq
+    from companion.contract.metadata import check_format_version
+    meta = json.loads((session / "metadata.json").read_text())
+    al = meta["alignment"]
+    assert al["anchor_source"] == ANCHOR_SOURCE == "export_start_time"
+    assert al["confidence"] == "low"
+    assert any("pinned to the export start time" in w for w in al["warnings"])
+    # the export's own metadata and the import record survive the alignment
+    assert meta["source_export"] == sample_metadata(sid)
+    assert meta["import"]["anchor_source"] == ANCHOR_SOURCE and meta["import"]["events_imported"] == 6
+    assert meta["captured_at"] == "2024-03-22T12:38:31.111Z"
+    assert validate_json(meta, "session_metadata") == [] and check_format_version(meta["format_version"]) is None
+    # frame times: startTime (ms -> ns) + the WebM's own presentation times, frame by frame
+    frames = pq.read_table(session / "frames.parquet")
+    with av.open(str(session / f"{sid}.webm")) as c:
+        vs = c.streams.video[0]
+        pts_ns = sorted(int(Fraction(p.pts) * vs.time_base * 1_000_000_000)
+                        for p in c.demux(vs) if p.size and p.pts is not None)
+    assert len(pts_ns) == frames.num_rows == n_frames
+    assert frames.column("t_ns").to_pylist() == [START_MS * 1_000_000 + p for p in pts_ns]
+    assert frames.column("pts_ns").to_pylist() == pts_ns
+    assert (session / f"{sid}.webm").read_bytes() == webm
+    # every mapped input event is in events.parquet at its exported time
+    evs = pq.read_table(session / "events.parquet").to_pylist()
+    assert sorted(e["t_ns"] for e in evs if e["source"] in ("keyboard", "mouse")) == \
+        [START_MS * 1_000_000 + d for d in (10_000_000, 20_000_000, 30_500_000, 31_000_000,
+                                              40_000_000, 50_000_000)]
+    # the dataset chunks say how the sync was made
+    chunk_metas = [json.loads(p.read_text()) for p in sorted((ds / "actions").rglob("metadata.json"))]
+    assert len(chunk_metas) == pq.read_table(ds / "index.parquet").num_rows >= 2
+    for cm in chunk_metas:
+        assert cm["sync"]["anchor_source"] == "export_start_time"
+        assert cm["sync"]["alignment_confidence"] == "low"
+        assert cm["original_video"]["session_id"] == sid
+    starts = sorted(cm["t_ns"]["start"] for cm in chunk_metas)
+    assert starts[0] == START_MS * 1_000_000 + pts_ns[0]
+
+
+def test_zip_export_aligns_with_low_confidence_and_keeps_its_metadata(tmp_path):
+    from companion.align.session import align_session
+    sid = "exp2"
+    webm = make_webm(tmp_path / "v.webm", n_frames=45).read_bytes()
+    z = make_zip(tmp_path / f"{sid}.zip", good_members(sid, webm))
+    summary = align_session(z, dataset=tmp_path / "ds", chunk_seconds=1.0, progress=False)
+    assert summary["anchor_source"] == "export_start_time" and summary["confidence"] == "low"
+    assert summary["out"] == str(tmp_path / sid) and summary["frames"] == 45
+    _check_aligned_export(tmp_path / sid, tmp_path / "ds", sid, webm, 45)
+
+
+def test_nm_align_cli_on_a_zip_export(tmp_path, webm_bytes):
+    """The real command: ``nm-align X.zip --dataset ROOT`` as a subprocess, then nm-validate."""
+    import os
+    import subprocess
+    import sys
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    sid = "cli1"
+    z = make_zip(tmp_path / f"{sid}.zip", good_members(sid, webm_bytes))
+    r = subprocess.run([sys.executable, "-m", "companion.cli.align_cli", str(z), "--dataset",
+                        str(tmp_path / "ds"), "--chunk-seconds", "0.2", "--quiet"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "anchors from export_start_time (low)" in r.stdout
+    assert "pinned to the export start time" in r.stderr          # the warning is printed
+    _check_aligned_export(tmp_path / sid, tmp_path / "ds", sid, webm_bytes, 12)
+    for target in (tmp_path / sid, tmp_path / "ds"):
+        v = subprocess.run([sys.executable, "-m", "companion.cli.validate_cli", str(target)],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert v.returncode == 0, v.stdout + v.stderr
+    # a broken zip through the same command: one line, exit 2
+    (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 not really")
+    r = subprocess.run([sys.executable, "-m", "companion.cli.align_cli", str(tmp_path / "bad.zip")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

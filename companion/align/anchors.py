@@ -2,12 +2,18 @@
 
 Sources, best first (docs/contracts/captions-and-sidecar.md, "Choosing anchors"):
 
-1. ``captions``: NM1 captions demuxed from the video packets (in-band, travel with
-   the file);
-2. ``sidecar``: ``<stem>.anchors.jsonl`` written by the OBS script;
-   when both exist they are cross-checked and disagreements reported;
-3. ``owa_subtitles``: an open-world-agents subtitle track of epoch-ns cues;
-4. ``recording_start_marker``: the companion's ``recording.started`` marker (or a zip
+1. ``sidecar`` (``<stem>.anchors.jsonl`` written by the OBS script), cross-checked
+   with the NM1 captions demuxed from the video packets when both exist
+   (``captions+sidecar``); only the sidecar can pin the start (stop rule);
+2. ``nm_epoch_track``: no sidecar, NM1 captions, and a per-frame epoch-ns subtitle
+   track that ``nm-align --owa-out`` wrote (tagged ``NM_EPOCH_TRACK=frame``) with a cue
+   on every frame: the frame times aligned from the original, start-race correction
+   included, which the captions alone would lose (without captions such a track is
+   read as OWA cues, rule 4, to the same times);
+3. ``captions``: NM1 captions alone (in-band, travel with the file, but carry no stop
+   record);
+4. ``owa_subtitles``: an open-world-agents subtitle track of epoch-ns cues;
+5. ``recording_start_marker``: the companion's ``recording.started`` marker (or a zip
    export's ``startTime``) pins pts 0: low confidence, warned.
 """
 from __future__ import annotations
@@ -21,7 +27,7 @@ from ..contract.sidecar import Sidecar
 
 @dataclass
 class AnchorSet:
-    source: str                      # captions | sidecar | captions+sidecar | owa_subtitles | ...
+    source: str                      # captions | sidecar | captions+sidecar | nm_epoch_track | owa_subtitles | ...
     confidence: str                  # exact | approximate | low
     recording_id: str | None = None
     segments: list[SegmentAnchor] = field(default_factory=list)
@@ -83,10 +89,47 @@ def has_epoch_cues(cues: Sequence[tuple[int, int, str]]) -> bool:
                for _s, _e, text in cues)
 
 
+def nm_epoch_track(subtitle_cues: Sequence[tuple[int, int, str]], subtitle_tags: dict | None,
+                   frame_pts_ns, caption_id: str | None, warnings: list[str]) -> AnchorSet | None:
+    """An AnchorSet from a per-frame epoch track written by ``nm-align --owa-out``, or
+    None (with a warning in ``warnings`` when a track says it is ours but cannot be
+    used): it must be tagged ``NM_EPOCH_TRACK=frame``, have exactly one epoch cue on
+    every video frame (``frame_pts_ns``: frame presentation times, ns, increasing), and
+    name the same recording as the captions when both carry an id. Its confidence is
+    the one the writing alignment tagged (``NM_CONFIDENCE``), else ``approximate``."""
+    from ..interop.owa import (TAG_CONFIDENCE, TAG_FRAMES, TAG_RECORDING_ID, TAG_TRACK,
+                               frames_from_epoch_cues)
+    tags = {str(k).upper(): str(v) for k, v in (subtitle_tags or {}).items()}
+    if tags.get(TAG_TRACK) != "frame" or frame_pts_ns is None or not subtitle_cues:
+        return None
+    rec = tags.get(TAG_RECORDING_ID) or None
+    if rec and caption_id and rec != caption_id:
+        warnings.append(f"the nm epoch track names recording {rec} but the captions {caption_id}: "
+                        f"track ignored")
+        return None
+    import numpy as np
+    n = len(frame_pts_ns)
+    idx, _epoch, ignored = frames_from_epoch_cues(np.asarray(frame_pts_ns, dtype=np.int64),
+                                                  subtitle_cues)
+    if ignored or len(idx) != n or tags.get(TAG_FRAMES, str(n)) != str(n):
+        warnings.append(f"the nm epoch track has cues on {len(idx)} of {n} frames ({ignored} cue(s) "
+                        f"unplaced, {tags.get(TAG_FRAMES, '?')} frames when written): the file was "
+                        f"cut or re-muxed, track not used as exact frame times")
+        return None
+    conf = tags.get(TAG_CONFIDENCE)
+    return AnchorSet("nm_epoch_track", conf if conf in ("exact", "approximate", "low") else "approximate",
+                     rec or caption_id, raw_cues=list(subtitle_cues), warnings=warnings)
+
+
 def choose_anchors(captions: Sequence[tuple[int, str]], sidecar: Sidecar | None,
                    subtitle_cues: Sequence[tuple[int, int, str]],
-                   start_marker: tuple[int, str] | None) -> AnchorSet | None:
-    """Pick the best anchor source; None when there is nothing at all."""
+                   start_marker: tuple[int, str] | None,
+                   subtitle_tags: dict | None = None, frame_pts_ns=None) -> AnchorSet | None:
+    """Pick the best anchor source; None when there is nothing at all.
+
+    ``subtitle_tags`` (the cue track's tags, ``owa.epoch_track_tags``) and ``frame_pts_ns``
+    (the frames' presentation times, ns) let a per-frame nm epoch track win over captions
+    alone; without them such a track is read as plain OWA cues."""
     c_segs, c_clocks, bad, _foreign = anchors_from_captions(captions)
     warnings = []
     if bad:
@@ -101,6 +144,13 @@ def choose_anchors(captions: Sequence[tuple[int, str]], sidecar: Sidecar | None,
     has_caps = any(s.segment == 0 for s in c_segs)
     has_side = sidecar is not None and any(s.segment == 0 for s in sidecar.segments)
 
+    if has_caps and not has_side:
+        nm = nm_epoch_track(subtitle_cues, subtitle_tags, frame_pts_ns, cap_id, warnings)
+        if nm is not None:
+            nm.crosscheck = {"agree": True, "problems": [], "notes": [
+                "NM1 captions present but not used: they carry no stop record, the nm "
+                "epoch track holds the frame times aligned from the original"]}
+            return nm
     if has_caps or has_side:
         if has_caps and has_side:
             cross = crosscheck(c_segs, c_clocks, sidecar)

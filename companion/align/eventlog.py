@@ -383,7 +383,13 @@ def _read(log: EventLog, f, total: int, spath: str, progress: Any, block: int,
             try:
                 nxt = split_next()                     # reads the next block meanwhile
                 nxt_fut = submit(nxt) if nxt is not None else None
-                ts, src, edata, keep = fut.result()
+                try:
+                    ts, src, edata, keep = fut.result()
+                except UnicodeEncodeError:
+                    # json.loads decodes a "\ud800" escape to a lone surrogate, which
+                    # Arrow's UTF-8 strings cannot hold: name the line
+                    raise BadInput(f"{spath}:{_surrogate_line(*cur[:4])}: a string holds a lone "
+                                   "UTF-16 surrogate escape, not Unicode text") from None
                 batch, ctrl_mask, win_idx = acc.add(ts, src, edata, keep, lineno[keep]
                                                     if keep is not None else lineno)
             finally:
@@ -404,6 +410,20 @@ def _read(log: EventLog, f, total: int, spath: str, progress: Any, block: int,
                 progress.update(int(starts.size))
             cur, fut = nxt, nxt_fut
     acc.finish()
+
+
+def _surrogate_line(data: bytes, starts: np.ndarray, ends: np.ndarray, lineno: np.ndarray) -> int:
+    """The first line of a block whose outer strings hold a lone surrogate."""
+    for s, e, ln in zip(starts.tolist(), ends.tolist(), lineno.tolist()):
+        try:
+            _t, src, edata = E._parse_outer(data[s:e])
+            src.encode("utf-8")
+            edata.encode("utf-8")
+        except E._LineError:
+            continue
+        except UnicodeEncodeError:
+            return int(ln)
+    return int(lineno[0]) if lineno.size else 1
 
 
 class _Accumulator:
@@ -444,11 +464,12 @@ class _Accumulator:
                 if obj.get("event") == ev.REC_CLOCK:
                     e_ns, m_ns = obj.get("epoch_ns"), obj.get("mono_ns")
                     if (isinstance(e_ns, int) and isinstance(m_ns, int)
-                            and not isinstance(e_ns, bool) and not isinstance(m_ns, bool)):
+                            and not isinstance(e_ns, bool) and not isinstance(m_ns, bool)
+                            and -2**63 <= e_ns < 2**63 and -2**63 <= m_ns < 2**63):
                         self.clock.append((e_ns, m_ns))
                     else:
                         raise BadInput(f"{spath}:{line}: clock marker needs integer epoch_ns "
-                                       "and mono_ns")
+                                       "and mono_ns (64-bit)")
         cidx = np.flatnonzero(is_ctrl)
         c = E._parse_controls(edata.filter(is_ctrl_a), ln[cidx], spath)
         known = c["kind"] >= 0                        # unknown actions are skipped

@@ -358,7 +358,8 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
 
     sc_path = sidecar_path_for(video)
     sidecar = read_sidecar(sc_path) if sc_path.exists() else None
-    anchors = choose_anchors(scan.captions, sidecar, scan.subtitle_cues, _start_marker(log))
+    anchors = choose_anchors(scan.captions, sidecar, scan.subtitle_cues, _start_marker(log),
+                             *_epoch_track(video, scan, sidecar))
     if anchors is None:
         raise BadInput(f"{video}: no timing anchors (no NM1 captions, no {sc_path.name}, no "
                        f"epoch subtitle track, no recording.started marker in {events_path.name})")
@@ -409,7 +410,8 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
         # the dataset (and OWA export) run while the video is still being hashed
         if owa_out:
             from ..interop.owa import export_owa
-            export_owa(video, frames, Path(owa_out), per=owa_per, jsonl=events_path)
+            export_owa(video, frames, Path(owa_out), per=owa_per, jsonl=events_path,
+                       recording_id=anchors.recording_id, confidence=anchors.confidence)
             summary["owa_out"] = str(owa_out)
         if dataset:
             from ..dataset.writer import write_dataset
@@ -466,15 +468,55 @@ def _check_same_session(video, events_path, frame_t, end_t, log, session_id: str
                        f"{fmt(ev_max)} UTC, video {fmt(start)}..{fmt(end)} UTC")
 
 
+def _epoch_track(video: Path, scan, sidecar) -> tuple[dict | None, np.ndarray | None]:
+    """(tags of the subtitle track, frame pts in ns) for ``choose_anchors``, when an nm
+    epoch track could be chosen (a cue track, captions, no sidecar); else (None, None)."""
+    if not scan.subtitle_cues or not scan.captions or sidecar is not None:
+        return None, None
+    from ..interop.owa import epoch_track_tags
+    tb = Fraction(scan.time_base)
+    pts = np.asarray(scan.pts, dtype=np.int64)
+    return epoch_track_tags(video), (pts * tb.numerator * 1_000_000_000) // tb.denominator
+
+
+# metadata.json is a flat record (seed 001 fields, env, alignment): a few levels deep.
+# Deeper documents are refused, so writing it back and validating it cannot recurse out.
+META_MAX_DEPTH = 32
+
+
 def _load_meta(path: Path) -> dict:
+    """The session's metadata.json (the companion's or a zip import's), or {} if none.
+
+    Read with the format's strict reader (UTF-8, no NaN/Infinity, bounded nesting), its
+    format_version checked (docs/contracts/versioning.md: another major is refused), and
+    the fields nm-align reads or writes back checked against the session_metadata
+    schema, so every problem is a one-line BadInput before anything is written.
+    """
+    from ..contract.metadata import check_format_version, loads_json_strict, validate_json
     if not path.exists():
         return {}
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise BadInput(f"{path}: not valid JSON ({e.__class__.__name__})")
+        raw = path.read_bytes()
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({e.strerror or e.__class__.__name__})")
+    meta = loads_json_strict(raw, str(path), max_depth=META_MAX_DEPTH)
     if not isinstance(meta, dict):
         raise BadInput(f"{path}: not a JSON object")
+    if "format_version" in meta:
+        why = check_format_version(meta["format_version"])
+        if why:
+            raise BadInput(f"{path}: {why}")
+    try:
+        json.dumps(meta, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise BadInput(f"{path}: a string holds a lone UTF-16 surrogate "
+                       f"({e.object[e.start:e.end]!a}), not Unicode text")
+    # required fields nm-align fills in itself (format_version, session_id, captured_at)
+    problems = [m for m in validate_json(meta, "session_metadata")
+                if not m.endswith("required field is missing")]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise BadInput(f"{path}: {problems[0]}{more}")
     return meta
 
 
@@ -519,6 +561,6 @@ def _merge_metadata(meta: dict, sid: str, scan, anchors: AnchorSet, facts: dict,
         "events_skipped_lines": int(log.skipped),
         "has_bframes": bool(scan.has_bframes),
         "truncated": anchors.truncated,
-        **{k: v for k, v in facts.items() if k.startswith(("clock_", "cue_", "marker_"))},
+        **{k: v for k, v in facts.items() if k.startswith(("clock_", "cue_", "cues_", "marker_"))},
     }
     return meta

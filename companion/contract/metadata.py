@@ -251,14 +251,30 @@ def validate_json(obj: Any, schema_name: str) -> list[str]:
     return out
 
 
-def loads_json_strict(data: bytes | str, source: str, exact_decimals: bool = False) -> Any:
+def json_depth(obj: Any) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0, ``[]`` and ``{}`` are 1),
+    computed without recursion."""
+    depth, stack = 0, [(obj, 0)]
+    while stack:
+        node, d = stack.pop()
+        if isinstance(node, (list, dict)):
+            d += 1
+            depth = max(depth, d)
+            stack.extend((v, d) for v in (node.values() if isinstance(node, dict) else node))
+    return depth
+
+
+def loads_json_strict(data: bytes | str, source: str, exact_decimals: bool = False,
+                      max_depth: int | None = None) -> Any:
     """Parse JSON bytes/text the way every reader of the format does.
 
     UTF-8 (a BOM is tolerated); NaN/Infinity and documents nested deeper than the
     interpreter can parse are refused. Raises :class:`BadInput` with a one-line message
     naming ``source`` and, for syntax errors, the line and column. With
     ``exact_decimals`` numbers with a fraction or exponent parse as ``decimal.Decimal``
-    (exact: a fractional epoch-ms timestamp keeps its ns).
+    (exact: a fractional epoch-ms timestamp keeps its ns). ``max_depth``: also refuse
+    documents nested deeper than this (a reader that writes the document back, or
+    walks it recursively, needs headroom the parser's own limit does not leave).
     """
     if isinstance(data, bytes):
         try:
@@ -270,11 +286,14 @@ def loads_json_strict(data: bytes | str, source: str, exact_decimals: bool = Fal
         raise ValueError(f"{name} is not allowed in JSON")
 
     try:
-        return json.loads(data, parse_constant=_no_constants,
-                          parse_float=decimal.Decimal if exact_decimals else None)
+        doc = json.loads(data, parse_constant=_no_constants,
+                         parse_float=decimal.Decimal if exact_decimals else None)
     except json.JSONDecodeError as e:
         raise BadInput(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except RecursionError:
         raise BadInput(f"{source}: JSON nested too deeply") from None
     except ValueError as e:
-        raise BadInput(f"{source}: invalid JSON: {e}") from None
+        raise BadInput(f"{source}: invalid JSON: {' '.join(str(e).split())[:200]}") from None
+    if max_depth is not None and json_depth(doc) > max_depth:
+        raise BadInput(f"{source}: JSON nested deeper than {max_depth} levels")
+    return doc

@@ -11,6 +11,15 @@ exactly at the output video's timestamp of frame ``i`` (its pts rescaled to ms t
 FFmpeg's muxer does, round half away from zero) and ends where the next cue starts (the
 last one after one frame interval). So a reader finds the frame of a cue by equality of
 start time and frame time, with no sub-millisecond ambiguity.
+
+Our own tracks are marked: besides the title ``epoch_ns`` the subtitle track carries the
+Matroska tags ``NM_EPOCH_TRACK`` (``frame`` or ``second``), ``NM_FRAMES`` (video frame
+count), ``NM_FORMAT_VERSION`` and, when known, ``NM_RECORDING_ID`` and ``NM_CONFIDENCE``
+(:func:`epoch_track_tags` reads them back). A per-frame track so marked holds the frame times ``nm-align`` computed
+from the original's anchors -- including the start-race correction that only the sidecar
+can give -- so the aligner prefers it to the NM1 captions that the stream copy also carries
+(docs/contracts/captions-and-sidecar.md, "Choosing anchors"). The recording's sidecar,
+when there is one, is copied beside the output too.
 """
 from __future__ import annotations
 
@@ -31,6 +40,13 @@ from ..util.errors import BadInput, EnvProblem
 
 PER_CHOICES = ("frame", "second")
 SUBTITLE_TITLE = "epoch_ns"
+# Matroska tags on the subtitle track that mark it as written by nm (FFmpeg upper-cases
+# tag names on write; epoch_track_tags() compares them case-insensitively)
+TAG_TRACK = "NM_EPOCH_TRACK"          # "frame" | "second": the export's cue density
+TAG_FRAMES = "NM_FRAMES"              # number of video frames the cues were planned for
+TAG_RECORDING_ID = "NM_RECORDING_ID"  # the NM1 recording id of the source, if known
+TAG_FORMAT_VERSION = "NM_FORMAT_VERSION"
+TAG_CONFIDENCE = "NM_CONFIDENCE"      # the source alignment's confidence (exact, low, ...)
 
 
 @dataclass(frozen=True)
@@ -124,19 +140,29 @@ def _frames_columns(frames_table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 
 
 def export_owa(video_path: str | os.PathLike, frames_table: pa.Table, out_mkv: str | os.PathLike,
-               per: str = "frame", jsonl: str | os.PathLike | None = None) -> dict:
+               per: str = "frame", jsonl: str | os.PathLike | None = None,
+               recording_id: str | None = None, confidence: str | None = None) -> dict:
     """Write ``out_mkv``: the video and every audio stream of ``video_path`` stream-copied
-    (no re-encoding) plus a subtitle track (SubRip, title ``epoch_ns``) of epoch-ns cues
-    from ``frames_table`` (``frames.parquet``: ``pts`` in the video's stream time base,
-    ``t_ns`` epoch ns), one per frame or per second.
+    (no re-encoding) plus a subtitle track (SubRip, title ``epoch_ns``, tagged as ours:
+    see the module doc) of epoch-ns cues from ``frames_table`` (``frames.parquet``:
+    ``pts`` in the video's stream time base, ``t_ns`` epoch ns), one per frame or per
+    second.
 
     ``jsonl``: the session's event log (seed 002 shape); if given it is copied beside the
-    MKV as ``<out stem>.jsonl``, the pair OWA tools expect.
+    MKV as ``<out stem>.jsonl``, the pair OWA tools expect. The recording's anchor
+    sidecar (``<video stem>.anchors.jsonl``), if it exists, is copied as
+    ``<out stem>.anchors.jsonl``: with it a re-alignment of the output recomputes the
+    same frame times from the same anchors, whatever ``per`` is. ``recording_id``: the
+    NM1 recording id, written as a tag so a reader can check the track against the
+    captions in the video; ``confidence``: the alignment's confidence, also a tag (a
+    re-alignment from the track is no surer than the alignment that wrote it).
 
-    Files appear atomically. Returns ``{"out", "n_cues", "n_frames", "per", "jsonl"}``.
-    Raises BadInput if the video is unreadable or the table does not describe it.
+    Files appear atomically. Returns ``{"out", "n_cues", "n_frames", "per", "jsonl",
+    "sidecar"}``. Raises BadInput if the video is unreadable or the table does not
+    describe it.
     """
     import av
+    from ..contract.sidecar import sidecar_path_for
 
     video_path, out_mkv = Path(video_path), Path(out_mkv)
     if per not in PER_CHOICES:
@@ -152,6 +178,15 @@ def export_owa(video_path: str | os.PathLike, frames_table: pa.Table, out_mkv: s
         jsonl_out = out_mkv.with_suffix(".jsonl")
         if jsonl_out.resolve() == jsonl.resolve():
             jsonl_out = None          # already in place
+    sidecar_in = sidecar_path_for(video_path)
+    sidecar_out = sidecar_path_for(out_mkv) if sidecar_in.is_file() else None
+    if sidecar_out is not None and sidecar_out.resolve() == sidecar_in.resolve():
+        sidecar_out = None            # writing beside the source under its own name
+    tags = {TAG_TRACK: per, TAG_FRAMES: str(len(pts_col)), TAG_FORMAT_VERSION: _format_version()}
+    if recording_id:
+        tags[TAG_RECORDING_ID] = str(recording_id)
+    if confidence:
+        tags[TAG_CONFIDENCE] = str(confidence)
     try:
         src = av.open(str(video_path))
     except (av.FFmpegError, OSError, ValueError) as e:
@@ -169,22 +204,47 @@ def export_owa(video_path: str | os.PathLike, frames_table: pa.Table, out_mkv: s
             write_srt(cues, srt)
             try:
                 with atomic_path(out_mkv, suffix=".mkv") as tmp:
-                    n_video = _remux(src, vs, audio, srt, tmp, known_pts)
+                    n_video = _remux(src, vs, audio, srt, tmp, known_pts, tags)
                     if n_video != len(pts_col):
                         raise BadInput(f"{video_path}: has {n_video} video frames, frames table "
                                        f"has {len(pts_col)}")
                 if jsonl_out is not None:
                     with atomic_path(jsonl_out) as tmpj:
                         shutil.copyfile(jsonl, tmpj)
+                if sidecar_out is not None:
+                    with atomic_path(sidecar_out) as tmps:
+                        shutil.copyfile(sidecar_in, tmps)
             except OSError as e:
                 raise EnvProblem(f"cannot write {out_mkv}: {e.strerror or _msg(e)}") from None
     finally:
         src.close()
     return {"out": str(out_mkv), "n_cues": len(cues), "n_frames": n_video, "per": per,
-            "jsonl": str(jsonl_out or jsonl) if jsonl is not None else None}
+            "jsonl": str(jsonl_out or jsonl) if jsonl is not None else None,
+            "sidecar": str(sidecar_out) if sidecar_out is not None else None}
 
 
-def _remux(src, vs, audio, srt: Path, tmp: Path, known_pts: set[int]) -> int:
+def _format_version() -> str:
+    from ..contract.version import FORMAT_VERSION
+    return FORMAT_VERSION
+
+
+def epoch_track_tags(video_path: str | os.PathLike) -> dict[str, str]:
+    """The tags of the subtitle track the aligner reads cues from (the first text
+    subtitle track, as ``companion.align.demux`` picks it), names upper-cased; ``{}``
+    when there is none or the file cannot be opened (the demuxer reports that)."""
+    import av
+    from ..align.demux import TEXT_SUBTITLE_CODECS
+    try:
+        with av.open(str(video_path)) as c:
+            for s in c.streams.subtitles:
+                if s.codec_context.name in TEXT_SUBTITLE_CODECS:
+                    return {str(k).upper(): str(v) for k, v in s.metadata.items()}
+    except (av.FFmpegError, OSError, ValueError):
+        pass
+    return {}
+
+
+def _remux(src, vs, audio, srt: Path, tmp: Path, known_pts: set[int], tags: dict[str, str]) -> int:
     import av
 
     try:
@@ -199,6 +259,8 @@ def _remux(src, vs, audio, srt: Path, tmp: Path, known_pts: set[int]) -> int:
             ss = subs_in.streams.subtitles[0]
             os_ = out.add_stream_from_template(ss)
             os_.metadata["title"] = SUBTITLE_TITLE
+            for k, v in tags.items():
+                os_.metadata[k] = v
             sub_packets = [p for p in subs_in.demux(ss) if p.size]
             sub_tb = Fraction(ss.time_base)
             si = 0
@@ -283,4 +345,4 @@ def _msg(e: BaseException) -> str:
 
 
 __all__ = ["export_owa", "plan_cues", "write_srt", "frames_from_epoch_cues", "parse_epoch_cue",
-           "Cue", "PER_CHOICES"]
+           "epoch_track_tags", "Cue", "PER_CHOICES"]

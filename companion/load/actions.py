@@ -43,6 +43,7 @@ canonical ``key_code`` on every OS). The multi-hot vector has :data:`KEY_VOCAB_S
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -85,6 +86,7 @@ class EventColumns:
     ``x_px``/``y_px``: absolute mouse pixels (NaN when the row has none);
     ``x_norm``/``y_norm``: 0-1 of the video frame (NaN when unknown).
     ``button``: DOM button index or -1. ``wheel``: vertical wheel steps (0 when none).
+    ``wheel_dx``: horizontal wheel steps, positive = right (0 when none).
     ``title``/``window_id``: focus rows' window title and platform id (None otherwise).
     """
 
@@ -101,6 +103,7 @@ class EventColumns:
     wheel: np.ndarray
     title: np.ndarray
     window_id: np.ndarray
+    wheel_dx: np.ndarray
 
     def __len__(self) -> int:
         return len(self.t_ns)
@@ -116,14 +119,15 @@ class EventColumns:
 
 
 _FIELDS = ("t_ns", "frame_ref", "kind", "vk", "label", "x_px", "y_px", "x_norm", "y_norm",
-           "button", "wheel", "title", "window_id")
+           "button", "wheel", "title", "window_id", "wheel_dx")
 
 
 def _empty() -> EventColumns:
     f = np.zeros(0, np.float64)
     o = np.zeros(0, object)
     return EventColumns(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8),
-                        np.zeros(0, np.int32), o, f, f, f, f, np.zeros(0, np.int32), f, o, o)
+                        np.zeros(0, np.int32), o, f, f, f, f, np.zeros(0, np.int32), f, o, o,
+                        f)
 
 
 def _col(table: pa.Table, name: str):
@@ -181,14 +185,15 @@ def _meta_window(meta: dict) -> tuple[str | None, str | None]:
 
 
 def _finish(t_ns, frame_ref, kind, vk, label, x_px, y_px, x_norm, y_norm, button, wheel,
-            title, window_id) -> EventColumns:
+            title, window_id, wheel_dx) -> EventColumns:
     ev = EventColumns(
         np.asarray(t_ns, np.int64), np.asarray(frame_ref, np.int64),
         np.asarray(kind, np.int8), np.asarray(vk, np.int32),
         np.asarray(label, object), np.asarray(x_px, np.float64), np.asarray(y_px, np.float64),
         np.asarray(x_norm, np.float64), np.asarray(y_norm, np.float64),
         np.asarray(button, np.int32), np.nan_to_num(np.asarray(wheel, np.float64)),
-        np.asarray(title, object), np.asarray(window_id, object))
+        np.asarray(title, object), np.asarray(window_id, object),
+        np.nan_to_num(np.asarray(wheel_dx, np.float64)))
     order = np.argsort(ev.t_ns, kind="stable")
     if not np.all(order == np.arange(len(order))):
         ev = EventColumns(**{f: getattr(ev, f)[order] for f in _FIELDS})
@@ -203,7 +208,8 @@ def events_from_actions(table: pa.Table) -> EventColumns:
     mouse position and focus, with ``frame_ref`` = the chunk's start frame) means "down /
     there / focused at that frame": it is applied before that frame and is not counted
     as a new press or a movement (kinds ``K_*_HELD``).
-    The VK comes from ``meta.vk`` when present, else from the DOM ``code``.
+    The VK comes from ``meta.vk`` when present, else from the DOM ``code``. Horizontal
+    wheel steps come from ``meta.wheel_dx`` of wheel rows (``mouse_wheel`` is vertical).
     """
     if "is_valid" in table.column_names:
         valid = table.column("is_valid").fill_null(True).to_numpy(zero_copy_only=False)
@@ -224,8 +230,10 @@ def events_from_actions(table: pa.Table) -> EventColumns:
     label = np.full(n, None, object)
     title = np.full(n, None, object)
     wid = np.full(n, None, object)
+    wheel_dx = np.zeros(n, np.float64)
     slow = np.flatnonzero(np.isin(kind, (K_KEY_DOWN, K_KEY_UP, K_KEY_HELD, K_FOCUS,
-                                         K_FOCUS_HELD)))
+                                         K_FOCUS_HELD))
+                          | ((kind == K_WHEEL) & ~_is_null(table, "meta")))
     if len(slow):
         take = pa.array(slow)
         sub = {c: (table.column(c).take(take).to_pylist() if c in table.column_names
@@ -245,6 +253,11 @@ def events_from_actions(table: pa.Table) -> EventColumns:
                 if meta:
                     title[i], wid[i] = _meta_window(meta)
                 continue
+            if k == K_WHEEL:
+                dx = meta.get("wheel_dx") if meta else None
+                if isinstance(dx, (int, float)) and math.isfinite(dx):
+                    wheel_dx[i] = float(dx)
+                continue
             v = meta.get("vk") if meta else None
             if v is None:
                 v = dom_code_to_vk(sub["code"][j])
@@ -257,7 +270,8 @@ def events_from_actions(table: pa.Table) -> EventColumns:
     return _finish(_int(table, "t_ns", 0), frame_ref, kind, vk, label,
                    _float(table, "mouse_x"), _float(table, "mouse_y"),
                    _float(table, "mouse_x_norm"), _float(table, "mouse_y_norm"),
-                   _int(table, "mouse_button", -1), _float(table, "mouse_wheel"), title, wid)
+                   _int(table, "mouse_button", -1), _float(table, "mouse_wheel"), title, wid,
+                   wheel_dx)
 
 
 def events_from_session(table: pa.Table) -> EventColumns:
@@ -301,7 +315,7 @@ def events_from_session(table: pa.Table) -> EventColumns:
     return _finish(_int(table, "t_ns", 0), _int(table, "frame_ref", -1), kind, vk, label,
                    _float(table, "mouse_x_px"), _float(table, "mouse_y_px"),
                    _float(table, "mouse_x_norm"), _float(table, "mouse_y_norm"),
-                   button, wheel, title, wid)
+                   button, wheel, title, wid, _float(table, "wheel_dx"))
 
 
 @dataclass(frozen=True)
@@ -314,6 +328,7 @@ class ActionState:
     ``mouse_norm``: the same as 0-1 of the video frame (NaN if unknown).
     ``mouse_delta_px``: (dx, dy) cursor movement in pixels since the previous frame.
     ``wheel``: vertical wheel steps since the previous frame (positive = away from user).
+    ``wheel_dx``: horizontal wheel steps since the previous frame (positive = right).
     ``keys_pressed_multi_hot``: uint8 (256,), 1 at each VK with a key-down since the previous
     frame (catches taps shorter than a frame, which ``keys_multi_hot`` cannot show).
     ``buttons``: DOM indices of mouse buttons held; ``buttons_multi_hot``: uint8 (5,).
@@ -336,6 +351,7 @@ class ActionState:
     buttons_pressed_multi_hot: np.ndarray
     focus_title: str | None
     focus_window_id: str | None
+    wheel_dx: float = 0.0
 
     def as_arrays(self) -> dict[str, np.ndarray]:
         """Fixed-shape numeric arrays (collatable by any framework)."""
@@ -346,6 +362,7 @@ class ActionState:
             "mouse_norm": np.asarray(self.mouse_norm, np.float32),
             "mouse_delta_px": np.asarray(self.mouse_delta_px, np.float32),
             "wheel": np.float32(self.wheel),
+            "wheel_dx": np.float32(self.wheel_dx),
             "buttons": self.buttons_multi_hot,
             "buttons_pressed": self.buttons_pressed_multi_hot,
         }
@@ -359,7 +376,8 @@ class ActionTrack:
     ``pressed_bits``: the same packing for key-downs since the previous frame.
     ``buttons``: uint8 (n, 5); ``buttons_pressed``: uint8 (n, 5) presses since the previous
     frame. ``mouse_px``/``mouse_norm``/``mouse_delta_px``: float32 (n, 2).
-    ``wheel``: float32 (n,). ``focus``: int32 (n,) index into ``focus_windows`` or -1.
+    ``wheel`` / ``wheel_dx``: float32 (n,) vertical / horizontal wheel steps since the
+    previous frame. ``focus``: int32 (n,) index into ``focus_windows`` or -1.
     ``key_labels``: VK -> display name seen in the events.
     """
 
@@ -375,6 +393,11 @@ class ActionTrack:
     focus: np.ndarray
     focus_windows: list = field(default_factory=list)
     key_labels: dict = field(default_factory=dict)
+    wheel_dx: np.ndarray | None = None     # None: all zero
+
+    def __post_init__(self):
+        if self.wheel_dx is None:
+            self.wheel_dx = np.zeros(self.n_frames, np.float32)
 
     def keys_multi_hot(self, f: int) -> np.ndarray:
         return np.unpackbits(self.keys_bits[f])[:KEY_VOCAB_SIZE]
@@ -400,7 +423,7 @@ class ActionTrack:
             buttons=frozenset(int(b) for b in np.flatnonzero(btn)),
             buttons_multi_hot=btn,
             buttons_pressed_multi_hot=self.buttons_pressed[f].copy(),
-            focus_title=title, focus_window_id=wid)
+            focus_title=title, focus_window_id=wid, wheel_dx=float(self.wheel_dx[f]))
 
 
 def _last_before(buckets: np.ndarray, values: np.ndarray, n_frames: int) -> np.ndarray:
@@ -488,12 +511,15 @@ def build_track(ev: EventColumns, n_frames: int) -> ActionTrack:
         delta[1:][np.isnan(mouse_px[:-1, 0])] = 0.0   # position unknown at the previous frame
 
     wheel = np.zeros(n_frames, np.float32)
+    wheel_dx = np.zeros(n_frames, np.float32)
     w = ev.kind == K_WHEEL
     if w.any():
         tgt = b[w] + 1    # delta of frame f accumulates bucket f-1
         ok = (tgt >= 0) & (tgt < n_frames)
         wheel = np.bincount(tgt[ok], weights=ev.wheel[w][ok], minlength=n_frames)
         wheel = wheel[:n_frames].astype(np.float32)
+        wheel_dx = np.bincount(tgt[ok], weights=ev.wheel_dx[w][ok], minlength=n_frames)
+        wheel_dx = wheel_dx[:n_frames].astype(np.float32)
 
     foc = np.flatnonzero((ev.kind == K_FOCUS) | (ev.kind == K_FOCUS_HELD))
     windows: list = []
@@ -514,4 +540,4 @@ def build_track(ev: EventColumns, n_frames: int) -> ActionTrack:
             labels.setdefault(v, lab)
     return ActionTrack(n_frames, np.packbits(keys, axis=1), np.packbits(pressed, axis=1),
                        buttons, bpressed, mouse_px, mouse_norm,
-                       delta, wheel, focus, windows, labels)
+                       delta, wheel, focus, windows, labels, wheel_dx)

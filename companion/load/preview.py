@@ -265,9 +265,10 @@ def draw_overlay(img: np.ndarray, src: PreviewSource, f: int) -> np.ndarray:
             fill = BUTTON_COLORS.get(min(st.buttons), fill)
         draw.disc(img, cx, cy, 6 * sc, (0, 0, 0))
         draw.disc(img, cx, cy, 4 * sc, fill)
-        if st.wheel:
-            draw.text(img, cx + 10 * sc, cy - 4 * sc, f"WHEEL {st.wheel:+g}", (255, 255, 255),
-                      sc, bg=(0, 0, 0))
+        if st.wheel or st.wheel_dx:
+            txt = " ".join(([f"WHEEL {st.wheel:+g}"] if st.wheel else [])
+                           + ([f"HWHEEL {st.wheel_dx:+g}"] if st.wheel_dx else []))
+            draw.text(img, cx + 10 * sc, cy - 4 * sc, txt, (255, 255, 255), sc, bg=(0, 0, 0))
     # header: frame, time, focus
     k = src.local(f)
     head = f"F {f}  {src.video_s[k]:.3f}S"
@@ -286,6 +287,14 @@ def draw_overlay(img: np.ndarray, src: PreviewSource, f: int) -> np.ndarray:
         x = draw.text(img, x, y, BUTTON_NAMES.get(bt, str(bt)), (255, 255, 255), sc,
                       bg=BUTTON_COLORS.get(bt, (90, 90, 90)), bg_alpha=0.85)
     return img
+
+
+def _out_path(out) -> Path:
+    """An output file path; a directory there is bad input (named, not its temp file)."""
+    out = Path(out)
+    if out.is_dir():
+        raise BadInput(f"{out}: is a directory; give an output file name")
+    return out
 
 
 def _even(n: int) -> int:
@@ -339,7 +348,7 @@ def render_mp4(src: PreviewSource, out: str | os.PathLike, width: int | None = N
                crf: int = 20, progress=None) -> Path:
     """The shown frames with the overlay burned in, as H.264 MP4 (written atomically).
     ``width``: output width in px (height keeps the aspect ratio); default source size."""
-    out = Path(out)
+    out = _out_path(out)
     size = _out_size(src, width)
     frames = ((k, draw_overlay(img, src, int(src.frame_ids[k]))) for k, img in _frames(src, size))
     _encode_h264(frames, out, size, src.video_s, src.fps, crf, progress)
@@ -374,7 +383,7 @@ def render_contact_sheet(src: PreviewSource, out: str | os.PathLike, cols: int =
     """A PNG grid of ``cols * rows`` overlaid frames spread over the shown range."""
     if cols < 1 or rows < 1:
         raise BadInput("contact sheet needs at least 1 column and 1 row")
-    out = Path(out)
+    out = _out_path(out)
     tw, th = _out_size(src, thumb_width)
     which = contact_sheet_frames(src, cols * rows)
     gap = 4
@@ -493,7 +502,7 @@ def write_viewer(src: PreviewSource, out: str | os.PathLike, embed: bool = True,
     self-contained file); else ``<out stem>.mp4`` beside it, linked relatively. The video
     is re-encoded to H.264 (plays in every browser; MKV/HEVC sources do not) at ``width``
     px, with each frame at its exact presentation time."""
-    out = Path(out)
+    out = _out_path(out)
     size = _out_size(src, width)
     if embed:
         tmp_mp4 = out.with_name(f".{out.name}.video.mp4")

@@ -26,7 +26,8 @@ key                   dtype / shape               meaning
 ``mouse_px``          float32 (2,)                cursor x, y in pixels (NaN unknown)
 ``mouse_norm``        float32 (2,)                cursor x, y as 0-1 of the frame
 ``mouse_delta_px``    float32 (2,)                cursor movement since previous frame
-``wheel``             float32 ()                  wheel steps since previous frame
+``wheel``             float32 ()                  vertical wheel steps since previous frame
+``wheel_dx``          float32 ()                  horizontal wheel steps (+ = right)
 ``frame``             int64 ()                    video frame index
 ``t_ns``              int64 ()                    capture time, epoch ns
 ``video_id``          str                         (collates to a list of str)
