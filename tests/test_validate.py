@@ -520,10 +520,15 @@ def test_cli_exit_codes_and_output(session, dataset, tmp_path, capsys):
     assert {"path": f"{session}/events.parquet",
             "message": "sha256 " + hashlib.sha256(b"junk").hexdigest()[:16] + "... does not match "
             "integrity.sha256 (" + doc["problems"][0]["message"].split("(")[1]} in doc["problems"]
+    # a dataset without checksum files (written before format 1.2.0): valid, and said so
     assert validate_main([str(dataset), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {
         "path": str(dataset), "kind": "dataset", "ok": True, "problems": [],
-        "checked": {"videos": 1, "chunks": 3, "events": 18}}
+        "checked": {"videos": 1, "chunks": 3, "events": 18, "videos_without_checksums": 1}}
+    assert validate_main([str(dataset)]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"OK: dataset {dataset} matches the contract (1 video, 3 chunks, 18 events, "
+        f"1 video without checksums)")
     for bad in (tmp_path / "nope", session / "metadata.json", tmp_path / "emptydir"):
         if bad.name == "emptydir":
             bad.mkdir()

@@ -21,11 +21,16 @@ from .common import VIDEO_EXTS, Report, column, count_video_frames, read_json, r
     read_parquet_schema, sha256_file
 
 INTEGRITY = "integrity.sha256"
-_LINE_RE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+_LINE_RE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+_ANYCASE_RE = re.compile(r"^[0-9a-fA-F]{64} [ *].+$")
 
 
 def parse_integrity(text: str) -> tuple[dict[str, str], list[str]]:
-    """Pure: ``sha256sum`` lines -> ({relative name: hex digest}, [problems])."""
+    """Pure: ``sha256sum`` lines -> ({relative name: hex digest}, [problems]).
+
+    The digest must be 64 lowercase hex digits, as nm-align and ``sha256sum`` write it:
+    an upper-case letter is a changed byte (``sha256sum -c`` would accept it, so this is
+    stricter on purpose: a flipped bit anywhere in the file is reported)."""
     entries: dict[str, str] = {}
     problems: list[str] = []
     for i, line in enumerate(text.split("\n"), 1):
@@ -33,9 +38,13 @@ def parse_integrity(text: str) -> tuple[dict[str, str], list[str]]:
             continue
         m = _LINE_RE.match(line.rstrip("\r"))
         if not m:
-            problems.append(f"line {i} is not '<sha256>  <file>'")
+            if _ANYCASE_RE.match(line.rstrip("\r")):
+                problems.append(f"line {i}: the sha256 has upper-case hex digits (written "
+                                f"lower-case: the line changed)")
+            else:
+                problems.append(f"line {i} is not '<sha256>  <file>'")
             continue
-        digest, name = m.group(1).lower(), m.group(2)
+        digest, name = m.group(1), m.group(2)
         parts = PurePosixPath(name).parts
         if name.startswith("/") or ".." in parts or "\\" in name:
             problems.append(f"line {i} names a file outside the folder: {name!r}")
