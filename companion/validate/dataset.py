@@ -66,14 +66,17 @@ def dataset_report(root: Path, check_videos: bool = True) -> Report:
     meta = read_json(rep, "dataset.json", "dataset")
     schema = read_parquet_schema(rep, "index.parquet")
     if schema is None:
+        check_checksums(rep, _rows_from_parts(root))   # still name what changed
         return rep
     rep.extend("index.parquet", checks.compare_schema(schema, CHUNK_INDEX_SCHEMA))
     idx = read_parquet(rep, "index.parquet", CHUNK_INDEX_SCHEMA.names)
     if idx is None:
+        check_checksums(rep, _rows_from_parts(root))
         return rep
     # the per-row checks need the contract's column types; a schema problem is already reported
     for f in CHUNK_INDEX_SCHEMA:
         if f.name not in idx.column_names or not idx.schema.field(f.name).type.equals(f.type):
+            check_checksums(rep, _rows_from_parts(root))
             return rep
     rep.extend("index.parquet", checks.check_nulls(idx, CHUNK_INDEX_SCHEMA))
     rows = idx.to_pylist()
@@ -121,6 +124,20 @@ def dataset_report(root: Path, check_videos: bool = True) -> Report:
     _check_orphans(rep, rows)
     check_checksums(rep, rows)
     return rep
+
+
+def _rows_from_parts(root: Path) -> list[dict]:
+    """Index rows from the readable ``index/*.parquet`` parts (when index.parquet itself
+    cannot be used, so the checksum files can still be checked and name what changed)."""
+    rows: list[dict] = []
+    d = root / "index"
+    for p in sorted(d.glob("*.parquet")) if d.is_dir() else []:
+        if not p.name.startswith("."):
+            try:
+                rows.extend(pq.read_table(p).to_pylist())
+            except Exception:  # noqa: BLE001 - a bad part is reported by the checksums
+                pass
+    return rows
 
 
 def _video_total(rep: Report, vid: str, totals: list[tuple[str, dict]], n_chunks: int) -> int | None:
@@ -220,24 +237,17 @@ def _read_checksums(rep: Report, rel: str) -> dict[str, str]:
 def check_checksums(rep: Report, rows: list[dict]) -> None:
     """Checksum files (format 1.2.0; docs/contracts/validation.md, "checksums").
 
-    Root ``integrity.sha256``: verified; it must list ``dataset.json``,
-    ``index.parquet`` and every ``index/*.parquet`` and ``index/*.sha256``; required when
-    any ``index/<video_id>.sha256`` exists (nm-align writes them together).
-    ``index/<video_id>.sha256``: verified; it must list every file of the video's chunks
-    (the index's paths plus whatever is on disk in the video's folders) and nothing
-    else. A video without one is not an error (written before 1.2.0 or with
-    ``--no-checksums``): counted in ``facts["videos_without_checksums"]``."""
+    Root ``integrity.sha256`` (``check_root_checksums``), required when any
+    ``index/<video_id>.sha256`` exists (nm-align writes them together); each video's
+    ``index/<video_id>.sha256`` (``check_video_checksums``). A video without one is not
+    an error (written before 1.2.0 or with ``--no-checksums``): counted in
+    ``facts["videos_without_checksums"]``."""
     d = rep.root / "index"
     parts = sorted(p.name for p in d.iterdir() if p.is_file() and not p.name.startswith(".")) \
         if d.is_dir() else []
     sums = [n for n in parts if n.endswith(".sha256")]
     if (rep.root / ROOT_CHECKSUMS).is_file():
-        listed = _read_checksums(rep, ROOT_CHECKSUMS)
-        want = ["dataset.json", "index.parquet"] + [f"index/{n}" for n in parts
-                                                    if n.endswith((".parquet", ".sha256"))]
-        for name in want:
-            if name not in listed and (rep.root / name).is_file():
-                rep.add(name, f"not covered by {ROOT_CHECKSUMS}")
+        check_root_checksums(rep, parts)
     elif sums:
         rep.add(ROOT_CHECKSUMS, f"missing: index/ has per-video checksum files "
                                 f"({sums[0]}, ...), which nm-align writes with it")
@@ -247,40 +257,58 @@ def check_checksums(rep: Report, rows: list[dict]) -> None:
             by_video.setdefault(r["video_id"], []).append(r)
     without = 0
     for vid, rs in sorted(by_video.items()):
-        rel = f"index/{vid}.sha256"
-        if f"{vid}.sha256" not in sums:
+        if f"{vid}.sha256" in sums:
+            check_video_checksums(rep, vid, rs)
+        else:
             without += 1
-            continue
-        listed = _read_checksums(rep, rel)
-        mine: set[str] = set()
-        tops = set()
-        for r in rs:
-            for f in ("video_path", "audio_path"):
-                if isinstance(r.get(f), str) and _safe_rel(r[f]):
-                    mine.add(r[f])
-                    tops.add(str(PurePosixPath(r[f]).parent))
-            ad = r.get("actions_dir")
-            if isinstance(ad, str) and _safe_rel(ad):
-                mine.update(f"{ad}/{n}" for n in CHUNK_FILES
-                            if n != "actions_processed.parquet" or (rep.root / ad / n).exists())
-                tops.add(str(PurePosixPath(ad).parent))
-        for top in sorted(tops):       # files on disk in the video's folders
-            base = rep.root / top
-            if base.is_dir() and PurePosixPath(top).name == vid:
-                for p in base.rglob("*"):
-                    sub = p.relative_to(base).parts
-                    if p.is_file() and not any(x.startswith(".") for x in sub):
-                        mine.add(p.relative_to(rep.root).as_posix())
-        for name in sorted(mine - set(listed)):
-            rep.add(name, f"not covered by {rel}")
-        for name in sorted(set(listed) - mine):
-            if (rep.root / name).is_file():     # a missing one is reported already
-                rep.add(rel, f"lists {name}, which is not a file of video {vid}'s chunks")
-    sums_vids = {n[:-len(".sha256")] for n in sums}
-    for vid in sorted(sums_vids - set(by_video)):
+    for vid in sorted({n[:-len(".sha256")] for n in sums} - set(by_video)):
         rep.add(f"index/{vid}.sha256", "checksums of a video that index.parquet does not list")
     if without:
         rep.facts["videos_without_checksums"] = without
+
+
+def check_root_checksums(rep: Report, parts: list[str]) -> None:
+    """The root ``integrity.sha256``: verified, and it lists ``dataset.json``,
+    ``index.parquet`` and every ``index/*.parquet`` / ``index/*.sha256`` (``parts``: the
+    names in ``index/``)."""
+    listed = _read_checksums(rep, ROOT_CHECKSUMS)
+    want = ["dataset.json", "index.parquet"] + [f"index/{n}" for n in parts
+                                                if n.endswith((".parquet", ".sha256"))]
+    for name in want:
+        if name not in listed and (rep.root / name).is_file():
+            rep.add(name, f"not covered by {ROOT_CHECKSUMS}")
+
+
+def check_video_checksums(rep: Report, vid: str, rs: list[dict]) -> None:
+    """``index/<vid>.sha256``: verified; it lists every file of the video's chunks (the
+    index rows' paths ``rs`` plus whatever is on disk in the video's folders) and no
+    other existing file."""
+    rel = f"index/{vid}.sha256"
+    listed = _read_checksums(rep, rel)
+    mine: set[str] = set()
+    tops = set()
+    for r in rs:
+        for f in ("video_path", "audio_path"):
+            if isinstance(r.get(f), str) and _safe_rel(r[f]):
+                mine.add(r[f])
+                tops.add(str(PurePosixPath(r[f]).parent))
+        ad = r.get("actions_dir")
+        if isinstance(ad, str) and _safe_rel(ad):
+            mine.update(f"{ad}/{n}" for n in CHUNK_FILES
+                        if n != "actions_processed.parquet" or (rep.root / ad / n).exists())
+            tops.add(str(PurePosixPath(ad).parent))
+    for top in sorted(tops):       # files on disk in the video's folders
+        base = rep.root / top
+        if base.is_dir() and PurePosixPath(top).name == vid:
+            for p in base.rglob("*"):
+                sub = p.relative_to(base).parts
+                if p.is_file() and not any(x.startswith(".") for x in sub):
+                    mine.add(p.relative_to(rep.root).as_posix())
+    for name in sorted(mine - set(listed)):
+        rep.add(name, f"not covered by {rel}")
+    for name in sorted(set(listed) - mine):
+        if (rep.root / name).is_file():     # a missing one is reported already
+            rep.add(rel, f"lists {name}, which is not a file of video {vid}'s chunks")
 
 
 def _check_layout(rep: Report, r: dict, field: str, top: str) -> bool:

@@ -80,19 +80,10 @@ def _is_artifact(name: str, sid: str | None) -> bool:
     return False
 
 
-def validate_session(root: Path) -> list:
-    """All problems of the session folder ``root`` (empty list = valid)."""
-    return session_report(root).problems
-
-
-def session_report(root: Path) -> Report:
-    """Problems and facts (``frames``, ``events``, ``files_hashed``) of a session folder."""
-    rep = Report(root)
-    meta = read_json(rep, "metadata.json", "session_metadata")
-    sid = meta.get("session_id") if isinstance(meta, dict) else None
-    sid = sid if isinstance(sid, str) else None
-
-    # integrity.sha256
+def check_integrity(rep: Report, sid: str | None) -> None:
+    """``integrity.sha256`` of the session folder ``rep.root``: present, well-formed,
+    every listed file hashes as listed, every artifact listed."""
+    root = rep.root
     ipath = root / INTEGRITY
     if not ipath.is_file():
         rep.add(INTEGRITY, "missing (run nm-align on this session)")
@@ -125,6 +116,21 @@ def session_report(root: Path) -> Report:
             for p in sorted(root.iterdir()):
                 if p.is_file() and p.name not in entries and _is_artifact(p.name, sid):
                     rep.add(p.name, f"not covered by {INTEGRITY}")
+
+
+def validate_session(root: Path) -> list:
+    """All problems of the session folder ``root`` (empty list = valid)."""
+    return session_report(root).problems
+
+
+def session_report(root: Path) -> Report:
+    """Problems and facts (``frames``, ``events``, ``files_hashed``) of a session folder."""
+    rep = Report(root)
+    meta = read_json(rep, "metadata.json", "session_metadata")
+    sid = meta.get("session_id") if isinstance(meta, dict) else None
+    sid = sid if isinstance(sid, str) else None
+
+    check_integrity(rep, sid)
 
     video = _find_video(root, meta)
     vc = None
