@@ -56,7 +56,8 @@ from .ffmpeg_copy import split_video_fast
 # smaller (plain strings compress well here); any Parquet reader reads them.
 # Page CRC-32s (format 1.2.0) let a reader that asks for verification
 # (``page_checksum_verification=True``, as nm-validate does) catch a damaged data page
-# even without the sha256 files; they cost no measurable time here.
+# even without the sha256 files; they cost ~3 % of the Parquet encoding time (62k events,
+# 12 MB: 0.065 s vs 0.063 s).
 _PARQUET_OPTS = {"compression": "zstd", "compression_level": 1, "use_dictionary": False,
                  "write_page_checksum": True}
 
