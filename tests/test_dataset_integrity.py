@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from companion.align.session import align_session
+from companion.contract.version import FORMAT_VERSION
 from companion.validate import validate_path, validate_report
 from companion.validate.common import Report
 from companion.validate.dataset import check_root_checksums, check_video_checksums
@@ -99,7 +100,7 @@ def test_checksum_files_cover_every_file_and_sha256sum_accepts_them(ds):
     assert problems == [] and facts["files_hashed"] == len(per_video) + len(root_sums)
     assert "videos_without_checksums" not in facts
     md = json.loads((ds / idx[0]["actions_dir"] / "metadata.json").read_text())
-    assert md["format_version"] == "1.2.0"
+    assert md["format_version"] == FORMAT_VERSION == "1.2.0"   # the version that added them
     assert md["original_video"]["total_frames"] == idx[-1]["end_frame"]
     assert md["original_video"]["total_chunks"] == len(idx)
 

@@ -268,6 +268,10 @@ def test_remove_video(tmp_path):
     assert remove_video(root, "a") is True and remove_video(root, "a") is False
     assert {r["video_id"] for r in pq.read_table(root / "index.parquet").to_pylist()} == {"b"}
     assert not any("/a/" in k or k.startswith("index/a.") for k in _tree(root))
+    assert (root / "index" / "b.sha256").is_file()         # its checksums stay, a's are gone
+    assert " index/a." not in (root / "integrity.sha256").read_text()
+    from companion.validate import validate_path
+    assert validate_path(root) == []
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
@@ -360,6 +364,17 @@ except NMError as e:
     assert r.stdout.count("\n") == 1 and "failed" in r.stdout and not r.stderr
     assert _tree(root) == before
     assert list((root / ".staging").iterdir()) == []
+    # the checksum files (format 1.2.0) of every video, and the root file over all of
+    # them, written under the locks by whichever run rebuilt the index last
+    root_sums = {ln[66:]: ln[:64] for ln in (root / "integrity.sha256").read_text().splitlines()}
+    assert sorted(root_sums) == sorted(["dataset.json", "index.parquet",
+                                        *(f"index/{v}.{x}" for v in vids for x in ("parquet", "sha256"))])
+    for name, digest in root_sums.items():
+        assert hashlib.sha256((root / name).read_bytes()).hexdigest() == digest
+    from companion.validate import validate_report
+    kind, problems, facts = validate_report(root)
+    assert problems == [] and "videos_without_checksums" not in facts
+    assert facts["files_hashed"] == len(root_sums) + 4 * 3 * 4   # 3 chunks x (mp4 + 3 actions)
 
 
 def test_nm_align_on_the_real_obs_fixture_writes_a_valid_dataset(tmp_path):
