@@ -258,6 +258,17 @@ write_dataset({str(root)!r}, sys.argv[1], sc, fr, ev, {{}}, chunk_seconds=0.5)
     assert sorted(p.name for p in (root / "video").rglob("*.mp4")) == sorted(
         f"{v}_chunk_{c:04d}.mp4" for v in vids for c in range(3))
     assert list((root / ".staging").iterdir()) == []
+    # the checksum files (format 1.2.0) of every video, and the root file over all of
+    # them, written under the locks by whichever run rebuilt the index last
+    root_sums = {ln[66:]: ln[:64] for ln in (root / "integrity.sha256").read_text().splitlines()}
+    assert sorted(root_sums) == sorted(["dataset.json", "index.parquet",
+                                        *(f"index/{v}.{x}" for v in vids for x in ("parquet", "sha256"))])
+    for name, digest in root_sums.items():
+        assert hashlib.sha256((root / name).read_bytes()).hexdigest() == digest
+    from companion.validate import validate_report
+    kind, problems, facts = validate_report(root)
+    assert problems == [] and "videos_without_checksums" not in facts
+    assert facts["files_hashed"] == len(root_sums) + 4 * 3 * 4   # 3 chunks x (mp4 + 3 actions)
 
 
 def test_remove_video(tmp_path):
@@ -364,17 +375,6 @@ except NMError as e:
     assert r.stdout.count("\n") == 1 and "failed" in r.stdout and not r.stderr
     assert _tree(root) == before
     assert list((root / ".staging").iterdir()) == []
-    # the checksum files (format 1.2.0) of every video, and the root file over all of
-    # them, written under the locks by whichever run rebuilt the index last
-    root_sums = {ln[66:]: ln[:64] for ln in (root / "integrity.sha256").read_text().splitlines()}
-    assert sorted(root_sums) == sorted(["dataset.json", "index.parquet",
-                                        *(f"index/{v}.{x}" for v in vids for x in ("parquet", "sha256"))])
-    for name, digest in root_sums.items():
-        assert hashlib.sha256((root / name).read_bytes()).hexdigest() == digest
-    from companion.validate import validate_report
-    kind, problems, facts = validate_report(root)
-    assert problems == [] and "videos_without_checksums" not in facts
-    assert facts["files_hashed"] == len(root_sums) + 4 * 3 * 4   # 3 chunks x (mp4 + 3 actions)
 
 
 def test_nm_align_on_the_real_obs_fixture_writes_a_valid_dataset(tmp_path):
