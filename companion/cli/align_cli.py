@@ -16,7 +16,9 @@ same name (<name>.jsonl).
 Outputs (next to the video unless --out): frames.parquet (one row per frame, capture
 time in epoch and OBS monotonic ns), events.parquet (one row per input/focus event with
 frame_ref), metadata.json (gains an "alignment" section), integrity.sha256.
-With --dataset ROOT also the seed-000 layout: actions/ video/ audio/ SHARD_xxxx/...
+With --dataset ROOT also the seed-000 layout: actions/ video/ audio/ SHARD_xxxx/...,
+index.parquet, and sha256sum checksums index/<video_id>.sha256 (not with --no-checksums)
+and integrity.sha256.
 
 Exit codes: 0 ok, 2 bad input, 4 environment (permissions, disk), 1 other.
 """
