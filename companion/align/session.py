@@ -218,22 +218,23 @@ def resolve_inputs(video: Path, events: Path | None, workdir: Path | None) -> tu
 def align_session(video, events=None, out=None, dataset=None, chunk_seconds: float = 20.0,
                   video_id: str | None = None, session_id: str | None = None,
                   progress: bool = True, owa_out=None, owa_per: str = "frame",
-                  early_start=None) -> dict:
+                  early_start=None, checksums: bool = True) -> dict:
     """Align one recording. Returns a JSON-able summary. Raises NMError subclasses.
 
     ``early_start``: an ``early.EarlyStart`` the caller began for exactly these
-    arguments (``begin_early``); it is consumed (used or discarded)."""
+    arguments (``begin_early``); it is consumed (used or discarded). ``checksums``:
+    passed to ``write_dataset`` (False: no ``index/<video_id>.sha256``)."""
     early: list = [early_start] if early_start is not None else []
     try:
         return _align_session(video, events, out, dataset, chunk_seconds, video_id, session_id,
-                              progress, owa_out, owa_per, early)
+                              progress, owa_out, owa_per, early, checksums)
     finally:
         for e in early:
             e.discard()
 
 
 def _align_session(video, events, out, dataset, chunk_seconds, video_id, session_id,
-                   progress, owa_out, owa_per, early: list) -> dict:
+                   progress, owa_out, owa_per, early: list, checksums: bool = True) -> dict:
     from .eventlog import read_event_log
 
     video = Path(video)
@@ -264,7 +265,8 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
                                  spill_dir=out_dir if out_dir.is_dir() else None)
         try:
             return _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id,
-                               sid, progress, owa_out, owa_per, pre, video_hash, log_future)
+                               sid, progress, owa_out, owa_per, pre, video_hash, log_future,
+                               checksums)
         finally:
             try:
                 log_future.result().close()           # its spill file and hash digests
@@ -273,7 +275,7 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
 
 
 def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, sid, progress,
-                owa_out, owa_per, pre, video_hash, log_future) -> dict:
+                owa_out, owa_per, pre, video_hash, log_future, checksums: bool = True) -> dict:
     from .demux import scan_video
     from .eventlog import write_events_parquet
 
@@ -340,7 +342,8 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
             dp = Progress(f"dataset {vid}", enabled=progress)
             # read back a batch at a time: memory stays flat in the number of events
             ds = write_dataset(Path(dataset), vid, scan, frames, out_dir / "events.parquet", meta,
-                               chunk_seconds=chunk_seconds, progress=dp, early=pre)
+                               chunk_seconds=chunk_seconds, progress=dp, early=pre,
+                               checksums=checksums)
             dp.close()
             summary["dataset"] = ds
     finally:
