@@ -174,3 +174,19 @@ def test_torn_last_line_and_unknown_kinds_are_warned_on_stderr(tmp_path):
     al = json.loads((d / "metadata.json").read_text())["alignment"]
     assert al["events_torn_tail"] and al["events_skipped_lines"] == 1
     assert any("torn line" in w for w in al["warnings"])
+
+
+def test_new_dataset_root_files_are_readable_by_others(tmp_path):
+    """dataset.json was created 0600 (mkstemp's mode) while every other file follows the
+    umask: a dataset shared with other users could not be opened."""
+    import os
+    d = _session(tmp_path)
+    write_events(d, "s1", expected_frame_times())
+    old = os.umask(0o022)
+    try:
+        assert _cli(d / "s1.mkv", "--dataset", tmp_path / "ds", "--quiet").returncode == 0
+    finally:
+        os.umask(old)
+    for p in (tmp_path / "ds").rglob("*"):
+        if p.is_file() and not p.name.startswith("."):
+            assert p.stat().st_mode & 0o777 == 0o644, p

@@ -258,6 +258,17 @@ write_dataset({str(root)!r}, sys.argv[1], sc, fr, ev, {{}}, chunk_seconds=0.5)
     assert sorted(p.name for p in (root / "video").rglob("*.mp4")) == sorted(
         f"{v}_chunk_{c:04d}.mp4" for v in vids for c in range(3))
     assert list((root / ".staging").iterdir()) == []
+    # the checksum files (format 1.2.0) of every video, and the root file over all of
+    # them, written under the locks by whichever run rebuilt the index last
+    root_sums = {ln[66:]: ln[:64] for ln in (root / "integrity.sha256").read_text().splitlines()}
+    assert sorted(root_sums) == sorted(["dataset.json", "index.parquet",
+                                        *(f"index/{v}.{x}" for v in vids for x in ("parquet", "sha256"))])
+    for name, digest in root_sums.items():
+        assert hashlib.sha256((root / name).read_bytes()).hexdigest() == digest
+    from companion.validate import validate_report
+    kind, problems, facts = validate_report(root)
+    assert problems == [] and "videos_without_checksums" not in facts
+    assert facts["files_hashed"] == len(root_sums) + 4 * 3 * 4   # 3 chunks x (mp4 + 3 actions)
 
 
 def test_remove_video(tmp_path):
@@ -268,6 +279,10 @@ def test_remove_video(tmp_path):
     assert remove_video(root, "a") is True and remove_video(root, "a") is False
     assert {r["video_id"] for r in pq.read_table(root / "index.parquet").to_pylist()} == {"b"}
     assert not any("/a/" in k or k.startswith("index/a.") for k in _tree(root))
+    assert (root / "index" / "b.sha256").is_file()         # its checksums stay, a's are gone
+    assert " index/a." not in (root / "integrity.sha256").read_text()
+    from companion.validate import validate_path
+    assert validate_path(root) == []
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):

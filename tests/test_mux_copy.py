@@ -316,3 +316,63 @@ def test_walk_mux_of_real_obs_recordings(tmp_path, name):
             return [hashlib.sha1(f.to_ndarray(format="rgb24").tobytes()).hexdigest()
                     for f in c.decode(video=0)]
     assert frames(out) == frames(src) and len(frames(out)) == len(sc.pts)
+
+
+# ---- checksums: the child hashes what it writes (format 1.2.0) ------------------------------
+
+def test_rangecopy_child_hashes_what_it_writes(tmp_path):
+    """A job with "sha256": true reports the sha256 of every byte it wrote (header and
+    ranges), through the gathering copy: ranges in and out of order, adjacent, with gaps,
+    empty, larger than the 1 MiB buffer, and one past the end (an error, file removed)."""
+    import hashlib
+    import random
+    src = tmp_path / "src.bin"
+    data = os.urandom(5 << 20)
+    src.write_bytes(data)
+    rnd = random.Random(7)
+    jobs, want = [], []
+    for k in range(12):
+        offs, sizes = [], []
+        o = rnd.randrange(1000)
+        for _ in range(rnd.randrange(1, 60)):
+            size = rnd.choice([0, 1, 17, 4096, 40_000, 300_000, (1 << 20) + 5])
+            if o + size > len(data):
+                break
+            offs.append(o)
+            sizes.append(size)
+            o += size + rnd.choice([0, 0, 3, 900])
+            if rnd.random() < 0.1:
+                o = rnd.randrange(len(data) // 2)        # back in the file
+        header = os.urandom(rnd.randrange(0, 200))
+        out = tmp_path / f"o{k}.mp4"
+        jobs.append(({"src": str(src), "out": str(out), "sha256": True}, header, offs, sizes))
+        want.append((out, header + b"".join(data[a:a + b] for a, b in zip(offs, sizes))))
+    jobs.append(({"src": str(src), "out": str(tmp_path / "bad"), "sha256": True}, b"h",
+                 [len(data) - 5], [10]))
+    jobs.append(({"src": str(src), "out": str(tmp_path / "plain")}, b"h", [0], [10]))
+    code, res = _run_child(jobs)
+    assert code == 0
+    for (out, body), r in zip(want, res):
+        assert out.read_bytes() == body
+        assert r == {"done": str(out), "sha256": hashlib.sha256(body).hexdigest()}
+    assert "short read" in res[-2]["error"] and not (tmp_path / "bad").exists()
+    assert res[-1] == {"done": str(tmp_path / "plain")}        # not asked: no hashing
+
+
+@pytest.mark.parametrize("checksums", [True, False])
+def test_walk_mux_digests(tmp_path, checksums):
+    """MuxCopy(checksums=True) keeps each adopted MP4's sha256 (final path -> hex), as
+    computed by the child while copying; off: no digests."""
+    import hashlib
+    src = tmp_path / "src.mkv"
+    make_video(src, 95, gop=10, audio="aac")
+    probe = scan_video(src)
+    mc = MuxCopy.start(tmp_path / "w", frames_per_chunk(probe.fps, 1.0), checksums=checksums)
+    sc = scan_video(src, walk_sink=mc)
+    plans = plan_chunks(len(sc.pts), sc.fps, sc.keyframe, 1.0)
+    paths = [tmp_path / f"c{p.chunk_id}.mp4" for p in plans]
+    assert mc.adopt(sc, plans, paths) is None
+    if checksums:
+        assert mc.digests == {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    else:
+        assert mc.digests == {}

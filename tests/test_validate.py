@@ -520,10 +520,15 @@ def test_cli_exit_codes_and_output(session, dataset, tmp_path, capsys):
     assert {"path": f"{session}/events.parquet",
             "message": "sha256 " + hashlib.sha256(b"junk").hexdigest()[:16] + "... does not match "
             "integrity.sha256 (" + doc["problems"][0]["message"].split("(")[1]} in doc["problems"]
+    # a dataset without checksum files (written before format 1.2.0): valid, and said so
     assert validate_main([str(dataset), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {
         "path": str(dataset), "kind": "dataset", "ok": True, "problems": [],
-        "checked": {"videos": 1, "chunks": 3, "events": 18}}
+        "checked": {"videos": 1, "chunks": 3, "events": 18, "videos_without_checksums": 1}}
+    assert validate_main([str(dataset)]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"OK: dataset {dataset} matches the contract (1 video, 3 chunks, 18 events, "
+        f"1 video without checksums)")
     for bad in (tmp_path / "nope", session / "metadata.json", tmp_path / "emptydir"):
         if bad.name == "emptydir":
             bad.mkdir()
@@ -684,28 +689,32 @@ def test_capture_metadata_builder_output_is_valid():
 
 
 def test_dataset_checksum_files_when_present(dataset):
-    """Datasets may carry sha256sum files (root integrity.sha256, index/<video_id>.sha256);
-    when present, a flipped byte in any listed file is caught and named."""
-    files = sorted(p.relative_to(dataset).as_posix() for p in dataset.rglob("*")
-                   if p.is_file() and p.name not in ("integrity.sha256",))
+    """The contract's checksum files (format 1.2.0), written here by hand from the
+    contract's text (tests/test_dataset_integrity.py checks the writer's own): root
+    integrity.sha256 over dataset.json and the index files, index/<video_id>.sha256 over
+    every chunk file, root-relative sha256sum lines. A flipped byte in a listed file is
+    caught and named."""
+    sha = lambda n: hashlib.sha256((dataset / n).read_bytes()).hexdigest()  # noqa: E731
+    chunk_files = sorted(p.relative_to(dataset).as_posix() for p in dataset.rglob("*")
+                         if p.is_file() and p.relative_to(dataset).parts[0] in
+                         ("actions", "video", "audio"))
     (dataset / "index").mkdir()
-    half = len(files) // 2
-    for target, names in ((dataset / "integrity.sha256", files[:half]),
-                          (dataset / "index" / "vid0.sha256", files[half:])):
-        target.write_text("".join(f"{hashlib.sha256((dataset / n).read_bytes()).hexdigest()}  {n}\n"
-                                  for n in names))
     pq.write_table(pq.read_table(dataset / "index.parquet"), dataset / "index" / "vid0.parquet")
+    (dataset / "index" / "vid0.sha256").write_text("".join(f"{sha(n)}  {n}\n" for n in chunk_files))
+    (dataset / "integrity.sha256").write_text("".join(
+        f"{sha(n)}  {n}\n" for n in ("dataset.json", "index.parquet", "index/vid0.parquet",
+                                     "index/vid0.sha256")))
     assert msgs(validate_path(dataset)) == []
-    for rel in (files[0], files[-1]):
+    for rel in ("index.parquet", chunk_files[-1]):
         p = dataset / rel
         data = bytearray(p.read_bytes())
         data[len(data) // 2] ^= 0x10
         p.write_bytes(bytes(data))
     out = msgs(validate_path(dataset))
-    assert f"{dataset}/{files[0]}: sha256 does not match integrity.sha256: the file changed after it " \
-           f"was written" in out
-    assert f"{dataset}/{files[-1]}: sha256 does not match index/vid0.sha256: the file changed after " \
-           f"it was written" in out
+    assert f"{dataset}/index.parquet: sha256 does not match integrity.sha256: the file changed " \
+           f"after it was written" in out
+    assert f"{dataset}/{chunk_files[-1]}: sha256 does not match index/vid0.sha256: the file " \
+           f"changed after it was written" in out
 
 
 def test_frames_pts_ns_keyframes_and_slots_against_video(session):

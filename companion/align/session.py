@@ -261,7 +261,8 @@ def resolve_inputs(video: Path, events: Path | None, workdir: Path | None) -> tu
 def align_session(video, events=None, out=None, dataset=None, chunk_seconds: float = 20.0,
                   video_id: str | None = None, session_id: str | None = None,
                   progress: bool = True, owa_out=None, owa_per: str = "frame",
-                  early_start=None, allow_truncated: bool = False) -> dict:
+                  early_start=None, checksums: bool = True,
+                  allow_truncated: bool = False) -> dict:
     """Align one recording. Returns a JSON-able summary. Raises NMError subclasses.
 
     A recording cut short (an interrupted copy, a full disk, a crashed recorder) is
@@ -270,18 +271,20 @@ def align_session(video, events=None, out=None, dataset=None, chunk_seconds: flo
     (``alignment.truncated``).
 
     ``early_start``: an ``early.EarlyStart`` the caller began for exactly these
-    arguments (``begin_early``); it is consumed (used or discarded)."""
+    arguments (``begin_early``); it is consumed (used or discarded). ``checksums``:
+    passed to ``write_dataset`` (False: no ``index/<video_id>.sha256``)."""
     early: list = [early_start] if early_start is not None else []
     try:
         return _align_session(video, events, out, dataset, chunk_seconds, video_id, session_id,
-                              progress, owa_out, owa_per, early, allow_truncated)
+                              progress, owa_out, owa_per, early, checksums, allow_truncated)
     finally:
         for e in early:
             e.discard()
 
 
 def _align_session(video, events, out, dataset, chunk_seconds, video_id, session_id,
-                   progress, owa_out, owa_per, early: list, allow_truncated: bool = False) -> dict:
+                   progress, owa_out, owa_per, early: list, checksums: bool = True,
+                   allow_truncated: bool = False) -> dict:
     from .eventlog import read_event_log
 
     import math
@@ -325,7 +328,7 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
         try:
             return _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id,
                                sid, progress, owa_out, owa_per, pre, video_hash, log_future,
-                               allow_truncated)
+                               checksums, allow_truncated)
         finally:
             try:
                 log_future.result().close()           # its spill file and hash digests
@@ -334,7 +337,8 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
 
 
 def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, sid, progress,
-                owa_out, owa_per, pre, video_hash, log_future, allow_truncated=False) -> dict:
+                owa_out, owa_per, pre, video_hash, log_future, checksums: bool = True,
+                allow_truncated: bool = False) -> dict:
     from .demux import scan_video
     from .eventlog import write_events_parquet
 
@@ -419,7 +423,8 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
             dp = Progress(f"dataset {vid}", enabled=progress)
             # read back a batch at a time: memory stays flat in the number of events
             ds = write_dataset(Path(dataset), vid, scan, frames, out_dir / "events.parquet", meta,
-                               chunk_seconds=chunk_seconds, progress=dp, early=pre)
+                               chunk_seconds=chunk_seconds, progress=dp, early=pre,
+                               checksums=checksums)
             dp.close()
             summary["dataset"] = ds
     finally:

@@ -17,7 +17,9 @@ same name (<name>.jsonl).
 Outputs (next to the video unless --out): frames.parquet (one row per frame, capture
 time in epoch and OBS monotonic ns), events.parquet (one row per input/focus event with
 frame_ref), metadata.json (gains an "alignment" section), integrity.sha256.
-With --dataset ROOT also the seed-000 layout: actions/ video/ audio/ SHARD_xxxx/...
+With --dataset ROOT also the seed-000 layout: actions/ video/ audio/ SHARD_xxxx/...,
+index.parquet, and sha256sum checksums index/<video_id>.sha256 (not with --no-checksums)
+and integrity.sha256.
 
 Exit codes: 0 ok, 2 bad input, 4 environment (permissions, disk), 1 other.
 """
@@ -40,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-truncated", action="store_true",
                    help="align a recording that is cut short (interrupted copy, full disk, "
                         "crashed recorder) from the frames it has, instead of refusing it")
+    p.add_argument("--no-checksums", action="store_true",
+                   help="with --dataset: do not hash the chunk files into "
+                        "index/<video_id>.sha256 (faster; nm-validate then cannot catch a "
+                        "changed byte that keeps the files well-formed)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
@@ -59,6 +65,8 @@ def main(argv=None) -> int:
             from ..dataset.early import begin_early
             pre = begin_early(args.video, args.dataset, args.chunk_seconds,
                               args.video_id or args.session_id or Path(args.video).stem)
+            if pre is not None and args.no_checksums and hasattr(pre.copy, "checksums"):
+                pre.copy.checksums = False      # the walk's copy child: no hashing either
         try:
             from ..align.session import align_session
             summary = align_session(args.video, events=args.events, out=args.out,
@@ -66,7 +74,8 @@ def main(argv=None) -> int:
                                     video_id=args.video_id, session_id=args.session_id,
                                     progress=not args.quiet and not args.json,
                                     owa_out=args.owa_out, owa_per=args.owa_per,
-                                    early_start=pre, allow_truncated=args.allow_truncated)
+                                    early_start=pre, checksums=not args.no_checksums,
+                                    allow_truncated=args.allow_truncated)
         finally:
             if pre is not None:
                 pre.discard()   # idempotent; stops ffmpeg if anything failed before use

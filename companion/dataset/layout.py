@@ -6,6 +6,8 @@
       dataset.json                       format_version, num_shards, created_at (written once)
       index.parquet                      CHUNK_INDEX_SCHEMA, every chunk of every video
       index/<video_id>.parquet           the index rows of one video (source of index.parquet)
+      index/<video_id>.sha256            sha256sum lines of every chunk file of that video
+      integrity.sha256                   sha256sum lines of dataset.json, index.parquet, index/*
       actions/SHARD_xxxx/<video_id>/<video_id>_chunk_xxxx/{actions_raw,actions_processed}.parquet
                                                                           + metadata.json
       video/SHARD_xxxx/<video_id>/<video_id>_chunk_xxxx.mp4
@@ -32,11 +34,13 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from companion.contract.version import FORMAT_VERSION
+from companion.util.atomic import current_umask
 from companion.util.errors import BadInput, EnvProblem
 
 DATASET_META = "dataset.json"
 INDEX_FILE = "index.parquet"
 INDEX_PARTS = "index"
+ROOT_CHECKSUMS = "integrity.sha256"
 STAGING = ".staging"
 LOCKS = ".locks"
 TOP_DIRS = ("actions", "video", "audio")
@@ -93,6 +97,11 @@ class VideoLayout:
     def index_part(self) -> PurePosixPath:
         return PurePosixPath(INDEX_PARTS, f"{self.video_id}.parquet")
 
+    @property
+    def index_checksums(self) -> PurePosixPath:
+        """``index/<video_id>.sha256``: sha256sum lines of every chunk file of the video."""
+        return PurePosixPath(INDEX_PARTS, f"{self.video_id}.sha256")
+
     def chunk_actions(self, chunk_id: int) -> PurePosixPath:
         return self.actions_dir / chunk_name(self.video_id, chunk_id)
 
@@ -144,7 +153,7 @@ def check_dataset_root(root: Path, writable: bool = False) -> None:
     if root.exists() and not (root / DATASET_META).exists():
         # dot-names are work files (another run may be creating this root right now)
         foreign = [p.name for p in root.iterdir() if not p.name.startswith(".")
-                   and p.name not in (*TOP_DIRS, INDEX_PARTS, INDEX_FILE)]
+                   and p.name not in (*TOP_DIRS, INDEX_PARTS, INDEX_FILE, ROOT_CHECKSUMS)]
         if foreign:
             raise BadInput(f"{root} is not empty and has no {DATASET_META}: not a dataset "
                            f"root (found {sorted(foreign)[0]!r}); choose an empty or new folder")
@@ -191,8 +200,9 @@ def ensure_dataset(root: Path, num_shards: int | None = None,
             meta["chunk_seconds"] = chunk_seconds
         fd, tmp = tempfile.mkstemp(prefix=f".{DATASET_META}.", dir=root)
         try:
+            os.chmod(tmp, 0o666 & ~current_umask())   # mkstemp's 0600, as every other file gets
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(meta, f, indent=2)
+                json.dump(meta, f, indent=2, allow_nan=False)
                 f.write("\n")
                 f.flush()
                 os.fsync(f.fileno())

@@ -18,6 +18,10 @@ output is checked. Anything else (an open GOP at a boundary, a codec without an 
 sample entry here, a failed copy) rejects it with a reason; the caller then takes the
 ffmpeg or PyAV path. The child's work is kernel time: 1.0-1.5 s of CPU per 1.3 GB on
 the project's VM, against ~1.7 s for ffmpeg's segment copy (docs/benchmarks.md).
+
+Checksums: with ``checksums`` on (the default) the child also hashes each MP4 from the
+bytes it writes and ``adopt`` keeps the digests in ``digests`` (final path -> sha256
+hex), so the dataset's checksum files need no second read of the MP4s.
 """
 from __future__ import annotations
 
@@ -43,9 +47,13 @@ class MuxCopy:
     tool = "mp4mux"
     needs_ffmpeg = False
 
-    def __init__(self, work: Path, chunk_frames: int):
+    def __init__(self, work: Path, chunk_frames: int, checksums: bool = True):
         self.work = Path(work)
         self.chunk_frames = int(chunk_frames)
+        self.checksums = bool(checksums)
+        """hash each MP4 in the child (read per job: may be turned off before the walk)"""
+        self.digests: dict[str, str] = {}
+        """after a successful ``adopt``: final path (str) -> sha256 hex, when hashed"""
         self.starts: list[int] | None = None
         self.n = 0
         self.error: str | None = None
@@ -58,10 +66,10 @@ class MuxCopy:
         self._threads: list[threading.Thread] = []
 
     @classmethod
-    def start(cls, work: Path, chunk_frames: int) -> "MuxCopy | None":
+    def start(cls, work: Path, chunk_frames: int, checksums: bool = True) -> "MuxCopy | None":
         """Make the work folder and start the copy child (None if either fails)."""
         from companion.util.rangecopy import child_command
-        self = cls(work, chunk_frames)
+        self = cls(work, chunk_frames, checksums)
         try:
             self.work.mkdir(parents=True)
             self.proc = subprocess.Popen(child_command(), stdin=subprocess.PIPE,
@@ -153,8 +161,11 @@ class MuxCopy:
         src, codec, cp, w, h, tb = self._info
         header = chunk_header(codec, cp or b"", w, h, tb, pts, key, size, nxt)
         out = str(self.work / f"seg{c:05d}.mp4")
+        job = {"src": src, "out": out, "header": len(header), "n": int(pts.size)}
+        if self.checksums:
+            job["sha256"] = True
         self._queue.put(b"".join((
-            json.dumps({"src": src, "out": out, "header": len(header), "n": int(pts.size)}).encode()
+            json.dumps(job).encode()
             + b"\n", header, off.astype("<i8").tobytes(), size.astype("<i8").tobytes())))
         self._out.append(out)
         self._next += 1
@@ -208,8 +219,12 @@ class MuxCopy:
                 why = check_segment(Path(self._out[p.chunk_id]), scan, pts, p)
                 if why is not None:
                     return why
+            hashed = {r["done"]: r["sha256"] for r in results
+                      if isinstance(r.get("sha256"), str) and len(r["sha256"]) == 64}
             move_all([self._out[p.chunk_id] for p in plans],
                      [video_paths[p.chunk_id] for p in plans])
+            self.digests = {str(video_paths[p.chunk_id]): hashed[self._out[p.chunk_id]]
+                            for p in plans if self._out[p.chunk_id] in hashed}
             return None
         except (OSError, ValueError) as e:   # json errors are ValueErrors
             return f"chunk MP4s from the walk could not be handled: {e}"

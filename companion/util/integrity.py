@@ -26,8 +26,9 @@ def recorded_hash(folder: Path, name: str) -> str | None:
             return None
         for ln in integ.read_text(encoding="utf-8", errors="replace").splitlines():
             digest, _, fname = ln.partition("  ")
-            if fname.strip() == name and len(digest) == 64:
-                return digest.lower()
+            if fname.strip() == name and len(digest) == 64 and \
+                    all(c in "0123456789abcdef" for c in digest):
+                return digest
     except OSError:
         return None
     return None

@@ -98,7 +98,9 @@ def read_parquet(rep: Report, rel: str, columns: list[str]) -> pa.Table | None:
     p = rep.root / rel
     try:
         names = pq.read_schema(p).names
-        table = pq.read_table(p, columns=[c for c in columns if c in names])
+        # page CRC-32s (written from format 1.2.0) are checked where present
+        table = pq.read_table(p, columns=[c for c in columns if c in names],
+                              page_checksum_verification=True)
         table.validate(full=True)   # e.g. invalid UTF-8 in a string column of a damaged page
         return table
     except Exception as e:  # corrupt pages surface only when the data is read

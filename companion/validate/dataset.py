@@ -9,7 +9,8 @@ JSON Schema, fields consistent with the index), actions_raw / actions_processed
 (schemas, row count = n_events, t_ns sorted and inside the chunk, timestamp_ms = ms
 since the chunk's first frame, frame_idx/frame_ref in range and consistent; ``held``
 rows only in actions_processed, first, at the chunk start, a held mousemove with
-normalized coordinates).
+normalized coordinates); checksums (format 1.2.0): root ``integrity.sha256`` and
+``index/<video_id>.sha256`` verified and complete when present.
 """
 from __future__ import annotations
 
@@ -65,14 +66,17 @@ def dataset_report(root: Path, check_videos: bool = True) -> Report:
     meta = read_json(rep, "dataset.json", "dataset")
     schema = read_parquet_schema(rep, "index.parquet")
     if schema is None:
+        check_checksums(rep, _rows_from_parts(root))   # still name what changed
         return rep
     rep.extend("index.parquet", checks.compare_schema(schema, CHUNK_INDEX_SCHEMA))
     idx = read_parquet(rep, "index.parquet", CHUNK_INDEX_SCHEMA.names)
     if idx is None:
+        check_checksums(rep, _rows_from_parts(root))
         return rep
     # the per-row checks need the contract's column types; a schema problem is already reported
     for f in CHUNK_INDEX_SCHEMA:
         if f.name not in idx.column_names or not idx.schema.field(f.name).type.equals(f.type):
+            check_checksums(rep, _rows_from_parts(root))
             return rep
     rep.extend("index.parquet", checks.check_nulls(idx, CHUNK_INDEX_SCHEMA))
     rows = idx.to_pylist()
@@ -93,11 +97,20 @@ def dataset_report(root: Path, check_videos: bool = True) -> Report:
             by_video.setdefault(r["video_id"], []).append(r)
 
     for vid, rs in sorted(by_video.items()):
+        rs_sorted = sorted(rs, key=lambda r: r["chunk_id"])
+        n = len(rs_sorted)
+        totals: list[tuple[str, dict]] = []     # (metadata.json, original_video) per chunk
+        for k, r in enumerate(rs_sorted):
+            ov = _check_chunk(rep, r, first=(k == 0), last=(k == n - 1), check_videos=check_videos)
+            if ov is not None:
+                totals.append(ov)
+        n_frames = lengths.get(vid)
+        if n_frames is None:
+            n_frames = _video_total(rep, vid, totals, n)
         tiles = [(r["chunk_id"], r["start_frame"], r["end_frame"]) for r in rs
                  if isinstance(r.get("start_frame"), int) and isinstance(r.get("end_frame"), int)]
         rep.extend("index.parquet", [f"video {vid}: {m}" for m in
-                                     checks.check_chunk_tiling(tiles, lengths.get(vid))])
-        rs_sorted = sorted(rs, key=lambda r: r["chunk_id"])
+                                     checks.check_chunk_tiling(tiles, n_frames)])
         for a, b in zip(rs_sorted, rs_sorted[1:]):
             if a.get("end_frame") == b.get("start_frame") and a.get("end_t_ns") != b.get("start_t_ns"):
                 rep.add("index.parquet", f"video {vid}: chunk {a['chunk_id']} ends at t_ns "
@@ -105,15 +118,44 @@ def dataset_report(root: Path, check_videos: bool = True) -> Report:
         fps = {r.get("fps") for r in rs}
         if len(fps) > 1:
             rep.add("index.parquet", f"video {vid}: chunks disagree on fps {sorted(map(str, fps))}")
-        n = len(rs_sorted)
-        for k, r in enumerate(rs_sorted):
-            _check_chunk(rep, r, first=(k == 0), last=(k == n - 1), check_videos=check_videos)
 
     _check_shard_rule(rep, meta, rows)
     _check_index_parts(rep, rows)
     _check_orphans(rep, rows)
-    _check_integrity_files(rep)
+    check_checksums(rep, rows)
     return rep
+
+
+def _rows_from_parts(root: Path) -> list[dict]:
+    """Index rows from the readable ``index/*.parquet`` parts (when index.parquet itself
+    cannot be used, so the checksum files can still be checked and name what changed)."""
+    rows: list[dict] = []
+    d = root / "index"
+    for p in sorted(d.glob("*.parquet")) if d.is_dir() else []:
+        if not p.name.startswith("."):
+            try:
+                rows.extend(pq.read_table(p).to_pylist())
+            except Exception:  # noqa: BLE001 - a bad part is reported by the checksums
+                pass
+    return rows
+
+
+def _video_total(rep: Report, vid: str, totals: list[tuple[str, dict]], n_chunks: int) -> int | None:
+    """The video's frame count from its chunks' ``original_video.total_frames`` (format
+    1.2.0; None when no chunk has it): every chunk that has it must agree, and
+    ``total_chunks`` must equal the number of chunks in the index."""
+    frames: dict[int, str] = {}
+    for rel, ov in totals:
+        tf, tc = ov.get("total_frames"), ov.get("total_chunks")
+        if isinstance(tf, int) and not isinstance(tf, bool):
+            frames.setdefault(tf, rel)
+        if isinstance(tc, int) and not isinstance(tc, bool) and tc != n_chunks:
+            rep.add(rel, f"original_video.total_chunks {tc} but index.parquet lists {n_chunks} "
+                         f"chunks of video {vid}")
+    if len(frames) > 1:
+        (a, ra), (b, rb) = sorted(frames.items())[:2]
+        rep.add(rb, f"original_video.total_frames {b} but {ra} says {a}")
+    return max(frames) if frames else None
 
 
 CRC32_RULE = "crc32(utf8(video_id)) % num_shards"
@@ -158,29 +200,115 @@ def _check_index_parts(rep: Report, rows: list[dict]) -> None:
         rep.add(f"index/{vid}.parquet", "missing: index.parquet lists this video")
 
 
-def _check_integrity_files(rep: Report) -> None:
-    """Optional checksums: ``integrity.sha256`` at the root and ``index/<video_id>.sha256``,
-    ``sha256sum`` lines with paths relative to the root, are verified when present."""
+ROOT_CHECKSUMS = "integrity.sha256"
+CHUNK_FILES = ("actions_raw.parquet", "actions_processed.parquet", "metadata.json")
+
+
+def _read_checksums(rep: Report, rel: str) -> dict[str, str]:
+    """Parse and verify one ``sha256sum`` file of the root (paths relative to the root):
+    every listed file exists and has the listed sha256. Returns its entries."""
     from .common import sha256_file
     from .session import parse_integrity
-    files = [rep.root / "integrity.sha256"] + sorted((rep.root / "index").glob("*.sha256")) \
-        if (rep.root / "index").is_dir() else [rep.root / "integrity.sha256"]
-    for f in files:
-        if not f.is_file():
+    try:
+        entries, probs = parse_integrity((rep.root / rel).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        rep.add(rel, "not UTF-8 text")
+        return {}
+    except OSError as e:
+        rep.add(rel, f"cannot read ({e.strerror or e})")
+        return {}
+    rep.extend(rel, probs)
+    for name, digest in sorted(entries.items()):
+        p = rep.root / name
+        if not p.is_file():
+            rep.add(name, f"listed in {rel} but missing")
             continue
-        rel = f.relative_to(rep.root).as_posix()
         try:
-            entries, probs = parse_integrity(f.read_bytes().decode("utf-8"))
-        except (OSError, UnicodeDecodeError) as e:
-            rep.add(rel, f"cannot read ({e})")
+            actual = sha256_file(p)
+        except OSError as e:
+            rep.add(name, f"cannot read ({e.strerror or e})")
             continue
-        rep.extend(rel, probs)
-        for name, digest in sorted(entries.items()):
-            p = rep.root / name
-            if not p.is_file():
-                rep.add(name, f"listed in {rel} but missing")
-            elif sha256_file(p) != digest:
-                rep.add(name, f"sha256 does not match {rel}: the file changed after it was written")
+        if actual != digest:
+            rep.add(name, f"sha256 does not match {rel}: the file changed after it was written")
+    rep.facts["files_hashed"] = rep.facts.get("files_hashed", 0) + len(entries)
+    return entries
+
+
+def check_checksums(rep: Report, rows: list[dict]) -> None:
+    """Checksum files (format 1.2.0; docs/contracts/validation.md, "checksums").
+
+    Root ``integrity.sha256`` (``check_root_checksums``), required when any
+    ``index/<video_id>.sha256`` exists (nm-align writes them together); each video's
+    ``index/<video_id>.sha256`` (``check_video_checksums``). A video without one is not
+    an error (written before 1.2.0 or with ``--no-checksums``): counted in
+    ``facts["videos_without_checksums"]``."""
+    d = rep.root / "index"
+    parts = sorted(p.name for p in d.iterdir() if p.is_file() and not p.name.startswith(".")) \
+        if d.is_dir() else []
+    sums = [n for n in parts if n.endswith(".sha256")]
+    if (rep.root / ROOT_CHECKSUMS).is_file():
+        check_root_checksums(rep, parts)
+    elif sums:
+        rep.add(ROOT_CHECKSUMS, f"missing: index/ has per-video checksum files "
+                                f"({sums[0]}, ...), which nm-align writes with it")
+    by_video: dict[str, list[dict]] = {}
+    for r in rows:
+        if isinstance(r.get("video_id"), str):
+            by_video.setdefault(r["video_id"], []).append(r)
+    without = 0
+    for vid, rs in sorted(by_video.items()):
+        if f"{vid}.sha256" in sums:
+            check_video_checksums(rep, vid, rs)
+        else:
+            without += 1
+    for vid in sorted({n[:-len(".sha256")] for n in sums} - set(by_video)):
+        rep.add(f"index/{vid}.sha256", "checksums of a video that index.parquet does not list")
+    if without:
+        rep.facts["videos_without_checksums"] = without
+
+
+def check_root_checksums(rep: Report, parts: list[str]) -> None:
+    """The root ``integrity.sha256``: verified, and it lists ``dataset.json``,
+    ``index.parquet`` and every ``index/*.parquet`` / ``index/*.sha256`` (``parts``: the
+    names in ``index/``)."""
+    listed = _read_checksums(rep, ROOT_CHECKSUMS)
+    want = ["dataset.json", "index.parquet"] + [f"index/{n}" for n in parts
+                                                if n.endswith((".parquet", ".sha256"))]
+    for name in want:
+        if name not in listed and (rep.root / name).is_file():
+            rep.add(name, f"not covered by {ROOT_CHECKSUMS}")
+
+
+def check_video_checksums(rep: Report, vid: str, rs: list[dict]) -> None:
+    """``index/<vid>.sha256``: verified; it lists every file of the video's chunks (the
+    index rows' paths ``rs`` plus whatever is on disk in the video's folders) and no
+    other existing file."""
+    rel = f"index/{vid}.sha256"
+    listed = _read_checksums(rep, rel)
+    mine: set[str] = set()
+    tops = set()
+    for r in rs:
+        for f in ("video_path", "audio_path"):
+            if isinstance(r.get(f), str) and _safe_rel(r[f]):
+                mine.add(r[f])
+                tops.add(str(PurePosixPath(r[f]).parent))
+        ad = r.get("actions_dir")
+        if isinstance(ad, str) and _safe_rel(ad):
+            mine.update(f"{ad}/{n}" for n in CHUNK_FILES
+                        if n != "actions_processed.parquet" or (rep.root / ad / n).exists())
+            tops.add(str(PurePosixPath(ad).parent))
+    for top in sorted(tops):       # files on disk in the video's folders
+        base = rep.root / top
+        if base.is_dir() and PurePosixPath(top).name == vid:
+            for p in base.rglob("*"):
+                sub = p.relative_to(base).parts
+                if p.is_file() and not any(x.startswith(".") for x in sub):
+                    mine.add(p.relative_to(rep.root).as_posix())
+    for name in sorted(mine - set(listed)):
+        rep.add(name, f"not covered by {rel}")
+    for name in sorted(set(listed) - mine):
+        if (rep.root / name).is_file():     # a missing one is reported already
+            rep.add(rel, f"lists {name}, which is not a file of video {vid}'s chunks")
 
 
 def _check_layout(rep: Report, r: dict, field: str, top: str) -> bool:
@@ -197,7 +325,10 @@ def _check_layout(rep: Report, r: dict, field: str, top: str) -> bool:
     return True
 
 
-def _check_chunk(rep: Report, r: dict, first: bool, last: bool, check_videos: bool) -> None:
+def _check_chunk(rep: Report, r: dict, first: bool, last: bool,
+                 check_videos: bool) -> tuple[str, dict] | None:
+    """Check one chunk's files; returns (its metadata.json, its ``original_video``) when
+    that parses, for the per-video checks."""
     vid, cid = r["video_id"], r["chunk_id"]
     s, e = r.get("start_frame"), r.get("end_frame")
     size = (e - s) if isinstance(s, int) and isinstance(e, int) else None
@@ -226,11 +357,11 @@ def _check_chunk(rep: Report, r: dict, first: bool, last: bool, check_videos: bo
 
     # actions folder
     if not _check_layout(rep, r, "actions_dir", "actions"):
-        return
+        return None
     ad = r["actions_dir"]
     if not (rep.root / ad).is_dir():
         rep.add(ad, "missing (listed in index.parquet)")
-        return
+        return None
     md = read_json(rep, f"{ad}/metadata.json", "chunk_metadata")
     if isinstance(md, dict):
         _check_chunk_meta(rep, f"{ad}/metadata.json", md, r, size)
@@ -238,6 +369,8 @@ def _check_chunk(rep: Report, r: dict, first: bool, last: bool, check_videos: bo
     if (rep.root / ad / "actions_processed.parquet").exists():
         _check_actions(rep, f"{ad}/actions_processed.parquet", ACTIONS_PROCESSED_SCHEMA, r, first,
                        last, required=False)
+    ov = md.get("original_video") if isinstance(md, dict) else None
+    return (f"{ad}/metadata.json", ov) if isinstance(ov, dict) else None
 
 
 def _check_chunk_meta(rep: Report, rel: str, md: dict, r: dict, size: int | None) -> None:

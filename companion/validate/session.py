@@ -21,11 +21,16 @@ from .common import VIDEO_EXTS, Report, column, count_video_frames, read_json, r
     read_parquet_schema, sha256_file
 
 INTEGRITY = "integrity.sha256"
-_LINE_RE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+_LINE_RE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+_ANYCASE_RE = re.compile(r"^[0-9a-fA-F]{64} [ *].+$")
 
 
 def parse_integrity(text: str) -> tuple[dict[str, str], list[str]]:
-    """Pure: ``sha256sum`` lines -> ({relative name: hex digest}, [problems])."""
+    """Pure: ``sha256sum`` lines -> ({relative name: hex digest}, [problems]).
+
+    The digest must be 64 lowercase hex digits, as nm-align and ``sha256sum`` write it:
+    an upper-case letter is a changed byte (``sha256sum -c`` would accept it, so this is
+    stricter on purpose: a flipped bit anywhere in the file is reported)."""
     entries: dict[str, str] = {}
     problems: list[str] = []
     for i, line in enumerate(text.split("\n"), 1):
@@ -33,9 +38,13 @@ def parse_integrity(text: str) -> tuple[dict[str, str], list[str]]:
             continue
         m = _LINE_RE.match(line.rstrip("\r"))
         if not m:
-            problems.append(f"line {i} is not '<sha256>  <file>'")
+            if _ANYCASE_RE.match(line.rstrip("\r")):
+                problems.append(f"line {i}: the sha256 has upper-case hex digits (written "
+                                f"lower-case: the line changed)")
+            else:
+                problems.append(f"line {i} is not '<sha256>  <file>'")
             continue
-        digest, name = m.group(1).lower(), m.group(2)
+        digest, name = m.group(1), m.group(2)
         parts = PurePosixPath(name).parts
         if name.startswith("/") or ".." in parts or "\\" in name:
             problems.append(f"line {i} names a file outside the folder: {name!r}")
@@ -71,19 +80,10 @@ def _is_artifact(name: str, sid: str | None) -> bool:
     return False
 
 
-def validate_session(root: Path) -> list:
-    """All problems of the session folder ``root`` (empty list = valid)."""
-    return session_report(root).problems
-
-
-def session_report(root: Path) -> Report:
-    """Problems and facts (``frames``, ``events``, ``files_hashed``) of a session folder."""
-    rep = Report(root)
-    meta = read_json(rep, "metadata.json", "session_metadata")
-    sid = meta.get("session_id") if isinstance(meta, dict) else None
-    sid = sid if isinstance(sid, str) else None
-
-    # integrity.sha256
+def check_integrity(rep: Report, sid: str | None) -> None:
+    """``integrity.sha256`` of the session folder ``rep.root``: present, well-formed,
+    every listed file hashes as listed, every artifact listed."""
+    root = rep.root
     ipath = root / INTEGRITY
     if not ipath.is_file():
         rep.add(INTEGRITY, "missing (run nm-align on this session)")
@@ -116,6 +116,21 @@ def session_report(root: Path) -> Report:
             for p in sorted(root.iterdir()):
                 if p.is_file() and p.name not in entries and _is_artifact(p.name, sid):
                     rep.add(p.name, f"not covered by {INTEGRITY}")
+
+
+def validate_session(root: Path) -> list:
+    """All problems of the session folder ``root`` (empty list = valid)."""
+    return session_report(root).problems
+
+
+def session_report(root: Path) -> Report:
+    """Problems and facts (``frames``, ``events``, ``files_hashed``) of a session folder."""
+    rep = Report(root)
+    meta = read_json(rep, "metadata.json", "session_metadata")
+    sid = meta.get("session_id") if isinstance(meta, dict) else None
+    sid = sid if isinstance(sid, str) else None
+
+    check_integrity(rep, sid)
 
     video = _find_video(root, meta)
     vc = None
