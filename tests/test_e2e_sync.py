@@ -7,8 +7,9 @@ event's frame_ref: normally frame_ref itself (the slot's picture was taken just 
 the slot time) or frame_ref + 1. OBS takes a slot's picture when it processes the slot:
 a lagged slot repeats the previous picture (later by up to the lagged count), and a slot
 processed late but not counted as lagged shows a picture up to one frame newer than its
-slot time (frame_ref - 1). Most jumps must land on frame_ref or frame_ref + 1. A naive
-caption-time alignment is off by ~15 frames and fails this.
+slot time (frame_ref - 1). Most jumps must land on frame_ref or frame_ref + 1, and few on
+frame_ref - 1, so frame times off by one frame either way fail. A naive caption-time
+alignment is off by ~15 frames and fails this.
 """
 from __future__ import annotations
 
@@ -68,3 +69,10 @@ def test_cursor_jumps_appear_in_the_frame_frame_ref_predicts(obs_aligned):
     assert checked >= 12, checked
     on_time = sum(1 for o in offsets if o in (0, 1))
     assert on_time >= 0.75 * checked, offsets
+    # A frame's picture is taken at or after its slot time, so a change can show one frame
+    # *before* frame_ref only when OBS processed that slot late. Frame times one frame too
+    # early move every frame_ref one later and make that common (a real run: 13 x +1,
+    # 3 x 0, never -1: it would read 13 x 0, 3 x -1); one frame too late leaves most jumps
+    # at +2 (caught by on_time above).
+    early = sum(1 for o in offsets if o < 0)
+    assert early <= max(1, checked // 10), offsets

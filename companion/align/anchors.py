@@ -39,6 +39,8 @@ class AnchorSet:
     bad_captions: int = 0
     header: dict = field(default_factory=dict)
     stop: dict | None = None   # sidecar: {"signal_mono_ns", "paused", "pause_total_ns"}
+    truncated: str | None = None   # why the recording is cut short (aligned anyway)
+    pauses: list = field(default_factory=list)   # marker fallback: [(paused, resumed) epoch ns]
 
 
 def stop_info(sidecar: Sidecar | None) -> dict | None:

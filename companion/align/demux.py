@@ -398,17 +398,7 @@ class _MkvWalk:
     @classmethod
     def _plan(cls, path, fd, container, vs, sub, audio, progress, cap_codec, nls,
               counted, walk_sink=None) -> "_MkvWalk":
-        size = os.fstat(fd).st_size
-        head = _pread(fd, min(size, 1 << 16), 0)
-        while True:
-            try:
-                lay = mkv.parse_layout(head, size)
-                break
-            except mkv.MkvShort:
-                if len(head) >= size:
-                    raise
-                head = _pread(fd, min(size, 8 * len(head)), 0)
-        del head
+        size, lay = _read_layout(fd)
         read = _pread_reader(fd)
         if lay.segment_size_known and lay.segment_end != size:
             raise WalkerDeclined("bytes after the segment")
@@ -582,6 +572,38 @@ class _MkvWalk:
         put(p)
 
 
+def _read_layout(fd: int, cut_ok: bool = False) -> tuple[int, mkv.Layout]:
+    """``(file size, Matroska layout)``: the head is read until it reaches the first
+    cluster (MkvError when the file is not one Matroska segment; ``cut_ok``: also when
+    the segment declares more bytes than the file has, then ``segment_end`` is past
+    the end of the file)."""
+    size = os.fstat(fd).st_size
+    head = _pread(fd, min(size, 1 << 16), 0)
+    while True:
+        try:
+            return size, mkv.parse_layout(head, 1 << 62 if cut_ok else size)
+        except mkv.MkvShort:
+            if len(head) >= size:
+                raise
+            head = _pread(fd, min(size, 8 * len(head)), 0)
+
+
+def matroska_cut(path) -> str | None:
+    """Why the Matroska file ``path`` is cut short (one line), or None: it is whole, or
+    its structure cannot be followed (then the demuxer's own checks decide)."""
+    try:
+        fd = os.open(path, _O_RDONLY)
+    except OSError:
+        return None
+    try:
+        size, lay = _read_layout(fd, cut_ok=True)
+        return mkv.find_cut(_pread_reader(fd), lay, size)
+    except (mkv.MkvError, OSError, ValueError, IndexError):
+        return None
+    finally:
+        os.close(fd)
+
+
 def _pread_reader(fd: int, min_read: int = 128):
     """``read(pos, n)`` by ``pread``, keeping the last read: the walker reads a few
     dozen bytes at each element and the caption walk's first NAL header is among them."""
@@ -738,6 +760,11 @@ def _scan(container, path: Path, progress, on_header=None, audio_sink=None,
     reasons: list[str] = []
     if demux_error:
         reasons.append(f"demuxing stopped early: {demux_error}")
+    if walk is None and fmt.startswith("matroska"):
+        # a walk that completed read every element to the end: only then is it known whole
+        cut = matroska_cut(path)
+        if cut:
+            reasons.append(cut)
     actual_end_s = float(end_ticks * tb)
     if declared_end_s is not None:
         if declared_src == "container duration":

@@ -475,6 +475,61 @@ def iter_blocks(src, layout: Layout
         pos = cend
 
 
+def find_cut(read, layout: Layout, file_size: int) -> str | None:
+    """Where a Matroska file is cut short, as one line, or None when it is whole.
+
+    A cut file is what an interrupted copy, a full disk or a crashed recorder leaves:
+    the segment declares more bytes than the file has, or an element (a cluster, a
+    block, a level-1 element after them) ends past the end of the file. Only element
+    headers are read (``read(pos, n)`` as for :func:`iter_blocks`): one per level-1
+    element, plus one per child of a cluster whose size is unknown (a live-written
+    cluster). A segment of unknown size is not a cut by itself (streamed files have
+    one), but an element inside it that runs past the end is. Never raises for a cut;
+    raises :class:`MkvError` only when the structure cannot be followed at all."""
+    if layout.segment_size_known and layout.segment_end > file_size:
+        short = layout.segment_end - file_size
+        return (f"the file ends {short} byte{'s' if short != 1 else ''} before the end of "
+                f"its Matroska segment")
+    end = min(layout.segment_end, file_size)
+    pos = layout.first_cluster if layout.first_cluster is not None else end
+    while pos < end:
+        h = read(pos, 16)
+        try:
+            eid, size, data = read_header(h, 0, len(h), 1 << 62)
+        except MkvError:
+            if pos + len(h) >= end:
+                return f"the file ends inside an element header at offset {pos}"
+            raise
+        data += pos
+        if size != UNKNOWN:
+            if data + size > end:
+                return (f"the file ends inside element 0x{eid:X} at offset {pos} "
+                        f"({data + size - end} of its {size} bytes missing)")
+            pos = data + size
+            continue
+        if eid != CLUSTER:
+            raise MkvError(f"level-1 element 0x{eid:X} of unknown size at offset {pos}")
+        p = data                      # a cluster of unknown size: walk its children
+        while p < end:
+            h = read(p, 16)
+            try:
+                cid, csize, d = read_header(h, 0, len(h), 1 << 62)
+            except MkvError:
+                if p + len(h) >= end:
+                    return f"the file ends inside an element header at offset {p}"
+                raise
+            if cid in LEVEL1 and cid not in (VOID, CRC32):
+                break                 # the next level-1 element ends the cluster
+            if csize == UNKNOWN:
+                raise MkvError(f"element 0x{cid:X} of unknown size at offset {p}")
+            if p + d + csize > end:
+                return (f"the file ends inside element 0x{cid:X} at offset {p} "
+                        f"({p + d + csize - end} of its {csize} bytes missing)")
+            p += d + csize
+        pos = p
+    return None
+
+
 def _block_group(read, pos: int, end: int, ctime: int):
     block = None
     duration = None

@@ -81,10 +81,12 @@ def build_frames(scan, anchors: AnchorSet) -> tuple[pa.Table, dict]:
             k = np.searchsorted(idx, np.arange(n), side="right") - 1
             t_ns = pts_ns + offs[np.clip(k, 0, len(idx) - 1)]
             facts.update({"cue_frames": int(len(idx)), "cues_ignored": int(ignored)})
-        else:
-            t_ns = pts_ns + np.int64(anchors.start_epoch_ns)
         fps = Fraction(scan.fps)
         interval = int(round(1e9 / float(fps))) if fps else 0
+        if not anchors.raw_cues:
+            t_ns = pts_ns + np.int64(anchors.start_epoch_ns)
+            t_ns += _pause_offsets(pts_ns, anchors.start_epoch_ns, anchors.pauses, interval)
+            facts["marker_pauses"] = len(anchors.pauses)
         slots = np.arange(n, dtype=np.int64)
         seg_idx = np.zeros(n, dtype=np.int32)
         facts["clock_drift_ppm"] = None
@@ -108,6 +110,11 @@ def build_frames(scan, anchors: AnchorSet) -> tuple[pa.Table, dict]:
 # How late OBS's encoder may start after the first-active-tick anchor (it waits for the
 # paired audio encoder's first packet: 1 and 3 frames seen at 60 fps under load). A larger
 # disagreement means something else is wrong (frames missing from the file).
+PAIRING_SLACK_NS = 10_000_000_000
+"""An events log must overlap the recording's time span give or take this much (the
+companion logs from before the first frame to after the last; 10 s allows for a slow
+start or stop of the recording, and refuses a log of the recording before or after)."""
+
 MAX_START_SHIFT = 3            # frames, at least
 MAX_START_SHIFT_NS = 150_000_000   # or this long, whichever is more frames
 
@@ -126,6 +133,9 @@ def _check_start(segs, n_packets: int, anchors: AnchorSet):
     """
     from dataclasses import replace
     st = anchors.stop
+    if anchors.truncated:
+        return segs, {"method": None, "note": "recording truncated: its end is missing, so the "
+                      "start is the first-active-tick anchor, not cross-checked"}
     if st is None:
         return segs, {"method": None, "note": "no stopping record (captions only or an older "
                       "script): the start is the first-active-tick anchor, not cross-checked"}
@@ -148,6 +158,39 @@ def _check_start(segs, n_packets: int, anchors: AnchorSet):
     fixed = [replace(segs[0], frame_ns=segs[0].frame_ns + shift * interval)]
     fixed += [replace(s, pts_base=s.pts_base - shift) for s in segs[1:]]
     return fixed, check
+
+
+def _pause_offsets(pts_ns: np.ndarray, start: int, pauses, interval: int) -> np.ndarray:
+    """Per frame, the paused time before it, from the companion's pause/resume markers.
+
+    A recording's timestamps skip its pauses; with only the start marker to pin frame 0,
+    a frame's capture time is the start plus its pts plus every pause before it. A pause
+    marked at epoch ``p`` sits at video time ``p - start - (earlier pauses)``; a frame
+    belongs after it when its pts is past that point less half a frame (the markers are
+    the companion's observation of OBS's events: tens of ms late, not frame-exact)."""
+    off = np.zeros(len(pts_ns), dtype=np.int64)
+    gone = 0
+    for p, r in pauses:
+        at = p - start - gone
+        off[pts_ns >= at - interval // 2] += r - p
+        gone += r - p
+    return off
+
+
+def _marker_pauses(log, start: int) -> list[tuple[int, int]]:
+    """``(paused, resumed)`` epoch ns pairs of the companion's recording markers after
+    ``start`` (a pause never resumed, the recording stopped while paused, adds nothing)."""
+    out, paused = [], None
+    for t, data in sorted(log.markers, key=lambda m: m[0]):
+        ev = data.get("event") if isinstance(data, dict) else None
+        if t < start:
+            continue
+        if ev == "recording.paused" and paused is None:
+            paused = int(t)
+        elif ev == "recording.resumed" and paused is not None:
+            out.append((paused, int(t)))
+            paused = None
+    return out
 
 
 def _start_marker(log) -> tuple[int, str] | None:
@@ -218,8 +261,14 @@ def resolve_inputs(video: Path, events: Path | None, workdir: Path | None) -> tu
 def align_session(video, events=None, out=None, dataset=None, chunk_seconds: float = 20.0,
                   video_id: str | None = None, session_id: str | None = None,
                   progress: bool = True, owa_out=None, owa_per: str = "frame",
-                  early_start=None, checksums: bool = True) -> dict:
+                  early_start=None, checksums: bool = True,
+                  allow_truncated: bool = False) -> dict:
     """Align one recording. Returns a JSON-able summary. Raises NMError subclasses.
+
+    A recording cut short (an interrupted copy, a full disk, a crashed recorder) is
+    refused unless ``allow_truncated``: then the frames it has are aligned, the
+    recording's end is not used to cross-check the start, and metadata says so
+    (``alignment.truncated``).
 
     ``early_start``: an ``early.EarlyStart`` the caller began for exactly these
     arguments (``begin_early``); it is consumed (used or discarded). ``checksums``:
@@ -227,23 +276,36 @@ def align_session(video, events=None, out=None, dataset=None, chunk_seconds: flo
     early: list = [early_start] if early_start is not None else []
     try:
         return _align_session(video, events, out, dataset, chunk_seconds, video_id, session_id,
-                              progress, owa_out, owa_per, early, checksums)
+                              progress, owa_out, owa_per, early, checksums, allow_truncated)
     finally:
         for e in early:
             e.discard()
 
 
 def _align_session(video, events, out, dataset, chunk_seconds, video_id, session_id,
-                   progress, owa_out, owa_per, early: list, checksums: bool = True) -> dict:
+                   progress, owa_out, owa_per, early: list, checksums: bool = True,
+                   allow_truncated: bool = False) -> dict:
     from .eventlog import read_event_log
 
+    import math
+    if dataset and not (isinstance(chunk_seconds, (int, float)) and math.isfinite(chunk_seconds)
+                        and chunk_seconds > 0):
+        raise BadInput(f"chunk length must be a positive number of seconds, got {chunk_seconds!r}")
     video = Path(video)
     events_path = Path(events) if events else None
+    if dataset:
+        # what would stop the dataset step is checked before any output is written
+        from ..dataset.layout import check_dataset_root, validate_video_id
+        check_dataset_root(Path(dataset), writable=True)
+        if video_id or session_id:
+            validate_video_id(video_id or session_id)
     video, events_path, imported = resolve_inputs(video, events_path, Path(out) if out else None)
     out_dir = Path(out) if out else (imported or video.parent)
     if imported is not None:
         out_dir = imported
     sid = session_id or video.stem
+    if dataset:
+        validate_video_id(video_id or sid)
 
     if not events_path.exists():
         raise BadInput(f"{events_path}: events file not found (pass --events FILE)")
@@ -266,7 +328,7 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
         try:
             return _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id,
                                sid, progress, owa_out, owa_per, pre, video_hash, log_future,
-                               checksums)
+                               checksums, allow_truncated)
         finally:
             try:
                 log_future.result().close()           # its spill file and hash digests
@@ -275,7 +337,8 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
 
 
 def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, sid, progress,
-                owa_out, owa_per, pre, video_hash, log_future, checksums: bool = True) -> dict:
+                owa_out, owa_per, pre, video_hash, log_future, checksums: bool = True,
+                allow_truncated: bool = False) -> dict:
     from .demux import scan_video
     from .eventlog import write_events_parquet
 
@@ -288,9 +351,12 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
     finally:
         p.close()
     log = log_future.result()
+    truncated = None
     if scan.truncated:
-        why = getattr(scan, "truncated_reason", None) or "the file ends mid-stream"
-        raise BadInput(f"{video}: truncated recording ({why})")
+        truncated = getattr(scan, "truncated_reason", None) or "the file ends mid-stream"
+        if not allow_truncated:
+            raise BadInput(f"{video}: truncated recording ({truncated}); --allow-truncated "
+                           f"aligns the frames it has")
     if len(scan.pts) == 0:
         raise BadInput(f"{video}: no video frames")
 
@@ -301,16 +367,31 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
     if anchors is None:
         raise BadInput(f"{video}: no timing anchors (no NM1 captions, no {sc_path.name}, no "
                        f"epoch subtitle track, no recording.started marker in {events_path.name})")
+    if log.torn_tail:
+        anchors.warnings.append(f"{events_path.name} ends in a torn line (line {log.torn_line}: "
+                                f"the logger stopped mid-write); it was left out")
+    if log.skipped:
+        anchors.warnings.append(f"{log.skipped} line(s) of {events_path.name} are of kinds "
+                                f"nm-align does not know; left out")
+    if anchors.start_epoch_ns is not None and not anchors.segments and not anchors.raw_cues:
+        anchors.pauses = _marker_pauses(log, anchors.start_epoch_ns)
+        if anchors.pauses:
+            anchors.warnings.append(f"{len(anchors.pauses)} pause(s) placed from the companion's "
+                                    f"pause/resume markers (low confidence)")
+    if truncated:
+        anchors.warnings.append(f"truncated recording ({truncated}): aligned the "
+                                f"{len(scan.pts)} frames it has; its end is missing")
+        anchors.truncated = truncated  # the end the stop rule needs is not in the file
     try:
         frames, facts = build_frames(scan, anchors)
     except timeline.TimelineError as e:
         raise BadInput(f"{video}: bad anchors: {e}")
     to_mono = facts.pop("to_mono", None)
     frame_t = frames.column("t_ns").to_numpy()
-    _check_same_session(video, events_path, frame_t, facts.get("end_t_ns"), log, anchors)
-
     meta_path = out_dir / "metadata.json"
     meta = _load_meta(meta_path)   # the companion's, when there is one
+    _check_same_session(video, events_path, frame_t, facts.get("end_t_ns"), log,
+                        meta.get("session_id") or sid)
     out_dir.mkdir(parents=True, exist_ok=True)
     # events first: building them is what can still fail on bad input
     ev_stats = write_events_parquet(log, out_dir / "events.parquet", sid, frame_t,
@@ -363,14 +444,30 @@ def _input_space(meta: dict, scan) -> tuple[int, int]:
     return scan.width, scan.height
 
 
-def _check_same_session(video, events_path, frame_t, end_t, log, anchors: AnchorSet) -> None:
-    """Refuse to pair a recording with an events log from another time."""
-    if log.t_min is None or len(frame_t) == 0:
+def _check_same_session(video, events_path, frame_t, end_t, log, session_id: str) -> None:
+    """Refuse to pair a recording with an events log of another session.
+
+    Two rules (docs/contracts/session-folder.md, "Pairing a recording with its events"):
+    a log whose ``session.start`` marker names a session must name this one (the
+    companion's metadata.json ``session_id``, else the session id: ``--session-id`` or
+    the video's name); and the log's time span (input events and recorder markers) must
+    overlap the video's, give or take :data:`PAIRING_SLACK_NS`."""
+    for _t, data in log.markers:
+        if isinstance(data, dict) and data.get("event") == "session.start":
+            logged = data.get("session_id")
+            if isinstance(logged, str) and logged and logged != session_id:
+                raise BadInput(f"{events_path.name} was logged for session {logged!r}, not "
+                               f"{session_id!r} ({video.name}); pass the right --events, or "
+                               f"--session-id {logged} if the files were renamed")
+            break
+    ts = [int(t) for t, _d in log.markers]
+    if log.t_min is not None:
+        ts += [int(log.t_min), int(log.t_max)]
+    if not ts or len(frame_t) == 0:
         return
     start, end = int(frame_t[0]), int(end_t or frame_t[-1])
-    ev_min, ev_max = int(log.t_min), int(log.t_max)
-    slack = 120 * 1_000_000_000
-    if ev_max < start - slack or ev_min > end + slack:
+    ev_min, ev_max = min(ts), max(ts)
+    if ev_max < start - PAIRING_SLACK_NS or ev_min > end + PAIRING_SLACK_NS:
         fmt = lambda t: _dt.datetime.fromtimestamp(t / 1e9, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         raise BadInput(f"{events_path.name} does not belong to {video.name}: events {fmt(ev_min)}.."
                        f"{fmt(ev_max)} UTC, video {fmt(start)}..{fmt(end)} UTC")
@@ -468,6 +565,7 @@ def _merge_metadata(meta: dict, sid: str, scan, anchors: AnchorSet, facts: dict,
         "events_torn_line": log.torn_line,
         "events_skipped_lines": int(log.skipped),
         "has_bframes": bool(scan.has_bframes),
-        **{k: v for k, v in facts.items() if k.startswith(("clock_", "cue_", "cues_"))},
+        "truncated": anchors.truncated,
+        **{k: v for k, v in facts.items() if k.startswith(("clock_", "cue_", "cues_", "marker_"))},
     }
     return meta

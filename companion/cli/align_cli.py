@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from .common import run_cli
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(stream copy + per-frame epoch-ns subtitle track)")
     p.add_argument("--owa-per", choices=("frame", "second"), default="frame",
                    help="with --owa-out: one epoch-ns cue per frame (default) or per second")
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="align a recording that is cut short (interrupted copy, full disk, "
+                        "crashed recorder) from the frames it has, instead of refusing it")
     p.add_argument("--no-checksums", action="store_true",
                    help="with --dataset: do not hash the chunk files into "
                         "index/<video_id>.sha256 (faster; nm-validate then cannot catch a "
@@ -52,8 +56,8 @@ def main(argv=None) -> int:
 
     def run():
         from ..util.errors import BadInput
-        if args.chunk_seconds <= 0:
-            raise BadInput("--chunk-seconds must be positive")
+        if not math.isfinite(args.chunk_seconds) or args.chunk_seconds <= 0:
+            raise BadInput("--chunk-seconds must be a positive number of seconds")
         pre = None
         if args.dataset and not args.owa_out:
             # ffmpeg (chunk MP4s + audio) starts before the heavy imports below
@@ -70,7 +74,8 @@ def main(argv=None) -> int:
                                     video_id=args.video_id, session_id=args.session_id,
                                     progress=not args.quiet and not args.json,
                                     owa_out=args.owa_out, owa_per=args.owa_per,
-                                    early_start=pre, checksums=not args.no_checksums)
+                                    early_start=pre, checksums=not args.no_checksums,
+                                    allow_truncated=args.allow_truncated)
         finally:
             if pre is not None:
                 pre.discard()   # idempotent; stops ffmpeg if anything failed before use

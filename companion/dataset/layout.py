@@ -34,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from companion.contract.version import FORMAT_VERSION
+from companion.util.atomic import current_umask
 from companion.util.errors import BadInput, EnvProblem
 
 DATASET_META = "dataset.json"
@@ -140,6 +141,40 @@ def read_dataset_meta(root: Path) -> dict:
     return meta
 
 
+def check_dataset_root(root: Path, writable: bool = False) -> None:
+    """Raise unless ``root`` is a dataset root or can become one: a folder holding
+    ``dataset.json``, an empty or missing folder, or one holding only dataset parts or
+    work files (another run may be creating it right now). ``writable``: also refuse
+    (EnvProblem) a root, or the nearest existing folder above a missing one, that cannot
+    be written (permissions, read-only file system). Reads nothing but names."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise BadInput(f"dataset root {root} exists and is not a directory")
+    if root.exists() and not (root / DATASET_META).exists():
+        # dot-names are work files (another run may be creating this root right now)
+        foreign = [p.name for p in root.iterdir() if not p.name.startswith(".")
+                   and p.name not in (*TOP_DIRS, INDEX_PARTS, INDEX_FILE, ROOT_CHECKSUMS)]
+        if foreign:
+            raise BadInput(f"{root} is not empty and has no {DATASET_META}: not a dataset "
+                           f"root (found {sorted(foreign)[0]!r}); choose an empty or new folder")
+    if writable:
+        d = root.absolute()
+        while not d.exists() and d != d.parent:
+            d = d.parent
+        if not d.is_dir():
+            raise BadInput(f"cannot create dataset root {root}: {d} is not a directory")
+        if not os.access(d, os.W_OK | os.X_OK):
+            why = "read-only file system" if _read_only_fs(d) else "permission denied"
+            raise EnvProblem(f"cannot write the dataset root {root}: {d} is not writable ({why})")
+
+
+def _read_only_fs(d: Path) -> bool:
+    try:
+        return bool(os.statvfs(d).f_flag & getattr(os, "ST_RDONLY", 1))
+    except (OSError, AttributeError):     # no statvfs (Windows)
+        return False
+
+
 def ensure_dataset(root: Path, num_shards: int | None = None,
                    chunk_seconds: float | None = None) -> dict:
     """Open or create the dataset root ``root`` and return its ``dataset.json`` content.
@@ -151,17 +186,9 @@ def ensure_dataset(root: Path, num_shards: int | None = None,
     root = Path(root)
     if num_shards is not None and not 1 <= num_shards <= MAX_NUM_SHARDS:
         raise BadInput(f"num_shards must be 1..{MAX_NUM_SHARDS}, got {num_shards}")
-    if root.exists() and not root.is_dir():
-        raise BadInput(f"dataset root {root} exists and is not a directory")
+    check_dataset_root(root)
     path = root / DATASET_META
     if not path.exists():
-        if root.exists():
-            # dot-names are work files (another run may be creating this root right now)
-            foreign = [p.name for p in root.iterdir() if not p.name.startswith(".")
-                       and p.name not in (*TOP_DIRS, INDEX_PARTS, INDEX_FILE, ROOT_CHECKSUMS)]
-            if foreign:
-                raise BadInput(f"{root} is not empty and has no {DATASET_META}: not a dataset "
-                               f"root (found {sorted(foreign)[0]!r}); choose an empty or new folder")
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -173,8 +200,9 @@ def ensure_dataset(root: Path, num_shards: int | None = None,
             meta["chunk_seconds"] = chunk_seconds
         fd, tmp = tempfile.mkstemp(prefix=f".{DATASET_META}.", dir=root)
         try:
+            os.chmod(tmp, 0o666 & ~current_umask())   # mkstemp's 0600, as every other file gets
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(meta, f, indent=2)
+                json.dump(meta, f, indent=2, allow_nan=False)
                 f.write("\n")
                 f.flush()
                 os.fsync(f.fileno())
