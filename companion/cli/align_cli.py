@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-id", help="video id in the dataset (default: the session id)")
     p.add_argument("--session-id", help="session id (default: the video's file name stem)")
     p.add_argument("--owa-out", metavar="MKV", help="also write an open-world-agents MKV "
-                   "(stream copy + per-frame epoch-ns subtitle track)")
+                   "(stream copy + epoch-ns subtitle track tagged as ours), with copies of "
+                   "the JSONL and the sidecar beside it")
     p.add_argument("--owa-per", choices=("frame", "second"), default="frame",
                    help="with --owa-out: one epoch-ns cue per frame (default) or per second")
     p.add_argument("--allow-truncated", action="store_true",
