@@ -161,10 +161,18 @@ def test_torn_last_line_is_tolerated_and_rerun_replaces_outputs(tmp_path):
     align_session(d / "s1.mkv", progress=False)
     meta = json.loads((d / "metadata.json").read_text())
     assert meta["alignment"]["events_torn_tail"] is True
-    first = (d / "events.parquet").read_bytes()
+    first = {n: pq.read_table(d / n) for n in ("events.parquet", "frames.parquet")}
+    assert first["events.parquet"].num_rows > 0
+    # a rerun on the same inputs replaces every output with the same content, leaves no
+    # temp files, and integrity.sha256 matches the new files
+    (d / "events.parquet").write_bytes(b"stale")
     align_session(d / "s1.mkv", progress=False)
-    assert pq.read_table(d / "events.parquet").num_rows == pq.read_table(d / "events.parquet").num_rows
-    assert len(first) > 0 and not list(d.glob(".*tmp*"))
+    for n, t in first.items():
+        assert pq.read_table(d / n).equals(t), n
+    assert not [p.name for p in d.iterdir() if p.name.startswith(".")]
+    import hashlib
+    lines = dict(reversed(ln.split("  ", 1)) for ln in (d / "integrity.sha256").read_text().splitlines())
+    assert lines["events.parquet"] == hashlib.sha256((d / "events.parquet").read_bytes()).hexdigest()
 
 
 def _cli(*args):
