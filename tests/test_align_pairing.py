@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +191,34 @@ def test_new_dataset_root_files_are_readable_by_others(tmp_path):
     for p in (tmp_path / "ds").rglob("*"):
         if p.is_file() and not p.name.startswith("."):
             assert p.stat().st_mode & 0o777 == 0o644, p
+
+
+def test_outputs_elsewhere_with_out_still_validate_and_preview(tmp_path):
+    """--out DIR: the outputs go to DIR, the recording stays where it is;
+    alignment.video_file is its path relative to DIR, which nm-validate and nm-preview
+    follow (the recording is then outside DIR's integrity.sha256, which says so)."""
+    from companion.load.preview import load_session
+    from companion.validate.session import session_report
+    d = _session(tmp_path)
+    write_events(d, "s1", expected_frame_times())
+    out = tmp_path / "outputs" / "s1"
+    r = _cli(d / "s1.mkv", "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    al = json.loads((out / "metadata.json").read_text())["alignment"]
+    assert al["video_file"] == "../../s1/s1.mkv"
+    rep = session_report(out)
+    assert rep.problems == [] and rep.facts["frames"] == 91
+    assert rep.facts["recording_outside"] == "../../s1/s1.mkv"
+    src = load_session(out)
+    assert Path(src.video).resolve() == (d / "s1.mkv").resolve() and len(src.file_frames) == 91
+    v = subprocess.run([sys.executable, "-m", "companion.cli.validate_cli", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert v.returncode == 0, v.stdout + v.stderr
+    # the outputs there are still covered: a changed byte is named
+    p = out / "events.parquet"
+    b = bytearray(p.read_bytes())
+    b[len(b) // 2] ^= 1
+    p.write_bytes(bytes(b))
+    assert any("events.parquet" in str(x) for x in session_report(out).problems)
+    # and the session folder itself holds no outputs
+    assert sorted(x.name for x in d.iterdir()) == ["s1.anchors.jsonl", "s1.jsonl", "s1.mkv"]

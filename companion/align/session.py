@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -400,7 +401,7 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
     _write_parquet(frames, out_dir / "frames.parquet")
     log.close()                 # its spill file; the parsed log is no longer needed
     pa.default_memory_pool().release_unused()   # what reading it left to the dataset step
-    meta = _merge_metadata(meta, sid, scan, anchors, facts, ev_stats, log, video)
+    meta = _merge_metadata(meta, sid, scan, anchors, facts, ev_stats, log, video, out_dir)
     write_json_atomic(meta_path, meta)
     artifacts = [video.name, events_path.name, "frames.parquet", "events.parquet", "metadata.json"]
     if sc_path.exists():
@@ -431,6 +432,19 @@ def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, s
         known = {video.name: video_hash.result()} if video.parent == out_dir else {}
         write_integrity(out_dir, [a for a in artifacts if (out_dir / a).exists()], known)
     return summary
+
+
+def _video_file(video: Path, out_dir: Path) -> str:
+    """The recording as ``alignment.video_file`` names it: its file name when it is in
+    the session folder, else its path relative to that folder (``--out`` elsewhere), so
+    nm-validate and nm-preview find it from the outputs."""
+    video, out_dir = Path(video).resolve(), Path(out_dir).resolve()
+    if video.parent == out_dir:
+        return video.name
+    try:
+        return Path(os.path.relpath(video, out_dir)).as_posix()
+    except ValueError:                  # another drive (Windows): no relative path
+        return video.as_posix()
 
 
 def _input_space(meta: dict, scan) -> tuple[int, int]:
@@ -526,7 +540,7 @@ def _load_meta(path: Path) -> dict:
 
 
 def _merge_metadata(meta: dict, sid: str, scan, anchors: AnchorSet, facts: dict, ev_stats: dict,
-                    log, video) -> dict:
+                    log, video, out_dir) -> dict:
     meta = dict(meta)
     meta.setdefault("format_version", FORMAT_VERSION)
     meta.setdefault("session_id", sid)
@@ -544,7 +558,7 @@ def _merge_metadata(meta: dict, sid: str, scan, anchors: AnchorSet, facts: dict,
     meta["alignment"] = {
         "aligner_version": __version__,
         "aligned_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "video_file": Path(video).name,
+        "video_file": _video_file(video, out_dir),
         "anchor_source": anchors.source,
         "confidence": anchors.confidence,
         "recording_id": anchors.recording_id,

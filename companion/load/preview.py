@@ -119,10 +119,15 @@ def load_session(folder: str | os.PathLike, start: int = 0, frames: int | None =
     meta = d / "metadata.json"
     if meta.is_file():
         try:
-            sid = json.loads(meta.read_text()).get("session_id")
+            doc = json.loads(meta.read_text())
         except ValueError:
-            sid = None
-        if sid and (d / f"{sid}.mkv").is_file():
+            doc = {}
+        sid = doc.get("session_id") if isinstance(doc, dict) else None
+        al = doc.get("alignment") if isinstance(doc, dict) else None
+        vf = al.get("video_file") if isinstance(al, dict) else None
+        if isinstance(vf, str) and vf and (d / vf).is_file():
+            mkv = d / vf                  # the recording nm-align aligned (maybe elsewhere)
+        elif sid and (d / f"{sid}.mkv").is_file():
             mkv = d / f"{sid}.mkv"
     if mkv is None:
         cands = sorted(p for p in d.iterdir() if p.suffix.lower() in (".mkv", ".mp4", ".webm"))

@@ -59,7 +59,8 @@ def _find_video(root: Path, meta: dict | None) -> str | None:
     if isinstance(meta, dict):
         al = meta.get("alignment")
         vf = al.get("video_file") if isinstance(al, dict) else None
-        if isinstance(vf, str) and vf and "/" not in vf and (root / vf).is_file():
+        # a file name in the folder, or (nm-align --out elsewhere) a path relative to it
+        if isinstance(vf, str) and vf and "\\" not in vf and (root / vf).is_file():
             return vf
         sid = meta.get("session_id")
         if isinstance(sid, str) and sid:
@@ -138,6 +139,8 @@ def session_report(root: Path) -> Report:
         rep.add("", "no recording found (expected <session_id>.mkv/.webm/.mp4 or "
                     "metadata.json alignment.video_file)")
     else:
+        if "/" in video:
+            rep.facts["recording_outside"] = video   # not covered by integrity.sha256
         vc = count_video_frames(root / video)
         if vc.error:
             rep.add(video, vc.error)
