@@ -205,10 +205,15 @@ def cmd_start(args) -> int:
         from companion.capture.watch import run_watch
         if args.duration:
             raise BadInput("--duration cannot be used with --watch")
+        if args.session_id:
+            raise BadInput("--session-id cannot be used with --watch (each recording gets "
+                           "its own id)")
+        from companion.capture.watch import watch_exit_code
         results = run_watch(opts, say=_say)
         bad = [r for r in results if r.exit_code]
-        _say(f"watch ended: {len(results)} session(s), {len(bad)} incomplete")
-        return 0
+        _say(f"watch ended: {len(results)} session(s), {len(bad)} incomplete"
+             + (": " + ", ".join(r.session_id for r in bad) if bad else ""))
+        return watch_exit_code(results)
     progress = None
     if sys.stderr.isatty():
         def progress(line: str) -> None:
