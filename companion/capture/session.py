@@ -15,7 +15,7 @@ the folder if OBS wrote them elsewhere -> metadata.json (atomic).
 Ends on: Ctrl-C / SIGTERM / ``nm-companion stop`` (a stop event), ``--duration``,
 the recording stopped in OBS (all "complete", exit code 0), OBS quitting / crashing
 (status "incomplete", exit code 3), or the event log failing to write (disk full,
-file too large, folder removed: status "incomplete", exit code 4; the recording it
+file size limit, I/O error: status "incomplete", exit code 4; the recording it
 started is stopped, every line written before the failure is kept). The companion
 only stops a recording it started.
 

@@ -10,7 +10,7 @@ stops; the companion never changes OBS's settings in watch mode.
 When OBS quits or crashes, an open session is finalized as "incomplete" and the
 companion waits for OBS to come back (retrying with backoff up to ``max_backoff_s``,
 saying so once), then carries on. When the event log of a session cannot be written
-(disk full, folder removed), that session is finalized as "incomplete" at once, the
+(disk full, file size limit, I/O error), that session is finalized as "incomplete" at once, the
 user's recording is left running (the companion never stops a recording it did not
 start) and watching carries on with the next recording the user starts (the streamer
 may free space meanwhile; one failure should not end an evening of recordings).
