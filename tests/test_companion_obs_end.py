@@ -33,8 +33,8 @@ from tests import obs_harness as harness  # noqa: E402
 if not (harness.obs_available() and shutil.which("xdotool")):
     pytest.skip("needs obs, Xvfb and xdotool", allow_module_level=True)
 
-from tests.test_companion_obs import (PASSWORD, read_jsonl, recorder_events,  # noqa: E402
-                                      wait_phase, xdo)
+from tests.test_companion_obs import (PASSWORD, quit_obs_like_a_user,  # noqa: E402
+                                      read_jsonl, recorder_events, wait_phase, xdo)
 
 
 @pytest.fixture(scope="module")
@@ -81,39 +81,6 @@ def ctrl_events(recs):
     return [json.loads(r["event_data"]) for r in recs if r["event_src"] == ev.SRC_CONTROL]
 
 
-def quit_obs_like_a_user(obs, timeout=30.0) -> None:
-    """Close OBS's main window the way a window manager does when the user clicks its
-    close button (WM_DELETE_WINDOW): OBS runs its normal shutdown (ExitStarted, outputs
-    stopped and finalized). SIGTERM is not that: OBS 29.0 has no SIGTERM handler and
-    dies without finalizing anything."""
-    from Xlib import X, protocol
-    from Xlib import display as xdisplay
-    d = xdisplay.Display(obs.display)
-    try:
-        wm_delete = d.intern_atom("WM_DELETE_WINDOW")
-        wm_protocols = d.intern_atom("WM_PROTOCOLS")
-        todo, main = [d.screen().root], None
-        while todo and main is None:
-            w = todo.pop()
-            try:
-                name = w.get_wm_name() or ""
-                if name.startswith("OBS ") and wm_delete in (w.get_wm_protocols() or []):
-                    main = w
-                    break
-                todo.extend(w.query_tree().children)
-            except Exception:
-                continue
-        assert main is not None, "OBS's main window not found"
-        main.send_event(protocol.event.ClientMessage(
-            window=main, client_type=wm_protocols,
-            data=(32, [wm_delete, X.CurrentTime, 0, 0, 0])), event_mask=X.NoEventMask)
-        d.flush()
-    finally:
-        d.close()
-    obs.proc.wait(timeout)
-    assert obs.proc.returncode == 0, obs.log_tail()
-
-
 def start_args(obs, out, *extra):
     return ["start", "--consent", "--host", "127.0.0.1", "--port", str(obs.port),
             "--out", str(out), *extra]
@@ -140,6 +107,7 @@ def test_user_stops_in_obs_the_recording_the_companion_started(obs, env, tmp_pat
     assert validate_json(md, "session_metadata") == []
     assert md["status"] == "complete" and md["end_reason"] == "recording stopped in OBS"
     assert read_sidecar(d / "u1.anchors.jsonl").stop is not None
+    assert not any("no stop record" in w for w in md.get("warnings", []))
     recs, torn = read_jsonl(d / "u1.jsonl")
     assert not torn and ["mouse.move", 31, 32] in ctrl_events(recs)
     kinds = [e["event"] for e in recorder_events(recs)]
@@ -256,7 +224,7 @@ def test_obs_quits_cleanly_mid_recording(obs, env, tmp_path):
     try:
         wait_phase(tmp_path / "state", "recording", p)
         xdo(obs.capture_display, "mousemove", "41", "42")
-        time.sleep(1.5)
+        time.sleep(2.5)
         quit_obs_like_a_user(obs)
         stdout, stderr = p.communicate(timeout=60)
     finally:
@@ -277,6 +245,7 @@ def test_obs_quits_cleanly_mid_recording(obs, env, tmp_path):
     # OBS's shutdown let the script finish its sidecar; it was moved in and read
     sc = read_sidecar(d / "q1.anchors.jsonl")
     assert sc.stop is not None and md["total_frames"] == sc.stop["total_frames"]
+    assert not any("no stop record" in w for w in md.get("warnings", []))
     assert recorder_events(recs)[-1]["event"] == ev.REC_SESSION_END
     assert recorder_events(recs)[-1]["status"] == "incomplete"
     # OBS finalized the file: ffprobe reads a duration from it
@@ -285,7 +254,8 @@ def test_obs_quits_cleanly_mid_recording(obs, env, tmp_path):
     if shutil.which("ffprobe"):
         r = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration",
                             "-of", "csv=p=0", str(mkv)], capture_output=True, text=True)
-        assert r.returncode == 0 and float(r.stdout.strip()) > 1.0, r.stderr
+        # a finalized MKV has its duration in the header (N/A when cut off by a crash)
+        assert r.returncode == 0 and float(r.stdout.strip()) > 0, (r.stdout, r.stderr)
 
 
 def test_watch_obs_killed_mid_recording_then_back(obs, env, tmp_path):

@@ -689,7 +689,7 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
         end_status = "incomplete"
         end_reason = f"{end_reason}; cannot write the event log: {write_failed}"
     if write_failed and exit_code in (0, 130):
-        # disk full / file too large / folder gone: exit code 4 (environment), one line
+        # disk full / file size limit / I/O error: exit code 4 (environment), one line
         exit_code = 4
         what = "the recording was stopped and " if we_started else ""
         message = (f"cannot write the event log {jsonl}: {_reason_of(write_failed)}; {what}"
@@ -708,9 +708,10 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
             # OBS quit cleanly: obs-websocket closes before the outputs stop (OBS 29 sends
             # no stop event then), but OBS finalizes the file and the script its sidecar
             sidecar_stop = _wait_sidecar(sc_src, min(5.0, opts.sidecar_wait_s), lambda: True)
-            if sidecar_stop is None:
-                warnings.append(f"the OBS script's sidecar {sc_src.name} has no stop record "
-                                f"(is nm_timestamps.py loaded in OBS?)")
+        if recording_path.exists() and sidecar_stop is None \
+                and (stop_ev is not None or client.exit_started.is_set()):
+            warnings.append(f"the OBS script's sidecar {sc_src.name} has no stop record "
+                            f"(is nm_timestamps.py loaded in OBS?)")
         # move into the session folder if OBS wrote elsewhere (attached recordings)
         if recording_path.exists() and (stop_ev is not None or not client.alive()):
             # stopped, or OBS is gone (crashed / quit): the file is no longer written
