@@ -34,7 +34,7 @@ def test_lines_match_seed_002_byte_for_byte(tmp_path):
             w.put(rec["timestamp_ns"], rec["event_src"], json.loads(rec["event_data"]))
     assert p.read_text() == "".join(line + "\n" for line in SEED_LINES)
     assert w.close() == {"written": 4, "dropped": 0, "max_queue": w.max_queue,
-                         "bytes": p.stat().st_size, "error": None}
+                         "bytes": p.stat().st_size, "error": None, "failed": None}
 
 
 def test_non_ascii_titles_are_escaped_and_round_trip():
@@ -93,6 +93,7 @@ def test_bad_events_are_counted_not_fatal(tmp_path):
     counts = w.close()
     assert counts["written"] == 2 and counts["dropped"] == 3
     assert counts["error"].startswith("unserializable event") and "\n" not in counts["error"]
+    assert counts["failed"] is None  # a dropped bad event is not a failed write
     w.put(5, "control_publisher", ["late"])
     assert w.stats()["dropped"] == 4 and w.close()["dropped"] == 3  # close() result is final
     assert len(p.read_text().splitlines()) == 2
@@ -137,6 +138,7 @@ def test_disk_full_counts_drops(tmp_path):
     counts = w.close()
     assert counts["written"] == 0 and counts["dropped"] == 10
     assert counts["error"] == "writing /dev/full failed: No space left on device"
+    assert counts["failed"] == counts["error"]  # a failed write of the file: fatal for a session
 
 
 def test_partial_write_is_cut_back_to_a_line_boundary(tmp_path):
@@ -162,6 +164,7 @@ def test_partial_write_is_cut_back_to_a_line_boundary(tmp_path):
     assert [json.loads(x)["timestamp_ns"] for x in lines] == list(range(len(lines)))
     assert counts["written"] == len(lines) and counts["dropped"] == 100 - len(lines)
     assert counts["bytes"] == len(data) and "File too large" in counts["error"]
+    assert counts["failed"] == counts["error"]
 
 
 def test_sigkill_loses_at_most_a_torn_last_line(tmp_path):
@@ -212,6 +215,7 @@ def test_appending_after_a_crash_cuts_the_torn_line_first(tmp_path):
     assert lines[:2] == SEED_LINES[:2] and len(lines) == 3
     assert json.loads(lines[2])["timestamp_ns"] == 7
     assert w.repaired_bytes == len(torn) and "torn last line" in counts["error"]
+    assert counts["failed"] is None  # a repaired tail is a note, not a write failure
     # a file that is one torn line only
     q = tmp_path / "t.jsonl"
     q.write_text('{"timestamp_ns":1,"ev')

@@ -71,6 +71,19 @@ def test_help_texts(env):
                  "--duration", "--watch", "--configure-obs", "--session-id", "--out"):
         assert flag in r.stdout
     assert "never records audio" in r.stdout
+    # the documented exit codes and flag combinations
+    text = " ".join(r.stdout.split())
+    assert "exit codes of start: 0 session complete" in text
+    assert "4 environment: output folder not writable, or the event log could not be written" in text
+    assert "With --watch: 0 if every session was complete, else the code of the first incomplete one" in text
+    assert "session_YYYYMMDD_HHMMSS); not with --watch" in text
+    assert "stop after this many seconds; not with --watch" in text
+    # one metavar style: a duration is SECONDS everywhere
+    for sub in (["start"], ["status"], ["stop"], ["check-obs"]):
+        h = cli([*sub, "--help"], env).stdout
+        assert " S " not in h and " S\n" not in h and "=S" not in h, sub
+    assert "--wait SECONDS" in cli(["stop", "--help"], env).stdout
+    assert "--timeout SECONDS" in cli(["status", "--help"], env).stdout
     assert cli([], env).returncode == 2
 
 
@@ -82,6 +95,11 @@ def test_usage_errors_are_one_line(env, tmp_path):
     line = one_error_line(cli(["start", "--watch", "--duration", "3", "--consent",
                                "--out", str(tmp_path)], env), 2)
     assert "--duration cannot be used with --watch" in line
+    line = one_error_line(cli(["start", "--watch", "--session-id", "s1", "--consent",
+                               "--out", str(tmp_path / "w")], env), 2)
+    assert line == ("nm-companion: error: --session-id cannot be used with --watch (each "
+                    "recording gets its own id)")
+    assert not (tmp_path / "w").exists()  # refused before anything was created
 
 
 def test_no_consent_refused_before_anything(env, tmp_path):

@@ -107,6 +107,43 @@ def recorder_events(recs):
     return [json.loads(r["event_data"]) for r in recs if r["event_src"] == ev.SRC_RECORDER]
 
 
+def quit_obs_like_a_user(obs, timeout=60.0) -> None:
+    """Close OBS's main window the way a window manager does when the user clicks its
+    close button (WM_DELETE_WINDOW): OBS runs its normal shutdown (ExitStarted, outputs
+    stopped and finalized). SIGTERM is not that: OBS 29.0 has no SIGTERM handler and
+    dies without finalizing anything."""
+    from Xlib import X, protocol
+    from Xlib import display as xdisplay
+    d = xdisplay.Display(obs.display)
+    try:
+        wm_delete = d.intern_atom("WM_DELETE_WINDOW")
+        wm_protocols = d.intern_atom("WM_PROTOCOLS")
+        todo, main = [d.screen().root], None
+        while todo and main is None:
+            w = todo.pop()
+            try:
+                name = w.get_wm_name() or ""
+                if (name.startswith("OBS ") and " - Profile: " in name
+                        and wm_delete in (w.get_wm_protocols() or [])):
+                    main = w
+                    break
+                todo.extend(w.query_tree().children)
+            except Exception:
+                continue
+        assert main is not None, "OBS's main window not found"
+        main.send_event(protocol.event.ClientMessage(
+            window=main, client_type=wm_protocols,
+            data=(32, [wm_delete, X.CurrentTime, 0, 0, 0])), event_mask=X.NoEventMask)
+        d.flush()
+    finally:
+        d.close()
+    try:
+        obs.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"OBS did not quit within {timeout:g} s of WM_DELETE_WINDOW: {obs.log_tail(15)}")
+    assert obs.proc.returncode == 0, obs.log_tail()
+
+
 def obs_client(obs):
     from companion.capture.obsws import connect
     return connect("127.0.0.1", obs.port, PASSWORD, 10)
@@ -403,9 +440,10 @@ def test_watch_mode_sessions_survive_obs_restart(obs, env, tmp_path):
             time.sleep(1.5)
             c.stop_record()
         wait_phase(tmp_path / "state", "watching", p)
-        obs.stop()   # OBS quits (clean) ...
+        quit_obs_like_a_user(obs)  # the user closes OBS (clean quit) ...
+        obs.proc = None
         wait_phase(tmp_path / "state", "waiting for OBS", p)
-        obs.start()  # ... and comes back on the same port
+        obs.start()  # ... and opens it again (same port)
         wait_phase(tmp_path / "state", "watching", p, timeout=60)
         with obs_client(obs) as c:
             c.start_record()

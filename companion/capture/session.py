@@ -13,8 +13,11 @@ recording started (or attached to a running one) -> loop (clock pairs once a sec
 the folder if OBS wrote them elsewhere -> metadata.json (atomic).
 
 Ends on: Ctrl-C / SIGTERM / ``nm-companion stop`` (a stop event), ``--duration``,
-the recording stopped in OBS, or OBS quitting / crashing (status "incomplete", exit
-code 3). The companion only stops a recording it started.
+the recording stopped in OBS (all "complete", exit code 0), OBS quitting / crashing
+(status "incomplete", exit code 3), or the event log failing to write (disk full,
+file size limit, I/O error: status "incomplete", exit code 4; the recording it
+started is stopped, every line written before the failure is kept). The companion
+only stops a recording it started.
 
 Audio is OBS's business: the companion never records audio; the recording's audio
 tracks are whatever OBS's audio sources capture.
@@ -170,6 +173,7 @@ class SessionOptions:
     sidecar_wait_s: float = 10.0
     record_start_timeout_s: float = 20.0
     record_stop_timeout_s: float = 60.0
+    attach_only: bool = False  # watch mode: never start a recording, only attach to one
 
 
 @dataclass
@@ -185,6 +189,7 @@ class SessionResult:
     metadata: dict
     recording_path: Path | None = None
     events_written: int = 0
+    recording_stopped: bool = True  # False: the session ended while OBS kept recording
 
 
 # ============================================================ the session
@@ -399,6 +404,8 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
     # ---- recording setup
     status = client.get_record_status()
     attached = bool(status.get("outputActive"))
+    if opts.attach_only and not attached:
+        raise OBSProblem("the recording stopped in OBS before its session could begin")
     if not attached:
         restore_leftover_obs_settings(client, say)
     if opts.configure_obs and not attached:
@@ -491,6 +498,7 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
     end_status, end_reason = "complete", ""
     exit_code, message = 0, ""
     stop_ev: RecordEvent | None = None
+    write_failed: str | None = None  # the event log could not be written (disk full...)
     try:
         # ---- capture
         tracker = WindowTracker(writer.put, privacy=privacy)
@@ -560,8 +568,9 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
                              f"{el // 3600:d}:{el // 60 % 60:02d}:{el % 60:02d}, "
                              f"{st['written']} events")
                 next_state = now + STATE_PERIOD_S
-                if st.get("error"):
-                    stopper.set(f"cannot write events: {st['error']}")
+                if st.get("failed"):
+                    write_failed = st["failed"]
+                    stopper.set(f"cannot write the event log: {write_failed}")
                     break
             if ext_stop is not None and ext_stop.is_set():
                 stopper.set("stop requested")
@@ -607,8 +616,17 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
             # the recording never stopped properly: OBS crashed, was killed or hung up
             end_status = "incomplete"
             exit_code = 3
-            message = (f"OBS went away during the recording ({end_reason}); the session was "
-                       f"finalized as incomplete in {session_dir}")
+            if client.exit_started.is_set():
+                message = _quit_message(session_dir)
+            else:
+                message = (f"OBS went away during the recording ({end_reason}); the session "
+                           f"was finalized as incomplete in {session_dir}")
+        elif end_reason == "OBS is quitting" and (we_started or attached) and exit_code == 0:
+            # OBS quit (cleanly) during the recording and reported the stop: the file is
+            # finalized, but the session ended before it was asked to
+            end_status = "incomplete"
+            exit_code = 3
+            message = _quit_message(session_dir)
     except BaseException as e:
         end_status = "incomplete"
         end_reason = end_reason or (str(e).splitlines()[0] if str(e) else type(e).__name__)
@@ -650,6 +668,13 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
     in_stats = InputCapture_.stats() if InputCapture_ is not None else {}
     t_end, m_end = time.time_ns(), time.monotonic_ns()
     wstats_before = writer.stats()
+    write_failed = write_failed or wstats_before.get("failed")
+    if write_failed:
+        end_status = "incomplete"
+        if end_reason and not end_reason.startswith("cannot write the event log"):
+            end_reason = f"{end_reason}; cannot write the event log: {write_failed}"
+        elif not end_reason:
+            end_reason = f"cannot write the event log: {write_failed}"
     writer.put(t_end, ev.SRC_RECORDER, {
         "event": ev.REC_SESSION_END, "reason": end_reason, "status": end_status,
         "epoch_ns": t_end, "mono_ns": m_end,
@@ -659,20 +684,37 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
     wstats = writer.close()
     if wstats.get("error"):
         warnings.append(f"event log: {wstats['error']}")
+    if wstats.get("failed") and not write_failed:  # e.g. the session.end line itself
+        write_failed = wstats["failed"]
+        end_status = "incomplete"
+        end_reason = f"{end_reason}; cannot write the event log: {write_failed}"
+    if write_failed and exit_code in (0, 130):
+        # disk full / file size limit / I/O error: exit code 4 (environment), one line
+        exit_code = 4
+        what = "the recording was stopped and " if we_started else ""
+        message = (f"cannot write the event log {jsonl}: {_reason_of(write_failed)}; {what}"
+                   f"the session was finalized as incomplete in {session_dir} (the "
+                   f"{wstats.get('written')} events written before the failure are kept)")
 
     sidecar_stop = None
     files: dict = {"events": jsonl.name}
     final_rec = None
     if recording_path is not None:
         sc_src = sidecar_path_for(recording_path)
-        alive = (lambda: client.events_alive) if not (end_status == "incomplete") else (lambda: False)
-        if recording_path.exists() and (stop_ev is not None):
+        alive = lambda: client.events_alive  # noqa: E731 - OBS gone: no point waiting
+        if recording_path.exists() and stop_ev is not None:
             sidecar_stop = _wait_sidecar(sc_src, opts.sidecar_wait_s, alive)
-            if sidecar_stop is None:
-                warnings.append(f"the OBS script's sidecar {sc_src.name} has no stop record "
-                                f"(is nm_timestamps.py loaded in OBS?)")
+        elif recording_path.exists() and client.exit_started.is_set():
+            # OBS quit cleanly: obs-websocket closes before the outputs stop (OBS 29 sends
+            # no stop event then), but OBS finalizes the file and the script its sidecar
+            sidecar_stop = _wait_sidecar(sc_src, min(5.0, opts.sidecar_wait_s), lambda: True)
+        if recording_path.exists() and sidecar_stop is None \
+                and (stop_ev is not None or client.exit_started.is_set()):
+            warnings.append(f"the OBS script's sidecar {sc_src.name} has no stop record "
+                            f"(is nm_timestamps.py loaded in OBS?)")
         # move into the session folder if OBS wrote elsewhere (attached recordings)
-        if recording_path.exists() and (stop_ev is not None or end_status == "incomplete"):
+        if recording_path.exists() and (stop_ev is not None or not client.alive()):
+            # stopped, or OBS is gone (crashed / quit): the file is no longer written
             dst = session_dir / f"{sid}{recording_path.suffix}"
             try:
                 final_rec = _move_into(recording_path, dst)
@@ -759,7 +801,18 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
     return SessionResult(session_id=sid, session_dir=session_dir, status=end_status,
                          end_reason=end_reason, exit_code=exit_code, message=message,
                          metadata=md, recording_path=final_rec,
-                         events_written=int(wstats.get("written") or 0))
+                         events_written=int(wstats.get("written") or 0),
+                         recording_stopped=stop_ev is not None or not client.alive())
+
+
+def _quit_message(session_dir: Path) -> str:
+    return (f"OBS quit during the recording; the session was finalized as incomplete in "
+            f"{session_dir} (what OBS recorded is kept)")
+
+
+def _reason_of(failed: str) -> str:
+    """"writing X failed: File too large" -> "File too large"."""
+    return failed.rsplit(" failed: ", 1)[-1]
 
 
 def _finish_capture(inputs, tracker) -> None:

@@ -9,14 +9,19 @@ stops; the companion never changes OBS's settings in watch mode.
 
 When OBS quits or crashes, an open session is finalized as "incomplete" and the
 companion waits for OBS to come back (retrying with backoff up to ``max_backoff_s``,
-saying so once), then carries on. Ends on Ctrl-C / SIGTERM / ``nm-companion stop``.
+saying so once), then carries on. When the event log of a session cannot be written
+(disk full, file size limit, I/O error), that session is finalized as "incomplete" at once, the
+user's recording is left running (the companion never stops a recording it did not
+start) and watching carries on with the next recording the user starts (the streamer
+may free space meanwhile; one failure should not end an evening of recordings).
+Ends on Ctrl-C / SIGTERM / ``nm-companion stop``; :func:`watch_exit_code` gives the
+exit code: 0 if every session is complete, else the first incomplete one's (3 or 4).
 """
 from __future__ import annotations
 
 import dataclasses
 import signal
 import threading
-import time
 from pathlib import Path
 
 from companion.capture.obsws import REC_STARTED, ObsClient, RecordEvent, connect
@@ -125,37 +130,86 @@ def _watch_connected(opts: SessionOptions, client: ObsClient, privacy, out: Path
         while not stop.is_set() and client.alive():
             state.update(phase="watching", obs={"host": opts.host, "port": opts.port},
                          session_id=None, events_written=None)
-            started.clear()  # before asking: a start after this point sets it again
-            last_start.clear()
+            # last_start/started are cleared only when a session takes its start event
+            # (below), never before asking OBS: a start that arrives between a clear and
+            # GetRecordStatus would find the recording active but its event (time, path)
+            # thrown away, and the recording could not be moved into its session
             try:
                 active = bool(client.get_record_status().get("outputActive"))
             except OBSProblem:
                 return
+            if not active and started.is_set():
+                # the start event of a recording that is already over (started and
+                # stopped while a session was finalizing): forget it, ask again
+                started.clear()
+                last_start.clear()
+                continue
             if not active:
                 while not stop.is_set() and client.alive() and not started.wait(0.25):
                     if state.stop_requested():
                         stop.set()
                 if stop.is_set() or not client.alive():
                     return
+            attach_event = last_start[0] if last_start else None
+            started.clear()
+            last_start.clear()
             sid = _free_session_id(out, default_session_id())
             session_dir = prepare_session_dir(out, sid)
-            sopts = dataclasses.replace(opts, session_id=sid, duration_s=None, configure_obs=False)
+            sopts = dataclasses.replace(opts, session_id=sid, duration_s=None, configure_obs=False,
+                                        attach_only=True)
             say(f"recording started in OBS: session {sid}")
             try:
                 res = _run_connected(sopts, client, privacy, sid, session_dir, say, stop,
                                      install_signals=False,
-                                     attach_event=last_start[0] if last_start else None)
+                                     attach_event=attach_event)
             except NMError as e:
                 say(f"session {sid} failed: {e}")
                 try:
                     session_dir.rmdir()
                 except OSError:
                     pass
-                time.sleep(0.5)
+                results.append(SessionResult(session_id=sid, session_dir=session_dir,
+                                             status="failed", end_reason=str(e),
+                                             exit_code=e.exit_code, message=str(e), metadata={}))
+                _wait_recording_end(client, stop, state, say)
                 continue
             results.append(res)
             say(res.message)
             if on_session is not None:
                 on_session(res)
+            if not stop.is_set() and not res.recording_stopped:
+                _wait_recording_end(client, stop, state, say)
     finally:
         client.remove_listener(on_record)
+
+
+def _wait_recording_end(client: ObsClient, stop: threading.Event, state: StateFile, say) -> None:
+    """A session ended (or failed to start) while OBS still records (e.g. the event log
+    could not be written): do not attach to the same recording again; wait until the
+    user stops it, then watch for the next one."""
+    said = False
+    while not stop.is_set() and client.alive():
+        try:
+            active = bool(client.get_record_status().get("outputActive"))
+        except OBSProblem:
+            return
+        if not active:
+            return
+        if not said:
+            say("OBS is still recording; the next recording you start gets a new session")
+            state.update(phase="waiting for the recording to stop", session_id=None,
+                         events_written=None)
+            said = True
+        if state.stop_requested():
+            stop.set()
+            return
+        stop.wait(0.5)
+
+
+def watch_exit_code(results: list[SessionResult]) -> int:
+    """0 if every session is complete, else the exit code of the first one that is not
+    (3: OBS went away or quit during it, 4: its files could not be written)."""
+    for r in results:
+        if r.exit_code:
+            return r.exit_code
+    return 0

@@ -78,6 +78,9 @@ class JsonlWriter:
         self.max_queue = 0     # largest backlog seen by the writer thread (events)
         self.bytes_written = 0
         self.error: str | None = None  # first problem (one line), if any
+        # first failed write of the file itself (disk full, file too large, I/O error,
+        # folder gone): events from then on are lost, the session cannot be complete
+        self.failed: str | None = None
         self.repaired_bytes = 0  # torn tail of an existing file cut off at start()
 
     # -- lifecycle -------------------------------------------------------------
@@ -131,8 +134,9 @@ class JsonlWriter:
     def close(self) -> dict:
         """Drain the queue, fsync, close the file; idempotent.
 
-        Returns ``{"written", "dropped", "max_queue", "bytes", "error"}`` (counts of
-        events; error is the first problem as one line, or None).
+        Returns ``{"written", "dropped", "max_queue", "bytes", "error", "failed"}``
+        (counts of events; ``error`` is the first problem as one line, or None;
+        ``failed`` the first failed write of the file, or None).
         """
         with self._close_lock:
             if self._result is not None:
@@ -152,8 +156,11 @@ class JsonlWriter:
             if self._fd is not None:
                 try:
                     os.fsync(self._fd)
-                except OSError:
-                    pass
+                except OSError as e:
+                    msg = f"writing {self.path} failed: {e.strerror or e}"
+                    if self.failed is None:
+                        self.failed = msg
+                    self._note(msg)
                 os.close(self._fd)
                 self._fd = None
             self._result = self.stats()
@@ -162,7 +169,7 @@ class JsonlWriter:
     def stats(self) -> dict:
         """Live counts (same keys as ``close()``), callable from any thread."""
         return {"written": self.written, "dropped": self.dropped, "max_queue": self.max_queue,
-                "bytes": self.bytes_written, "error": self.error}
+                "bytes": self.bytes_written, "error": self.error, "failed": self.failed}
 
     # -- writer thread ---------------------------------------------------------
     def _note(self, msg: str) -> None:
@@ -244,7 +251,10 @@ class JsonlWriter:
             complete = buf.count(b"\n", 0, cut)
             self.written += complete
             self.dropped += n_events - complete
-            self._note(f"writing {self.path} failed: {e.strerror or e}")
+            msg = f"writing {self.path} failed: {e.strerror or e}"
+            if self.failed is None:
+                self.failed = msg
+            self._note(msg)
             return
         self.written += n_events
 

@@ -29,6 +29,20 @@ config file (JSON, every key optional): {{"host": "localhost", "port": 4455,
 "password": "...", "consent": true, "out": "~/nm-sessions"}}
 """
 
+START_EXIT_CODES = """
+exit codes of start: 0 session complete (ended by Ctrl-C, SIGTERM, nm-companion stop,
+--duration or the recording stopped in OBS); 1 internal error; 2 bad usage or input
+(no consent, bad --session-id, --session-id/--duration with --watch); 3 OBS problem:
+not running, wrong password, OBS or obs-websocket too old, recording setup error, or
+OBS quit/crashed during the recording (session finalized as incomplete); 4
+environment: output folder not writable, or the event log could not be written
+during the session (disk full, file size limit, I/O error: the recording the
+companion started is stopped, lines already written are kept, the session is
+finalized as incomplete); 130 interrupted before recording. With --watch: 0 if every
+session was complete, else the code of the first incomplete one (3 or 4); watching
+goes on after an incomplete session.
+"""
+
 
 def _say(msg: str) -> None:
     print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
@@ -63,10 +77,13 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_connection(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("OBS connection")
-    g.add_argument("--host", help="obs-websocket host (default: config file, else localhost)")
-    g.add_argument("--port", type=_port, help="obs-websocket port (default: config file, else 4455)")
-    g.add_argument("--password", help="obs-websocket password (see 'password' below)")
-    g.add_argument("--timeout", type=_positive_float, default=5.0, metavar="S",
+    g.add_argument("--host", metavar="HOST",
+                   help="obs-websocket host (default: config file, else localhost)")
+    g.add_argument("--port", type=_port, metavar="PORT",
+                   help="obs-websocket port (default: config file, else 4455)")
+    g.add_argument("--password", metavar="PASSWORD",
+                   help="obs-websocket password (see 'password' below)")
+    g.add_argument("--timeout", type=_positive_float, default=5.0, metavar="SECONDS",
                    help="seconds to wait for OBS to answer (default 5)")
     g.add_argument("--config", type=Path, metavar="FILE",
                    help="companion config file (default: $NM_COMPANION_CONFIG or "
@@ -87,17 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
                        "recording being stopped in OBS. If OBS is already recording, attach "
                        "to that recording instead (and leave it running). Audio, if any, is "
                        "recorded by OBS; the companion never records audio.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog)
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=epilog + START_EXIT_CODES)
     _add_connection(s)
     s.add_argument("--out", type=Path, metavar="DIR",
                    help="folder for session folders (default: config 'out', else ~/nm-sessions)")
     s.add_argument("--session-id", metavar="ID",
-                   help="session folder/file name (default session_YYYYMMDD_HHMMSS)")
+                   help="session folder/file name (default session_YYYYMMDD_HHMMSS); "
+                        "not with --watch")
     s.add_argument("--duration", type=_positive_float, metavar="SECONDS",
-                   help="stop after this many seconds")
+                   help="stop after this many seconds; not with --watch")
     s.add_argument("--watch", action="store_true",
-                   help="stay connected; one session per recording started/stopped in OBS; "
-                        "survives OBS restarts")
+                   help="stay connected; one session per recording started/stopped in OBS "
+                        "(ids session_YYYYMMDD_HHMMSS); survives OBS restarts and a failed "
+                        "session; the companion never starts or stops a recording then")
     pr = s.add_argument_group("privacy")
     pr.add_argument("--consent", action="store_true",
                     help="confirm that everyone whose input is recorded agreed to it "
@@ -113,8 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replace every window title with <redacted> in the log")
     ob = s.add_argument_group("OBS setup")
     ob.add_argument("--configure-obs", action="store_true",
-                    help="apply recommended recording settings first (MKV, standard output, "
-                         "H.264 x264; in Advanced mode keyframe interval 2 s)")
+                    help="apply recommended recording settings first: MKV; an H.264 x264 "
+                         "encoder where the current one cannot carry captions; in Advanced "
+                         "output mode the standard output and, when OBS's config folder is "
+                         "found, a keyframe interval of 2 s (Simple mode does not expose it)")
     ob.add_argument("--allow-setup-problems", action="store_true",
                     help="record even if the setup check finds an error (e.g. not MKV)")
     ob.add_argument("--obs-config", type=Path, metavar="DIR",
@@ -130,8 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("stop", help="stop the running companion(s) cleanly",
                         description="Ask running companions to finish their session (stop the "
                         "recording they started, write metadata) and wait for them.")
-    sp.add_argument("--pid", type=int, help="only this companion process")
-    sp.add_argument("--wait", type=_positive_float, default=60.0, metavar="S",
+    sp.add_argument("--pid", type=int, metavar="PID", help="only this companion process")
+    sp.add_argument("--wait", type=_positive_float, default=60.0, metavar="SECONDS",
                     help="seconds to wait for it to finish (default 60)")
 
     ck = sub.add_parser("check-obs", help="check OBS's recording setup over obs-websocket",
@@ -159,9 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="scene collection: linux (screen capture + PulseAudio), windows "
                          "(game capture + desktop audio + mic + webcam, hidden), macos "
                          "(screen capture + audio). Default: this OS")
-    so.add_argument("--websocket-password", metavar="PW",
+    so.add_argument("--websocket-password", metavar="PASSWORD",
                     help="obs-websocket password (default: keep OBS's, else generate one)")
-    so.add_argument("--websocket-port", type=_port, default=4455, help="default 4455")
+    so.add_argument("--websocket-port", type=_port, default=4455, metavar="PORT",
+                    help="default 4455")
     so.add_argument("--no-activate", action="store_true",
                     help="install the collection without making it OBS's current one")
     so.add_argument("--no-save-password", action="store_true",
@@ -205,10 +228,15 @@ def cmd_start(args) -> int:
         from companion.capture.watch import run_watch
         if args.duration:
             raise BadInput("--duration cannot be used with --watch")
+        if args.session_id:
+            raise BadInput("--session-id cannot be used with --watch (each recording gets "
+                           "its own id)")
+        from companion.capture.watch import watch_exit_code
         results = run_watch(opts, say=_say)
         bad = [r for r in results if r.exit_code]
-        _say(f"watch ended: {len(results)} session(s), {len(bad)} incomplete")
-        return 0
+        _say(f"watch ended: {len(results)} session(s), {len(bad)} incomplete"
+             + (": " + ", ".join(r.session_id for r in bad) if bad else ""))
+        return watch_exit_code(results)
     progress = None
     if sys.stderr.isatty():
         def progress(line: str) -> None:
