@@ -367,13 +367,20 @@ def test_real_obs_two_recordings_count_their_own_lagged_frames(tmp_path):
     assert len(obs_counts) == 2, obs_counts
     first, second = stops
     lag1, lag2 = first["recording_lagged_frames"], second["recording_lagged_frames"]
-    # ~7 stalls of 0.25 s at 30 fps in the first recording: OBS misses ~7 frames per stall
-    assert lag1 >= 20, first
+    # a 0.25 s stall every 20 ticks at 30 fps in the first recording (~4 in 3 s): OBS
+    # misses ~6 frames per stall
+    assert lag1 >= 10, first
     assert lag2 < lag1 / 2, (lag1, lag2)               # not carried over from the first
     for stop, (drawn, lagged_obs) in zip(stops, obs_counts):
-        # OBS counts from its output start a few ms before the script's first active tick
-        assert abs(stop["recording_lagged_frames"] - lagged_obs) <= 2, (stop, lagged_obs)
-        assert abs(stop["recording_rendered_frames"] - drawn) <= 3, (stop, drawn)
+        # OBS's own per-output count spans from its output start (a few ms before the
+        # script's first active tick) to the end of data capture (after the muxer drained,
+        # ~0.5 s after "stopping"): it contains the script's span, and the stalls fall
+        # inside both
+        assert stop["recording_lagged_frames"] <= lagged_obs <= stop["recording_lagged_frames"] + 3, \
+            (stop, lagged_obs)
+        assert stop["recording_rendered_frames"] <= drawn, (stop, drawn)
+        # render frames from the first recorded frame to the stop time = frames in the file
+        assert abs(stop["recording_rendered_frames"] - stop["total_frames"]) <= 5, stop
         assert stop["recording_output_dropped_frames"] == 0
     # the old field is OBS's lifetime total: the second stop still includes the first's lag
     assert second["lagged_frames"] >= lag1 + lag2
