@@ -366,8 +366,12 @@ RESTART_NOTE = ("OBS applies encoder and output-type changes when it re-creates 
 
 def needs_restart(changes: list[str]) -> bool:
     """True if any change (from :func:`configure_recording`) only takes effect after OBS
-    re-creates its outputs (everything except the format, read at each start)."""
-    return any("RecFormat" not in c for c in changes)
+    re-creates its outputs: everything except the format and Simple mode's custom x264
+    options, which OBS reads at each recording start (checked on OBS 29 in
+    tests/test_obs_config.py)."""
+    return any(not c.startswith(("SimpleOutput/RecFormat", "AdvOut/RecFormat",
+                                 "SimpleOutput/x264Settings", "SimpleOutput/UseAdvanced"))
+               for c in changes)
 
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
