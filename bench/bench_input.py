@@ -1,6 +1,6 @@
 """Sustained high-rate mouse motion through the companion's input path, on Xvfb.
 
-    .venv/bin/python bench/bench_input.py [--duration 60] [--rate 1000] [--display 79]
+    .venv/bin/python bench/bench_input.py [--duration 60] [--rate 1000] [--display 79] [--process]
 
 An injector *process* (so its CPU is not counted) moves the pointer with XTest
 (python-xlib ``xtest.fake_input``) at ``--rate`` Hz to unique positions, recording
@@ -13,7 +13,14 @@ An injector *process* (so its CPU is not counted) moves the pointer with XTest
   injected input, the floor for any X11 logger;
 - ``companion``: ``InputCapture`` (keyboard + mouse listeners, privacy filter with
   consent) -> ``JsonlWriter`` (JSONL file on disk), plus a ``WindowTracker`` at 0.1 s,
-  i.e. what ``nm-companion`` runs.
+  in the bench's own process: the companion's input path *without* its obs-websocket
+  client and session loop;
+- ``nm-companion`` (with ``--process``): the real ``nm-companion start --consent``
+  process recording a headless OBS 29 (companion/capture/headless.py: OBS captures a
+  second Xvfb, where the injector moves the pointer), websocket client, session loop,
+  recorder markers and all. Its CPU is the whole process's (``/proc/<pid>/stat`` user +
+  system) from injection start to 0.3 s after the last injection; lost and latency come
+  from the session's JSONL after it finished.
 
 Reported per listener: events injected, logged, lost (injected positions never logged),
 CPU % of one core of the listening process (``time.process_time`` over wall time,
@@ -245,12 +252,84 @@ def measure(kind: str, display: str, n: int, rate: float, tmp: Path) -> dict:
                             for k, v in threads1.items() if v - threads0.get(k, 0.0) > 0}}
 
 
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of process ``pid`` so far (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_process(n: int, rate: float, tmp: Path) -> dict:
+    """The real ``nm-companion start`` process against a headless OBS (see docstring)."""
+    from companion.capture.headless import ObsInstance
+    inj_s = n / rate
+    with ObsInstance(tmp / "obs", scene="xshm", width=640, height=360, fps_num=30,
+                     capture_size=f"{W}x{H}x24") as o:
+        env = dict(os.environ, DISPLAY=o.capture_display, NM_OBS_PASSWORD=o.password,
+                   NM_COMPANION_STATE_DIR=str(tmp / "state"),
+                   NM_COMPANION_CONFIG=str(tmp / "no-config.json"))
+        out = tmp / "sessions"
+        cmd = [sys.executable, "-m", "companion.cli.companion_cli", "start", "--port", str(o.port),
+               "--out", str(out), "--session-id", "bench", "--consent",
+               "--duration", str(inj_s + 12.0)]
+        log = open(tmp / "companion.log", "w")
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
+        try:
+            deadline = time.monotonic() + 30
+            while not list(out.glob("*/bench.jsonl")) and time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise RuntimeError("nm-companion exited: " + (tmp / "companion.log").read_text()[-1500:])
+                time.sleep(0.05)
+            time.sleep(2.0)  # recording started, listeners up
+            wall0, cpu0 = time.monotonic(), proc_cpu_s(proc.pid)
+            stamps, inj_elapsed = run_injector(o.capture_display, n, rate, tmp)
+            time.sleep(0.3)
+            cpu1, wall1 = proc_cpu_s(proc.pid), time.monotonic()
+            proc.wait(inj_s + 90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+            log.close()
+    if proc.returncode != 0:
+        raise RuntimeError(f"nm-companion failed ({proc.returncode}): "
+                           + (tmp / "companion.log").read_text()[-1500:])
+    jsonl = next(out.glob("*/bench.jsonl"))
+    records = []
+    for line in jsonl.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+            data = json.loads(rec["event_data"])
+        except (ValueError, KeyError):
+            continue
+        if isinstance(data, list) and data and data[0] == "mouse.move":
+            records.append((rec["timestamp_ns"], data[1], data[2]))
+    pos_index = {position(i): i for i in range(n)}
+    lat, seen = [], set()
+    for t, x, y in records:
+        i = pos_index.get((x, y))
+        if i is not None and i not in seen:
+            seen.add(i)
+            lat.append(t - stamps[i])
+    lat.sort()
+    md = json.loads(next(out.glob("*/metadata.json")).read_text())
+    return {"kind": "nm-companion", "injected": n, "inject_rate_hz": n / inj_elapsed,
+            "logged": len(seen), "lost": n - len(seen),
+            "cpu_pct": 100 * (cpu1 - cpu0) / (wall1 - wall0),
+            "p50_ms": percentile(lat, 50) / 1e6, "p99_ms": percentile(lat, 99) / 1e6,
+            "max_ms": (lat[-1] / 1e6) if lat else float("nan"),
+            "writer": None, "threads_pct": {}, "events": md.get("events")}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of injection per listener (default 60)")
     ap.add_argument("--rate", type=float, default=1000.0, help="injected pointer moves per second (default 1000)")
     ap.add_argument("--display", type=int, default=79, help="X display number for the bench's Xvfb (default 79)")
     ap.add_argument("--json", action="store_true", help="print the result rows as JSON too")
+    ap.add_argument("--process", action="store_true",
+                    help="also measure the real `nm-companion start` process recording a headless "
+                         "OBS (needs obs-studio; takes the OBS test lock)")
     args = ap.parse_args(argv)
     n = int(args.duration * args.rate)
     if n < 1 or n > 600_000:
@@ -265,6 +344,10 @@ def main(argv=None) -> int:
                 sub = Path(td) / kind
                 sub.mkdir()
                 rows.append(measure(kind, display, n, args.rate, sub))
+            if args.process:
+                sub = Path(td) / "process"
+                sub.mkdir()
+                rows.append(measure_process(n, args.rate, sub))
     finally:
         xv.terminate()
         xv.wait(10)
@@ -275,7 +358,7 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{r['kind']:<12} {r['injected']:>8} {r['inject_rate_hz']:>8.0f} {r['logged']:>8} {r['lost']:>5} "
               f"{r['cpu_pct']:>6.2f} {r['p50_ms']:>7.3f} {r['p99_ms']:>7.3f} {r['max_ms']:>7.2f}")
-    base, xref, comp = rows
+    base, xref, comp = rows[:3]
     def ratio(a, b):
         return a / b if b else float("nan")
     print(f"ratio companion / bare-pynput: CPU {ratio(comp['cpu_pct'], base['cpu_pct']):.2f}x, "
@@ -288,6 +371,10 @@ def main(argv=None) -> int:
         w = comp["writer"]
         print(f"companion: clock {w['clock']}, max X delivery delay {w['max_delivery_ms']:.1f} ms; "
               f"writer: written {w['written']}, dropped {w['dropped']}, max queue {w['max_queue']}")
+    if args.process:
+        pr = rows[3]
+        print(f"nm-companion process / in-process companion: CPU {ratio(pr['cpu_pct'], comp['cpu_pct']):.2f}x; "
+              f"session events: {pr['events']}")
     for r in rows:
         if r["threads_pct"]:
             parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["threads_pct"].items(), key=lambda kv: -kv[1]))

@@ -10,7 +10,10 @@ What it records, per recording (docs/contracts/captions-and-sidecar.md):
   cumulative pause offset;
 * *clock pairs* (wall-clock epoch ns, OBS monotonic ns) read back to back, about
   one per second, so drift and NTP slewing are measurable;
-* a stop record with frame counts and the script's own cost per frame.
+* a stop record with frame counts and the script's own cost per frame. OBS's frame
+  counters are read when the recording output becomes active and again in its
+  "stopping" signal, so the stop record carries this recording's own lagged /
+  rendered / output-dropped frames, not OBS's lifetime totals.
 
 Each record goes in-band as a CEA-608 caption (so it lives inside the MKV) and,
 if enabled, into a sidecar ``<recording stem>.anchors.jsonl`` beside the recording
@@ -33,7 +36,7 @@ try:  # only present inside OBS; tests import the pure helpers without it
 except ImportError:  # pragma: no cover - exercised by tests outside OBS
     obs = None
 
-SCRIPT_VERSION = "1.0.0"
+SCRIPT_VERSION = "1.1.0"
 CAPTION_VERSION = 1
 MAGIC = "NM1"
 SIDECAR_SUFFIX = ".anchors.jsonl"
@@ -119,6 +122,9 @@ class Recording:
         self.tick_cost_max = 0
         self.path = ""
         self.seg_base = 0
+        self.counts_start = None      # OBS frame counters at the first active tick
+        self.counts_end = None        # ... in the output's "stopping" signal
+        self.counts_end_at = None     # "stopping" or "stopped" (fallback, read in finish)
 
     # -- output helpers ----------------------------------------------------
     def caption(self, text):
@@ -174,6 +180,7 @@ class Recording:
             self.f0 = c.frame_time_ns()
             self.interval = c.frame_interval_ns()
             self.path = c.output_path(self.output)
+            self.counts_start = c.frame_counters(self.output)
             self._open_sidecar()
             c.connect_pause_signals(self.output, self.on_pause, self.on_unpause, self.on_stopping)
             self._start_segment(0, self.f0, 0)
@@ -226,7 +233,11 @@ class Recording:
 
     def on_stopping(self, t_signal):
         """The output's "stopping" signal: OBS reads its stop time right after it and the
-        muxer keeps exactly the packets whose system dts is before that time."""
+        muxer keeps exactly the packets whose system dts is before that time. The frame
+        counters read here close this recording's counts."""
+        if self.counts_start is not None and self.counts_end is None:
+            self.counts_end = self.clock.frame_counters(self.output)
+            self.counts_end_at = "stopping"
         self.write({"kind": "stopping", "signal_mono_ns": t_signal,
                     "paused": self.pause_start_ns is not None})
 
@@ -277,25 +288,48 @@ class Recording:
                     "interval_ns": self.interval, "output_width": w, "output_height": h,
                     "video_codec": codec, "captions": bool(self.s["captions"] and self.captions_ok),
                     "recording_path": self.path, "started_epoch_ns": epoch,
-                    "started_mono_ns": mono})
+                    "started_mono_ns": mono,
+                    "counters_at_start": self.counts_start})
+
+    def recording_counts(self, now):
+        """This recording's frame counts: OBS counters at the end minus at the start.
+
+        ``now`` is the counters read in finish(), used when no "stopping" signal was
+        seen. None for every count if the output never became active."""
+        start = self.counts_start
+        end = self.counts_end if self.counts_end is not None else now
+        at = self.counts_end_at or "stopped"
+        if start is None or end is None:
+            return {"recording_lagged_frames": None, "recording_rendered_frames": None,
+                    "recording_output_dropped_frames": None, "counters_end_at": None}
+        return {"recording_lagged_frames": max(0, end["lagged"] - start["lagged"]),
+                "recording_rendered_frames": max(0, end["rendered"] - start["rendered"]),
+                "recording_output_dropped_frames": max(0, end["output_dropped"] - start["output_dropped"]),
+                "counters_end_at": at}
 
     def finish(self):
         """Recording stopped (or script unloading): write the stop record, log once."""
         c = self.clock
         frames = c.output_frames(self.output) if self.output is not None else None
+        now = c.frame_counters(self.output) if self.output is not None else None
+        counts = self.recording_counts(now)
         epoch, mono = self.pair()
         mean = self.tick_cost_total // self.ticks if self.ticks else 0
-        self.write({"kind": "stop", "epoch_ns": epoch, "mono_ns": mono, "total_frames": frames,
-                    "lagged_frames": c.lagged_frames(), "anchors": self.anchors,
+        rec = {"kind": "stop", "epoch_ns": epoch, "mono_ns": mono, "total_frames": frames,
+               "lagged_frames": now["lagged"] if now else None}
+        rec.update(counts)
+        rec.update({"counters_at_end": self.counts_end or now, "anchors": self.anchors,
                     "clock_pairs": self.clocks, "ticks": self.ticks,
                     "tick_cost_ns_mean": mean, "tick_cost_ns_max": self.tick_cost_max})
+        self.write(rec)
         self._close_sidecar()
         if self.output is not None:
             c.disconnect_pause_signals(self.output, self.on_pause, self.on_unpause)
         if self.active:
-            c.log_info("nm_timestamps: recording %s: %s frames, %d segment(s), %d clock pairs, "
-                       "%.1f us/frame mean (max %.1f us), sidecar %s" % (
-                           self.rec_id, frames, self.segment + 1, self.clocks, mean / 1000.0,
+            c.log_info("nm_timestamps: recording %s: %s frames, %s lagged, %d segment(s), "
+                       "%d clock pairs, %.1f us/frame mean (max %.1f us), sidecar %s" % (
+                           self.rec_id, frames, counts["recording_lagged_frames"],
+                           self.segment + 1, self.clocks, mean / 1000.0,
                            self.tick_cost_max / 1000.0, self.sidecar_path or "off"))
 
 
@@ -351,8 +385,15 @@ class ObsClock:
     def obs_version(self):
         return obs.obs_get_version_string()
 
-    def lagged_frames(self):
-        return obs.obs_get_lagged_frames()
+    def frame_counters(self, output):
+        """OBS's running frame counters. ``lagged``: frames the renderer missed since OBS
+        started (obs_get_lagged_frames); ``rendered``: frames the render loop produced,
+        lagged ones included (obs_get_total_frames); ``output_dropped``: frames the output
+        itself dropped (obs_output_get_frames_dropped; 0 for file outputs, which do not
+        drop). OBS 29-32 give scripts no access to the encoder-lag skip counter
+        (video_output_get_skipped_frames is not wrapped)."""
+        return {"lagged": obs.obs_get_lagged_frames(), "rendered": obs.obs_get_total_frames(),
+                "output_dropped": obs.obs_output_get_frames_dropped(output) if output is not None else 0}
 
     def connect_pause_signals(self, output, on_pause, on_unpause, on_stopping=None):
         handler = obs.obs_output_get_signal_handler(output)

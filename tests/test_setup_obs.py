@@ -19,6 +19,7 @@ import pytest
 from companion.capture import obs_config
 from companion.capture.obs_config import ini_get, ini_set, setup_obs
 from companion.util.errors import BadInput
+from obs_script.nm_timestamps import SCRIPT_VERSION
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "obs_script" / "nm_timestamps.py"
@@ -183,10 +184,11 @@ def test_obs_starts_with_setup_obs_config_and_loads_the_script(tmp_path):
     inst = SetupObsInstance(tmp_path / "obs", script=False, password="seeded-pass-1")
     with inst as obs:
         deadline = time.monotonic() + 30
-        while "nm_timestamps 1.0.0 loaded" not in obs.log_text() and time.monotonic() < deadline:
+        loaded = f"nm_timestamps {SCRIPT_VERSION} loaded"   # the installed copy's version
+        while loaded not in obs.log_text() and time.monotonic() < deadline:
             time.sleep(0.2)
         log = obs.log_text()
-        assert "nm_timestamps 1.0.0 loaded" in log
+        assert loaded in log
         assert "Loaded python script: nm_timestamps.py" in log  # (the log names no folder)
         # the harness added no script (script=False): the one loaded is the collection's
         coll = json.loads((obs.home / ".config/obs-studio/basic/scenes/NM_Linux_Screen.json").read_text())

@@ -20,9 +20,17 @@ Field meanings (units in brackets):
   average bitrate; null if neither is known.
 - ``input_device``: "keyboard+mouse", "keyboard", "mouse" or "none" (what was logged).
 - ``window_id``: the last active window id seen (X11 id / HWND / CGWindowNumber), string.
-- ``dropped_frames``: frames OBS skipped in the output (encoder overload) [frames];
-  ``lagged_frames``: frames the renderer missed (duplicated to keep the grid) [frames];
-  both from the OBS script's sidecar ``stop`` record, else from obs-websocket stats.
+- ``lagged_frames``: frames the renderer missed during this recording (OBS repeats the
+  last picture to keep the grid) [frames]: the OBS script's sidecar ``stop`` record
+  ``recording_lagged_frames`` (OBS's counter at the recording's start and at its
+  "stopping" signal); without it (no sidecar, or a script older than 1.1.0) OBS's
+  lifetime total, and ``frame_counts_source`` says so.
+- ``dropped_frames``: frames OBS skipped for encoding lag [frames] (the picture before is
+  repeated). No OBS script API reads that counter, so it comes from obs-websocket
+  ``GetStats.outputSkippedFrames`` read after the recording stopped: OBS zeroes it when
+  its video output gets its first consumer, so it covers this recording unless a
+  stream, replay buffer or virtual camera was running across it.
+- ``frame_counts_source``: where each of the two came from, in words.
 - ``clock_drift_ppm``: null until nm-align measures it [ppm].
 - ``consent``: record_screen / record_audio / record_input (booleans) + ``source``
   ("--consent" or "config file").
@@ -83,6 +91,42 @@ def input_device_name(keyboard: bool, mouse: bool) -> str:
     return "+".join(parts) or "none"
 
 
+STATS_SKIPPED = ("obs-websocket GetStats outputSkippedFrames after the recording (encoder-lag "
+                 "skips since OBS's video output last started: this recording unless a "
+                 "stream, replay buffer or virtual camera ran across it)")
+
+
+def frame_counts(sidecar_stop: dict | None, obs_stats: dict | None):
+    """(dropped_frames, lagged_frames, frame_counts_source) for one recording.
+
+    Lagged: the OBS script's per-recording ``recording_lagged_frames`` when present;
+    otherwise a lifetime total (an older script's ``lagged_frames``, else GetStats
+    ``renderSkippedFrames``), named as such in the source. Dropped: a sidecar
+    ``skipped_frames`` if present, else GetStats ``outputSkippedFrames``."""
+    sc = sidecar_stop or {}
+    st = obs_stats or {}
+    dropped = lagged = None
+    parts = []
+    if sc.get("recording_lagged_frames") is not None:
+        lagged = int(sc["recording_lagged_frames"])
+        parts.append("lagged_frames: obs script sidecar, this recording")
+    elif sc.get("lagged_frames") is not None:
+        lagged = int(sc["lagged_frames"])
+        parts.append("lagged_frames: obs script sidecar, OBS lifetime total (script older "
+                     "than 1.1.0), not per recording")
+    elif st.get("renderSkippedFrames") is not None:
+        lagged = int(st["renderSkippedFrames"])
+        parts.append("lagged_frames: obs-websocket GetStats renderSkippedFrames, OBS "
+                     "lifetime total, not per recording")
+    if sc.get("skipped_frames") is not None:
+        dropped = int(sc["skipped_frames"])
+        parts.append("dropped_frames: obs script sidecar")
+    elif st.get("outputSkippedFrames") is not None:
+        dropped = int(st["outputSkippedFrames"])
+        parts.append("dropped_frames: " + STATS_SKIPPED)
+    return dropped, lagged, ("; ".join(parts) or None)
+
+
 def build_session_metadata(
     *,
     session_id: str,
@@ -118,8 +162,9 @@ def build_session_metadata(
     ``video``: obs-websocket GetVideoSettings (fpsNumerator, fpsDenominator, baseWidth,
     baseHeight, outputWidth, outputHeight). ``encoder``: {"codec", "encoder",
     "bitrate_kbps"} (values may be None). ``sidecar_stop``: the OBS script's stop
-    record (total_frames, lagged_frames, skipped_frames). ``obs_stats``: GetStats at
-    the end (fallback for dropped/lagged). ``events``: writer/input counters.
+    record (total_frames, recording_lagged_frames; lagged_frames is OBS's lifetime total;
+    skipped_frames if a script ever provides it). ``obs_stats``: GetStats read after the
+    recording stopped (dropped frames; lagged only as a lifetime fallback). ``events``: writer/input counters.
     ``attached``: the companion joined a recording that was already running.
     ``started_epoch_ns``: when the companion's session began [epoch ns];
     ``recording_started_epoch_ns``: when OBS's recording began (the OBS script's sidecar
@@ -134,20 +179,7 @@ def build_session_metadata(
     ow, oh = video.get("outputWidth"), video.get("outputHeight")
     bw, bh = video.get("baseWidth"), video.get("baseHeight")
 
-    dropped = lagged = None
-    frames_source = None
-    if sidecar_stop:
-        if sidecar_stop.get("skipped_frames") is not None:
-            dropped = int(sidecar_stop["skipped_frames"])
-        if sidecar_stop.get("lagged_frames") is not None:
-            lagged = int(sidecar_stop["lagged_frames"])
-        frames_source = "obs script sidecar"
-    if obs_stats and (dropped is None or lagged is None):
-        if dropped is None and obs_stats.get("outputSkippedFrames") is not None:
-            dropped = int(obs_stats["outputSkippedFrames"])
-        if lagged is None and obs_stats.get("renderSkippedFrames") is not None:
-            lagged = int(obs_stats["renderSkippedFrames"])
-        frames_source = frames_source or "obs-websocket GetStats (whole OBS session)"
+    dropped, lagged, frames_source = frame_counts(sidecar_stop, obs_stats)
 
     e = dict(host_env())
     e.update({"obs_version": obs_version, "obs_websocket_version": obs_websocket_version,

@@ -104,6 +104,10 @@ class RecordingSetup:
     bitrate_kbps: int | None      # configured CBR/VBR bitrate, None for CRF/CQP
     keyint_sec: int | None        # None: unknown / encoder default
     quality: str | None = None    # Simple: RecQuality
+    simple_encoder: str | None = None   # Simple: the basic.ini encoder name ("x264", ...)
+    use_advanced: bool = False    # Simple: SimpleOutput/UseAdvanced (custom x264 options on)
+    x264_settings: str = ""       # Simple: SimpleOutput/x264Settings (custom x264 options)
+    fps: tuple[int, int] | None = None  # (num, den) of OBS's video settings, if known
 
 
 def _format_key(obs_version: str) -> str:
@@ -111,11 +115,22 @@ def _format_key(obs_version: str) -> str:
     return "RecFormat2" if _version_tuple(obs_version)[0] >= 30 else "RecFormat"
 
 
+def _truthy(v) -> bool:
+    return str(v or "").strip().lower() in ("true", "1", "yes")
+
+
 def read_recording_setup(client) -> RecordingSetup:
     """Read the recording settings of the current profile (no changes)."""
     g = client.get_profile_parameter
     mode = g("Output", "Mode") or "Simple"
     fkey = _format_key(client.version.obs_version)
+    fps = None
+    try:
+        v = client.get_video_settings()
+        if v.get("fpsNumerator") and v.get("fpsDenominator"):
+            fps = (int(v["fpsNumerator"]), int(v["fpsDenominator"]))
+    except Exception:
+        fps = None
     if mode.lower() == "advanced":
         rec_type = g("AdvOut", "RecType") or "Standard"
         rec_format = g("AdvOut", fkey) or g("AdvOut", "RecFormat")
@@ -125,7 +140,7 @@ def read_recording_setup(client) -> RecordingSetup:
         if output_kind == "ffmpeg_output":
             enc = g("AdvOut", "FFVEncoder") or enc
         return RecordingSetup("Advanced", fkey, rec_format, output_kind, enc,
-                              encoder_codec(enc), None, None)
+                              encoder_codec(enc), None, None, fps=fps)
     quality = g("SimpleOutput", "RecQuality") or "Stream"
     rec_format = g("SimpleOutput", fkey) or g("SimpleOutput", "RecFormat")
     if quality == "Stream":
@@ -140,13 +155,69 @@ def read_recording_setup(client) -> RecordingSetup:
     output_kind = "ffmpeg_output" if quality == "Lossless" else "ffmpeg_muxer"
     enc = _SIMPLE_ENCODERS.get(name, (None, name))[1]
     codec = "utvideo" if output_kind == "ffmpeg_output" else encoder_codec(name)
-    return RecordingSetup("Simple", fkey, rec_format, output_kind, enc, codec, bitrate, None, quality)
+    x264s = g("SimpleOutput", "x264Settings") or ""
+    keyint = None
+    kf = x264_keyint(x264s)
+    if quality == "Stream" and name == "x264" and _truthy(g("SimpleOutput", "UseAdvanced")) \
+            and kf and fps:
+        keyint = kf * fps[1] / fps[0]
+        keyint = int(keyint) if keyint == int(keyint) else None
+    return RecordingSetup("Simple", fkey, rec_format, output_kind, enc, codec, bitrate, keyint,
+                          quality, simple_encoder=name,
+                          use_advanced=_truthy(g("SimpleOutput", "UseAdvanced")),
+                          x264_settings=x264s, fps=fps)
 
 
-def check_recording_setup(client) -> tuple[RecordingSetup, list[Finding]]:
-    """Explain what about the current recording setup keeps anchors from landing."""
-    s = read_recording_setup(client)
+# -- Simple mode keyframe interval -------------------------------------------------
+# OBS 29-31 Simple output mode has no keyframe-interval setting. Its recording encoders
+# for the "Small"/"HQ"/"Indistinguishable" qualities get only CRF/CQP, preset and profile
+# (x264: keyframe every 250 frames, x264's default), and ignore the custom options. With
+# quality "Same as stream" the recording shares the streaming encoder, which - with x264
+# and "Enable Advanced Encoder Settings" (SimpleOutput/UseAdvanced) - takes the custom x264
+# options string (SimpleOutput/x264Settings) as x264 parameters, applied after OBS's own.
+# So there, and only there, ``keyint=<frames>`` sets the interval; it is in frames, so
+# it is RECOMMENDED_KEYINT_SEC * fps (OBS's own keyint_sec rounds the same way).
+
+_KEYINT_RE = re.compile(r"(?:^|[\s:])keyint=(\d+)")
+
+
+def x264_keyint(opts: str | None) -> int | None:
+    """The ``keyint=N`` of an x264 options string (space or colon separated), or None."""
+    m = _KEYINT_RE.search(opts or "")
+    return int(m.group(1)) if m else None
+
+
+def with_x264_keyint(opts: str | None, frames: int) -> str:
+    """``opts`` with its ``keyint=`` set to ``frames`` (added if absent), other options kept."""
+    opts = (opts or "").strip()
+    if _KEYINT_RE.search(opts):
+        return _KEYINT_RE.sub(lambda m: m.group(0)[:m.start(1) - m.start(0)] + str(frames), opts, count=1)
+    return (opts + " " if opts else "") + f"keyint={frames}"
+
+
+def keyint_frames(fps: tuple[int, int] | None, seconds: int = RECOMMENDED_KEYINT_SEC) -> int | None:
+    """Frames in ``seconds`` at ``fps`` = (num, den), truncated as obs-x264 does."""
+    if not fps or not fps[0] or not fps[1]:
+        return None
+    return seconds * fps[0] // fps[1]
+
+
+def simple_keyint_configurable(s: RecordingSetup) -> bool:
+    """Simple mode, the recording shares the x264 streaming encoder (quality "Same as
+    stream"): the only Simple-mode setup where OBS takes a keyframe interval."""
+    return (s.mode == "Simple" and s.output_kind == "ffmpeg_muxer" and s.quality == "Stream"
+            and s.simple_encoder == "x264")
+
+
+def assess_setup(s: RecordingSetup, obs_version: tuple[int, ...]) -> list[Finding]:
+    """The setup check's decision table (pure): what keeps anchors from landing, and
+    what --configure-obs would change. Rows: format (MKV or not); output (standard
+    ``ffmpeg_muxer`` or FFmpeg output); codec x OBS version (H.264 always carries
+    captions; HEVC and AV1 from OBS 30.2, kept as they are there; anything else never);
+    AMD AMF / Intel QSV encoders; the keyframe interval (Simple mode: see
+    :func:`simple_keyint_configurable`)."""
     out: list[Finding] = []
+    version_str = ".".join(str(x) for x in obs_version)
     if (s.rec_format or "").lower() != "mkv":
         out.append(Finding(
             "error",
@@ -163,15 +234,22 @@ def check_recording_setup(client) -> tuple[RecordingSetup, list[Finding]]:
             f"will exist only in the sidecar file. Use the standard recording output",
             fix="use the standard recording output with x264"))
     codec = s.codec
-    obs_v = client.version.obs_tuple
     if codec and codec != "h264" and s.output_kind == "ffmpeg_muxer":
-        if obs_v < (30, 2):
+        if tuple(obs_version) < (30, 2) or codec not in ("hevc", "av1"):
+            why = (f"OBS {version_str} attaches captions as H.264 SEI only"
+                   if tuple(obs_version) < (30, 2) else
+                   f"OBS {version_str} carries captions in H.264, HEVC and AV1 only")
             out.append(Finding(
                 "warning",
-                f"the recording encoder {s.encoder} makes {codec}; OBS {client.version.obs_version} "
-                f"attaches captions as H.264 SEI only, so captions will not land (the sidecar "
-                f"still has the anchors). Use an H.264 encoder (x264 or NVENC H.264)",
+                f"the recording encoder {s.encoder} makes {codec}; {why}, so captions will "
+                f"not land (the sidecar still has the anchors). Use an H.264 encoder "
+                f"(x264 or NVENC H.264)",
                 fix="switch the recording encoder to x264"))
+        else:
+            out.append(Finding(
+                "info",
+                f"the recording encoder {s.encoder} makes {codec}: OBS {version_str} carries "
+                f"captions in {codec} (HEVC SEI / AV1 metadata OBU, OBS 30.2+), so it is kept"))
     if s.encoder and _is_amf_or_qsv(s.encoder):
         out.append(Finding(
             "warning",
@@ -180,21 +258,52 @@ def check_recording_setup(client) -> tuple[RecordingSetup, list[Finding]]:
             f"the anchors). x264 or NVENC is recommended",
             fix="switch the recording encoder to x264"))
     if s.mode == "Simple" and s.output_kind == "ffmpeg_muxer":
-        out.append(Finding(
-            "info",
-            f"Simple output mode does not expose the keyframe interval; a keyframe interval "
-            f"that divides the {DATASET_CHUNK_SECONDS} s dataset chunks (e.g. "
-            f"{RECOMMENDED_KEYINT_SEC} s, Advanced mode) lets every chunk be cut without "
-            f"re-encoding"))
-    return s, out
+        want = keyint_frames(s.fps)
+        if simple_keyint_configurable(s):
+            have = x264_keyint(s.x264_settings) if s.use_advanced else None
+            if have is None or (want is not None and have != want):
+                out.append(Finding(
+                    "info",
+                    f"Simple output mode does not expose the keyframe interval as a setting; "
+                    f"with Recording Quality 'Same as stream' and x264 it is the custom x264 "
+                    f"option keyint=<frames>: {want or '2 s of'} frames ({RECOMMENDED_KEYINT_SEC} s) "
+                    f"divides the {DATASET_CHUNK_SECONDS} s dataset chunks so every chunk is cut "
+                    f"without re-encoding",
+                    fix="set the custom x264 option keyint"))
+        else:
+            out.append(Finding(
+                "info",
+                f"Simple output mode does not expose the keyframe interval; with Recording "
+                f"Quality '{s.quality}' and encoder {s.simple_encoder} OBS uses the encoder's "
+                f"default (x264: 250 frames). A keyframe interval that divides the "
+                f"{DATASET_CHUNK_SECONDS} s dataset chunks (e.g. {RECOMMENDED_KEYINT_SEC} s: "
+                f"Advanced mode, or Simple with 'Same as stream' and x264) lets every chunk be "
+                f"cut without re-encoding"))
+    return out
+
+
+def check_recording_setup(client) -> tuple[RecordingSetup, list[Finding]]:
+    """Explain what about the current recording setup keeps anchors from landing."""
+    s = read_recording_setup(client)
+    return s, assess_setup(s, client.version.obs_tuple)
 
 
 def configure_recording(client, profile_dir: Path | None = None) -> list[str]:
     """Apply the recommended recording settings to the current profile; return what was
     changed, in words. MKV format; the standard recording output; an H.264 encoder
-    (x264) where the current one cannot carry captions; keyframe interval
-    ``RECOMMENDED_KEYINT_SEC`` in Advanced mode when ``profile_dir`` (the profile's
-    folder, holding recordEncoder.json) is given.
+    (x264) where the current one cannot carry captions (HEVC/AV1 encoders are kept on
+    OBS 30.2+, which carries captions in them); the keyframe interval
+    ``RECOMMENDED_KEYINT_SEC``:
+
+    * Advanced mode: ``keyint_sec`` in the profile's recordEncoder.json (or
+      streamEncoder.json when the recording uses the stream encoder) when
+      ``profile_dir`` (the profile's folder) is given: OBS has no obs-websocket request
+      for encoder settings, so without the folder it is left alone;
+    * Simple mode: only with Recording Quality "Same as stream" and x264 (OBS's only
+      Simple-mode path to a keyframe setting, see :func:`simple_keyint_configurable`):
+      SimpleOutput/UseAdvanced=true and ``keyint=<frames>`` in SimpleOutput/x264Settings
+      (other custom options kept), through obs-websocket. Other Simple qualities keep
+      the encoder default; the setup check says so.
 
     The format is read by OBS at each recording start; encoder and output-type changes
     take effect after OBS re-creates its outputs (restart OBS, or open and OK the
@@ -216,6 +325,16 @@ def configure_recording(client, profile_dir: Path | None = None) -> list[str]:
         elif needs_encoder:
             set_("SimpleOutput", "RecEncoder", "x264")
             changed.append(f"SimpleOutput/RecEncoder: {s.encoder} -> x264")
+        elif any(f.fix == "set the custom x264 option keyint" for f in findings):
+            frames = keyint_frames(s.fps)
+            if frames:
+                if not s.use_advanced:
+                    set_("SimpleOutput", "UseAdvanced", "true")
+                    changed.append("SimpleOutput/UseAdvanced: false -> true (custom x264 options)")
+                opts = with_x264_keyint(s.x264_settings, frames)
+                set_("SimpleOutput", "x264Settings", opts)
+                changed.append(f"SimpleOutput/x264Settings: {s.x264_settings!r} -> {opts!r} "
+                               f"(keyframe every {RECOMMENDED_KEYINT_SEC} s)")
     else:
         if s.output_kind == "ffmpeg_output":
             set_("AdvOut", "RecType", "Standard")
@@ -247,8 +366,12 @@ RESTART_NOTE = ("OBS applies encoder and output-type changes when it re-creates 
 
 def needs_restart(changes: list[str]) -> bool:
     """True if any change (from :func:`configure_recording`) only takes effect after OBS
-    re-creates its outputs (everything except the format, read at each start)."""
-    return any("RecFormat" not in c for c in changes)
+    re-creates its outputs: everything except the format and Simple mode's custom x264
+    options, which OBS reads at each recording start (checked on OBS 29 in
+    tests/test_obs_config.py)."""
+    return any(not c.startswith(("SimpleOutput/RecFormat", "AdvOut/RecFormat",
+                                 "SimpleOutput/x264Settings", "SimpleOutput/UseAdvanced"))
+               for c in changes)
 
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
