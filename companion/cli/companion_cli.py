@@ -134,9 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     ob = s.add_argument_group("OBS setup")
     ob.add_argument("--configure-obs", action="store_true",
                     help="apply recommended recording settings first: MKV; an H.264 x264 "
-                         "encoder where the current one cannot carry captions; in Advanced "
-                         "output mode the standard output and, when OBS's config folder is "
-                         "found, a keyframe interval of 2 s (Simple mode does not expose it)")
+                         "encoder where the current one cannot carry captions; a keyframe "
+                         "interval of 2 s when OBS's config folder is found: in Advanced output "
+                         "mode (with the standard output), and in Simple mode when the recording "
+                         "quality is 'Same as stream' with x264 (as keyint= in its custom x264 "
+                         "options; other Simple qualities have no such setting)")
     ob.add_argument("--allow-setup-problems", action="store_true",
                     help="record even if the setup check finds an error (e.g. not MKV)")
     ob.add_argument("--obs-config", type=Path, metavar="DIR",

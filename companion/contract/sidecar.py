@@ -12,8 +12,11 @@ One JSON object per line, ``kind`` first. Kinds (see docs/contracts/captions-and
   time and margin, frames before the pause / cumulative paused time.
 - ``stopping``: ``signal_mono_ns`` from the output's ``stopping`` signal (pins the start
   from the end, see ``align.timeline.start_from_stop``).
-- ``stop``: total_frames, lagged_frames, skipped_frames, tick_cost_ns (mean and max
-  per frame), epoch_ns, mono_ns.
+- ``stop``: total_frames, lagged_frames (OBS's lifetime total), the recording's own
+  counts (script 1.1.0: recording_lagged_frames, recording_rendered_frames,
+  recording_output_dropped_frames, counters_end_at, counters_at_end), tick_cost_ns (mean
+  and max per frame), epoch_ns, mono_ns. The ``header`` carries counters_at_start.
+  Fields and meanings: docs/contracts/captions-and-sidecar.md.
 
 A reader must ignore kinds it does not know and a torn last line.
 """
