@@ -335,6 +335,13 @@ def test_no_checksums_flag(built, tmp_path, monkeypatch):
     assert (root / "index" / "w1.sha256").is_file() and validate_path(root) == []
     assert run("--no-checksums") == 0
     assert not (root / "index" / "w1.sha256").exists() and validate_path(root) == []
+    # the Python API's checksums=False (no early start from the CLI): the same
+    from companion.align.session import align_session
+    align_session(s / "w1.mkv", dataset=root, chunk_seconds=1, progress=False, checksums=True)
+    assert seen[-1].checksums is True and (root / "index" / "w1.sha256").is_file()
+    align_session(s / "w1.mkv", dataset=root, chunk_seconds=1, progress=False, checksums=False)
+    assert isinstance(seen[-1], mux_copy.MuxCopy) and seen[-1].checksums is False
+    assert seen[-1].digests == {} and not (root / "index" / "w1.sha256").exists()
 
 
 def test_parquet_page_checksums_catch_a_damaged_page_without_sha256_files(ds):

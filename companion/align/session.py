@@ -317,7 +317,7 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
         # scanned; write_dataset checks both against the scan and plan before use
         from ..dataset.early import EarlyStart
         pre = EarlyStart.begin(Path(dataset), video_id or sid, chunk_seconds, video,
-                               _sidecar_fps(sidecar_path_for(video)))
+                               _sidecar_fps(sidecar_path_for(video)), checksums=checksums)
         if pre is not None:
             early.append(pre)
     # the events file is parsed on another core while the video is demuxed

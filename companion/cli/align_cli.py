@@ -65,9 +65,8 @@ def main(argv=None) -> int:
             from pathlib import Path
             from ..dataset.early import begin_early
             pre = begin_early(args.video, args.dataset, args.chunk_seconds,
-                              args.video_id or args.session_id or Path(args.video).stem)
-            if pre is not None and args.no_checksums and hasattr(pre.copy, "checksums"):
-                pre.copy.checksums = False      # the walk's copy child: no hashing either
+                              args.video_id or args.session_id or Path(args.video).stem,
+                              checksums=not args.no_checksums)
         try:
             from ..align.session import align_session
             summary = align_session(args.video, events=args.events, out=args.out,

@@ -35,7 +35,8 @@ class EarlyStart:
     removes what was not adopted, including a root folder ``begin`` created."""
 
     def __init__(self, root: Path, video_id: str, chunk_seconds: float, src: Path,
-                 fps_hint: Fraction | None, use_ffmpeg: bool):
+                 fps_hint: Fraction | None, use_ffmpeg: bool, checksums: bool = True):
+        self.checksums = checksums     # the walk copy child hashes the MP4s it writes
         self.root, self.video_id, self.chunk_seconds = root, video_id, chunk_seconds
         self.src, self.fps_hint, self.use_ffmpeg = src, fps_hint, use_ffmpeg
         self.staging: Path | None = None
@@ -47,7 +48,7 @@ class EarlyStart:
 
     @classmethod
     def begin(cls, root, video_id: str, chunk_seconds: float, src, fps_hint=None,
-              use_ffmpeg: bool = True) -> "EarlyStart | None":
+              use_ffmpeg: bool = True, checksums: bool = True) -> "EarlyStart | None":
         root = Path(root)
         try:
             validate_video_id(video_id)
@@ -55,7 +56,7 @@ class EarlyStart:
                 return None        # new roots and datasets only; ensure_dataset judges the rest
         except (NMError, OSError):
             return None
-        e = cls(root, video_id, chunk_seconds, Path(src), fps_hint, use_ffmpeg)
+        e = cls(root, video_id, chunk_seconds, Path(src), fps_hint, use_ffmpeg, checksums)
         try:
             missing = [root / STAGING]
             d = root
@@ -102,7 +103,7 @@ class EarlyStart:
         if info.container.startswith("matroska") and MuxCopy.supports(info.codec) and \
                 info.audio_codec in (None, "aac"):      # audio the walker reads (AAC or none)
             # the scan's Matroska walk gives every frame's place in the file (walk_sink)
-            self.copy = MuxCopy.start(work, size)
+            self.copy = MuxCopy.start(work, size, self.checksums)
             if self.copy is not None:
                 return
         exe = find_ffmpeg()
@@ -186,7 +187,8 @@ def sidecar_fps(path: Path) -> Fraction | None:
         return None
 
 
-def begin_early(video, root, chunk_seconds: float, video_id: str) -> EarlyStart | None:
+def begin_early(video, root, chunk_seconds: float, video_id: str,
+                checksums: bool = True) -> EarlyStart | None:
     """``nm-align VIDEO --dataset ROOT``'s head start: read the header of ``video`` (a
     plain video file; folders and zip exports are resolved later) and start ffmpeg at
     once. None when nothing could start; the caller passes the result to
@@ -203,7 +205,7 @@ def begin_early(video, root, chunk_seconds: float, video_id: str) -> EarlyStart 
     if info is None:
         return None
     e = EarlyStart.begin(Path(root), video_id, chunk_seconds, src,
-                         sidecar_fps(sidecar_path_for(src)))
+                         sidecar_fps(sidecar_path_for(src)), checksums=checksums)
     if e is not None:
         e.on_header(info)
     return e
