@@ -18,6 +18,25 @@ CURSOR_TARGETS = [(80, 80), (560, 400), (560, 80), (80, 400), (320, 240), (160, 
                   (480, 160), (100, 240)]
 
 
+# The websocket password of the per-module OBS of the companion tests (`obs` below).
+OBS_PASSWORD = "c2-Secret-pw-4711"
+
+
+@pytest.fixture(scope="module")
+def obs(tmp_path_factory):
+    """One real headless OBS per test module (starts cost seconds on 2 cores): screen
+    capture (xshm) of its own X display, 320x240, websocket password OBS_PASSWORD."""
+    from tests import obs_harness as harness
+    inst = harness.ObsInstance(tmp_path_factory.mktemp("obs"), scene="xshm",
+                               password=OBS_PASSWORD, width=320, height=240)
+    inst.start()
+    try:
+        yield inst
+    finally:
+        inst.stop()
+        inst.close()
+
+
 # Titles of the two windows tests/obs_scripts/x_activity.py maps on the captured display;
 # the X input focus goes A -> B -> A during the capture.
 FOCUS_TITLES = ("nm-test A", "nm-test B")

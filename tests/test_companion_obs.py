@@ -30,19 +30,8 @@ from tests import obs_harness as harness  # noqa: E402
 if not (harness.obs_available() and shutil.which("xdotool")):
     pytest.skip("needs obs, Xvfb and xdotool", allow_module_level=True)
 
-PASSWORD = "c2-Secret-pw-4711"
+from tests.conftest import OBS_PASSWORD as PASSWORD  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def obs(tmp_path_factory):
-    inst = harness.ObsInstance(tmp_path_factory.mktemp("obs"), scene="xshm", password=PASSWORD,
-                               width=320, height=240)
-    inst.start()
-    try:
-        yield inst
-    finally:
-        inst.stop()
-        inst.close()
 
 
 @pytest.fixture()

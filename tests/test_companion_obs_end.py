@@ -37,18 +37,6 @@ from tests.test_companion_obs import (PASSWORD, quit_obs_like_a_user,  # noqa: E
                                       read_jsonl, recorder_events, wait_phase, xdo)
 
 
-@pytest.fixture(scope="module")
-def obs(tmp_path_factory):
-    inst = harness.ObsInstance(tmp_path_factory.mktemp("obs"), scene="xshm", password=PASSWORD,
-                               width=320, height=240)
-    inst.start()
-    try:
-        yield inst
-    finally:
-        inst.stop()
-        inst.close()
-
-
 @pytest.fixture()
 def env(obs, tmp_path):
     e = dict(os.environ)

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import time
 import types
 from pathlib import Path
 
@@ -192,17 +191,6 @@ def keyframe_indices(mkv: Path) -> list[int]:
     return sorted(out)
 
 
-def _record(obs, seconds):
-    c = obs.client()
-    try:
-        c.start_record()
-        obs._wait_state(c, True)
-        time.sleep(seconds)
-        path = Path(c.stop_record().output_path)
-        obs._wait_state(c, False)
-    finally:
-        c.disconnect() if hasattr(c, "disconnect") else None
-    return path
 
 
 @pytest.mark.obs
@@ -210,7 +198,7 @@ def _record(obs, seconds):
 def test_real_obs_simple_mode_configure_sets_keyframe_interval(tmp_path):
     from companion.capture.obsws import connect
     with SimpleModeObs(tmp_path, fps_num=30) as obs:
-        before = keyframe_indices(_record(obs, 5.0))
+        before = keyframe_indices(obs.record(wait_sidecar=False, seconds=5.0))
         c = connect("127.0.0.1", obs.port, obs.password, 10, events=False)
         try:
             s, findings = obs_config.check_recording_setup(c)
@@ -236,7 +224,7 @@ def test_real_obs_simple_mode_configure_sets_keyframe_interval(tmp_path):
             c.set_profile_parameter("SimpleOutput", "RecQuality", "Stream")
         finally:
             c.close()
-        after = keyframe_indices(_record(obs, 5.0))
+        after = keyframe_indices(obs.record(wait_sidecar=False, seconds=5.0))
         ini = (obs.home / ".config/obs-studio/basic/profiles/nm/basic.ini").read_text()
     assert obs_config.ini_get(ini, "SimpleOutput", "x264Settings") == "keyint=60"
     assert obs_config.ini_get(ini, "SimpleOutput", "UseAdvanced") == "true"

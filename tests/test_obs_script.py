@@ -269,18 +269,6 @@ def test_metadata_frame_counts_name_their_source():
 
 # ============================================================ real OBS 29
 
-def _record(obs, seconds):
-    """Record ``seconds`` through obs-websocket; wait until OBS logged the stop."""
-    c = obs.client()
-    try:
-        c.start_record()
-        obs._wait_state(c, True)
-        time.sleep(seconds)
-        path = Path(c.stop_record().output_path)
-        obs._wait_state(c, False)
-    finally:
-        c.disconnect() if hasattr(c, "disconnect") else None
-    return path
 
 
 def _wait_log(obs, pattern, n, timeout=15.0):
@@ -313,7 +301,7 @@ def test_real_obs_sidecar_off_clock_interval_and_log_lines(tmp_path):
     from companion.contract.captions import ClockPair, SegmentAnchor, decode_caption
     settings = {"sidecar": False, "clock_interval_s": 0.3}
     with ObsInstance(tmp_path, fps_num=30, script_settings=settings) as obs:
-        mkvs = [_record(obs, 3.0), _record(obs, 2.0)]
+        mkvs = [obs.record(wait_sidecar=False, seconds=3.0), obs.record(wait_sidecar=False, seconds=2.0)]
         lines = _wait_log(obs, REC_LINE, 2)
         time.sleep(1.0)
         lines = re.findall(REC_LINE, obs.log_text(), re.M)
@@ -355,7 +343,7 @@ def test_real_obs_two_recordings_count_their_own_lagged_frames(tmp_path):
     with ObsInstance(tmp_path, fps_num=30, extra_scripts=[(STALL_SCRIPT, {})]) as obs:
         stops, headers = [], []
         for secs in (3.0, 3.0):
-            mkv = _record(obs, secs)
+            mkv = obs.record(wait_sidecar=False, seconds=secs)
             recs = _wait_stop_record(mkv.with_name(mkv.stem + ".anchors.jsonl"))
             stops.append(recs[-1])
             headers.append(recs[0])

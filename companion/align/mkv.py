@@ -492,42 +492,46 @@ def find_cut(read, layout: Layout, file_size: int) -> str | None:
                 f"its Matroska segment")
     end = min(layout.segment_end, file_size)
     pos = layout.first_cluster if layout.first_cluster is not None else end
-    while pos < end:
-        h = read(pos, 16)
-        try:
-            eid, size, data = read_header(h, 0, len(h), 1 << 62)
-        except MkvError:
-            if pos + len(h) >= end:
-                return f"the file ends inside an element header at offset {pos}"
-            raise
-        data += pos
-        if size != UNKNOWN:
-            if data + size > end:
-                return (f"the file ends inside element 0x{eid:X} at offset {pos} "
-                        f"({data + size - end} of its {size} bytes missing)")
-            pos = data + size
-            continue
-        if eid != CLUSTER:
-            raise MkvError(f"level-1 element 0x{eid:X} of unknown size at offset {pos}")
-        p = data                      # a cluster of unknown size: walk its children
-        while p < end:
-            h = read(p, 16)
-            try:
-                cid, csize, d = read_header(h, 0, len(h), 1 << 62)
-            except MkvError:
-                if p + len(h) >= end:
-                    return f"the file ends inside an element header at offset {p}"
-                raise
-            if cid in LEVEL1 and cid not in (VOID, CRC32):
-                break                 # the next level-1 element ends the cluster
-            if csize == UNKNOWN:
-                raise MkvError(f"element 0x{cid:X} of unknown size at offset {p}")
-            if p + d + csize > end:
-                return (f"the file ends inside element 0x{cid:X} at offset {p} "
-                        f"({p + d + csize - end} of its {csize} bytes missing)")
-            p += d + csize
-        pos = p
+    try:
+        while pos < end:
+            eid, size, data = _head_in_file(read, pos, end)
+            if size != UNKNOWN:
+                pos = data + size
+                continue
+            if eid != CLUSTER:
+                raise MkvError(f"level-1 element 0x{eid:X} of unknown size at offset {pos}")
+            p = data                  # a cluster of unknown size: walk its children
+            while p < end:
+                cid, csize, cdata = _head_in_file(read, p, end)
+                if cid in LEVEL1 and cid not in (VOID, CRC32):
+                    break             # the next level-1 element ends the cluster
+                if csize == UNKNOWN:
+                    raise MkvError(f"element 0x{cid:X} of unknown size at offset {p}")
+                p = cdata + csize
+            pos = p
+    except _Cut as cut:
+        return str(cut)
     return None
+
+
+class _Cut(Exception):
+    """The file ends inside an element (``find_cut``'s answer, not a parse error)."""
+
+
+def _head_in_file(read, pos: int, end: int) -> tuple[int, int, int]:
+    """``(id, size, data_pos)`` of the element at ``pos`` of a file ending at ``end``;
+    :class:`_Cut` when the file ends in its header or before its declared end."""
+    h = read(pos, 16)
+    try:
+        eid, size, d = read_header(h, 0, len(h), 1 << 62)
+    except MkvError:
+        if pos + len(h) >= end:
+            raise _Cut(f"the file ends inside an element header at offset {pos}") from None
+        raise
+    if size != UNKNOWN and pos + d + size > end:
+        raise _Cut(f"the file ends inside element 0x{eid:X} at offset {pos} "
+                   f"({pos + d + size - end} of its {size} bytes missing)")
+    return eid, size, pos + d
 
 
 def _block_group(read, pos: int, end: int, ctime: int):

@@ -308,9 +308,12 @@ class ObsInstance:
             self._lock_fd = None
 
     # -- recording helpers ----------------------------------------------------
-    def record(self, seconds: float, pause_at=None, pause_for=1.5) -> Path:
+    def record(self, seconds: float, pause_at=None, pause_for=1.5,
+               wait_sidecar: bool = True) -> Path:
         """Record for ``seconds`` (optionally pausing once at ``pause_at`` s for
-        ``pause_for`` s) through obs-websocket; return the recording path."""
+        ``pause_for`` s) through obs-websocket; return the recording path once OBS
+        reports the stop (and, with ``wait_sidecar``, the script's stop record is in the
+        sidecar, up to 10 s)."""
         c = self.client()
         try:
             c.start_record()
@@ -329,7 +332,7 @@ class ObsInstance:
         finally:
             c.disconnect() if hasattr(c, "disconnect") else None
         sidecar = path.with_name(path.stem + ".anchors.jsonl")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + (10 if wait_sidecar else 0)
         while time.monotonic() < deadline:
             if sidecar.exists() and '"kind":"stop"' in sidecar.read_text():
                 break
