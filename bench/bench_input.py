@@ -50,6 +50,20 @@ def position(i: int) -> tuple[int, int]:
     return 100 + i % 1000, 50 + (i // 1000) % 600
 
 
+def match_moves(records, stamps, n: int) -> tuple[set, list]:
+    """Injected move ``i`` (at ``position(i)``, injected at ``stamps[i]``) matched to the
+    first logged ``(timestamp_ns, x, y)`` there: (indices seen, sorted latencies ns)."""
+    pos_index = {position(i): i for i in range(n)}
+    lat, seen = [], set()
+    for t, x, y in records:
+        i = pos_index.get((x, y))
+        if i is not None and i not in seen:
+            seen.add(i)
+            lat.append(t - stamps[i])
+    lat.sort()
+    return seen, lat
+
+
 def inject(display: str, n: int, rate: float, out: str) -> None:
     """Injector process body: n absolute pointer moves at ``rate`` Hz."""
     from Xlib import X, display as xdisplay
@@ -234,15 +248,7 @@ def measure(kind: str, display: str, n: int, rate: float, tmp: Path) -> dict:
     writer_counts = finish()
     cpu1, wall1 = time.process_time(), time.monotonic()
     read_back()
-    pos_index = {position(i): i for i in range(n)}
-    lat = []
-    seen = set()
-    for t, x, y in records:
-        i = pos_index.get((x, y))
-        if i is not None and i not in seen:
-            seen.add(i)
-            lat.append(t - stamps[i])
-    lat.sort()
+    seen, lat = match_moves(records, stamps, n)
     return {"kind": kind, "injected": n, "inject_rate_hz": n / inj_elapsed,
             "logged": len(seen), "lost": n - len(seen),
             "cpu_pct": 100 * (cpu1 - cpu0) / (wall1 - wall0),
@@ -304,14 +310,7 @@ def measure_process(n: int, rate: float, tmp: Path) -> dict:
             continue
         if isinstance(data, list) and data and data[0] == "mouse.move":
             records.append((rec["timestamp_ns"], data[1], data[2]))
-    pos_index = {position(i): i for i in range(n)}
-    lat, seen = [], set()
-    for t, x, y in records:
-        i = pos_index.get((x, y))
-        if i is not None and i not in seen:
-            seen.add(i)
-            lat.append(t - stamps[i])
-    lat.sort()
+    seen, lat = match_moves(records, stamps, n)
     md = json.loads(next(out.glob("*/metadata.json")).read_text())
     return {"kind": "nm-companion", "injected": n, "inject_rate_hz": n / inj_elapsed,
             "logged": len(seen), "lost": n - len(seen),
