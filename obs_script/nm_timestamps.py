@@ -123,7 +123,9 @@ class Recording:
         self.path = ""
         self.seg_base = 0
         self.counts_start = None      # OBS frame counters at the first active tick
-        self.counts_end = None        # ... in the output's "stopping" signal
+        self.counts_end = None        # ... at the first tick after the output's "stopping" signal
+        self.stopping = None          # (signal_mono_ns, paused) from that signal
+        self.stopping_written = False
         self.counts_end_at = None     # "stopping" or "stopped" (fallback, read in finish)
 
     # -- output helpers ----------------------------------------------------
@@ -185,6 +187,9 @@ class Recording:
             c.connect_pause_signals(self.output, self.on_pause, self.on_unpause, self.on_stopping)
             self._start_segment(0, self.f0, 0)
             return
+        if self.stopping is not None:
+            self._flush_stopping()
+            return
         pending, self.pending_segment = self.pending_segment, None
         if pending is not None:
             self._start_segment(*pending)
@@ -232,14 +237,25 @@ class Recording:
         self.pending_segment = (self.frames_before, edge, self.pause_offset)
 
     def on_stopping(self, t_signal):
-        """The output's "stopping" signal: OBS reads its stop time right after it and the
-        muxer keeps exactly the packets whose system dts is before that time. The frame
-        counters read here close this recording's counts."""
+        """The output's "stopping" signal: OBS reads its stop time right after the signal
+        handlers return, and the muxer keeps exactly the packets whose system dts is before
+        that time. So this handler only remembers ``t_signal``: any work here (a file
+        write, reading counters) would push OBS's stop time later than ``t_signal`` and
+        let the muxer keep a frame the stop rule does not expect. The record is written,
+        and the frame counters closing this recording's counts are read, at the next tick
+        (or in finish)."""
+        if self.stopping is None:
+            self.stopping = (t_signal, self.pause_start_ns is not None)
+
+    def _flush_stopping(self):
+        if self.stopping is None or self.stopping_written:
+            return
+        self.stopping_written = True
         if self.counts_start is not None and self.counts_end is None:
             self.counts_end = self.clock.frame_counters(self.output)
             self.counts_end_at = "stopping"
-        self.write({"kind": "stopping", "signal_mono_ns": t_signal,
-                    "paused": self.pause_start_ns is not None})
+        t_signal, paused = self.stopping
+        self.write({"kind": "stopping", "signal_mono_ns": t_signal, "paused": paused})
 
     def _start_segment(self, pts_base, frame_ns, pause_offset):
         self.segment += 1
@@ -310,6 +326,7 @@ class Recording:
     def finish(self):
         """Recording stopped (or script unloading): write the stop record, log once."""
         c = self.clock
+        self._flush_stopping()
         frames = c.output_frames(self.output) if self.output is not None else None
         now = c.frame_counters(self.output) if self.output is not None else None
         counts = self.recording_counts(now)

@@ -236,7 +236,14 @@ def test_stop_record_counts_only_this_recordings_frames(tmp_path):
     fake.lagged += 7
     fake.rendered += 100
     fake.signals["stopping"](None)
+    # the handler itself only remembers the time: a write or counter read there would
+    # delay the stop time OBS reads right after it (and the frames its muxer keeps)
+    assert [r["kind"] for r in sidecar_records(tmp_path / "rec.anchors.jsonl")].count("stopping") == 0
+    fake.tick(mod)                                 # the next frame: record and counters
+    stopping = [r for r in sidecar_records(tmp_path / "rec.anchors.jsonl") if r["kind"] == "stopping"]
+    assert len(stopping) == 1 and stopping[0]["signal_mono_ns"] == fake.mono - INTERVAL
     fake.lagged += 3                               # after the stop time: not this recording's
+    fake.tick(mod)
     fake.active = False
     fake.event(fake.OBS_FRONTEND_EVENT_RECORDING_STOPPED)
     stop = sidecar_records(tmp_path / "rec.anchors.jsonl")[-1]
