@@ -11,8 +11,8 @@ What it records, per recording (docs/contracts/captions-and-sidecar.md):
 * *clock pairs* (wall-clock epoch ns, OBS monotonic ns) read back to back, about
   one per second, so drift and NTP slewing are measurable;
 * a stop record with frame counts and the script's own cost per frame. OBS's frame
-  counters are read when the recording output becomes active and again in its
-  "stopping" signal, so the stop record carries this recording's own lagged /
+  counters are read when the recording output becomes active and again at the first
+  tick after its "stopping" signal, so the stop record carries this recording's own lagged /
   rendered / output-dropped frames, not OBS's lifetime totals.
 
 Each record goes in-band as a CEA-608 caption (so it lives inside the MKV) and,
