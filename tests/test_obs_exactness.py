@@ -57,13 +57,24 @@ def test_recovered_frame_times_equal_obs_frame_clock(tmp_path, fps):
         assert len(facts["segments"]) == 2  # the pause split the recording
     # Captions alone carry no stop record, so they cannot see OBS's rare start race
     # (docs/contracts/captions-and-sidecar.md): they are exact, or - exactly when the
-    # sidecar's stop rule found the race - every frame is off by that start shift.
+    # sidecar's stop rule found the race - every frame is off by that start shift (or,
+    # when it moved a doubtful unpause edge, the frames after that edge by one).
     frames_c, _ = build_frames(scan, caps)
     _, facts_b = build_frames(scan, both)
     shift = facts_b["start_check"]["start_shift_frames"]
     assert facts_b["start_check"]["method"] == "stop_rule"
     exp_c = _expected(frames_c, interval)
-    if shift == 0:
+    moved = facts_b["start_check"].get("unpause_edges_moved")
+    if moved and shift == 0:
+        # an unpause edge the script placed a frame late (handler delay above its margin,
+        # see tests/test_start_race.py): captions alone keep it, so the frames after it
+        # are a frame off and only they
+        seg = frames_c.column("segment").to_pylist()
+        wrong = [w[0] for w in check_markers(shown, exp_c)["wrong"]]
+        after = [i for i, k in enumerate(seg) if k >= min(moved)]
+        # (a lagged slot repeating an older picture counts as stale, not wrong)
+        assert set(wrong) <= set(after) and len(wrong) >= 0.9 * len(after), wrong
+    elif shift == 0:
         assert check_markers(shown, exp_c)["wrong"] == []
     else:
         # `shift` frames late everywhere, except the first `shift` frames after the pause,

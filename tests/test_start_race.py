@@ -43,3 +43,69 @@ def test_start_race_is_found_and_corrected():
     off_by_one = check_markers(shown, [(e + 1) % 4096 for e in exp_c])["wrong"]
     seg = frames_c.column("segment").to_pylist()
     assert [w[0] for w in off_by_one] == [seg.index(1) - 1]
+
+
+DOUBT = FIX / "obs29_h264_60fps_unpause_doubt.mkv"
+
+
+def test_doubtful_unpause_edge_is_moved_when_the_end_needs_it():
+    """A real recording whose unpause edge the script placed one frame late (its signal
+    handler ran more than the 92 us margin after OBS's clock read; OBS's painted frame
+    numbers show segment 1 starting a frame earlier). The stop rule alone would call it
+    a start one frame *before* the anchor and shift segment 0 (94 wrong frames); nm-align
+    moves the doubtful edge instead and every frame is right."""
+    scan = scan_video(DOUBT)
+    sidecar = read_sidecar(FIX / "obs29_h264_60fps_unpause_doubt.anchors.jsonl")
+    interval = sidecar.header["interval_ns"]
+    shown = video_markers(DOUBT)
+    for caps in ([], scan.captions):
+        anchors = choose_anchors(caps, sidecar, [], None)
+        frames, facts = build_frames(scan, anchors)
+        sc = facts["start_check"]
+        assert sc["method"] == "stop_rule" and sc["start_shift_frames"] == 0
+        assert sc["unpause_edges_moved"] == [1]
+        assert any("unpause edge" in w for w in anchors.warnings)
+        assert check_markers(shown, _expected(frames, interval))["wrong"] == []
+        seg1 = facts["segments"][1]
+        assert seg1["frame_mono_ns"] == sidecar.segments[1].frame_ns - interval
+    # without the move (captions alone, no stop record) segment 1 is a frame late
+    frames_c, _ = build_frames(scan, choose_anchors(scan.captions, None, [], None))
+    wrong = check_markers(shown, _expected(frames_c, interval))["wrong"]
+    assert wrong and wrong[0][0] == sidecar.segments[1].pts_base
+
+
+def test_edge_move_rules_on_generated_anchors():
+    """Pure: which edges may move, in which order, and when nothing moves."""
+    from companion.align.anchors import AnchorSet
+    from companion.align.session import EDGE_DOUBT_NS, _check_start
+    from companion.contract.captions import SegmentAnchor
+    I = 16_666_666
+    f0 = 1_000_000_000_000
+    # two pauses of 10 frames; 20 frames per segment; 60 packets really in the file
+    def segs(u1, u2):
+        return [SegmentAnchor("X", 0, 0, f0, I, 0),
+                SegmentAnchor("X", 1, 20, f0 + 30 * I - u1 * I, I, 10 * I - u1 * I),
+                SegmentAnchor("X", 2, 40, f0 + 60 * I - (u1 + u2) * I, I, 20 * I - (u1 + u2) * I)]
+    # 60 packets + 20 paused frames; OBS's stop time 1 ms before the 61st packet's dts
+    stop = f0 + 80 * I - 1_000_000
+    def run(u1, u2, m1, m2, n=60):
+        s = segs(0, 0)                           # recorded edges: as the script placed them
+        # the truth has unpause 1 and/or 2 a frame earlier: the file holds n packets
+        st = {"signal_mono_ns": stop - (u1 + u2) * I, "paused": False,
+              "pause_total_ns": 20 * I, "unpause_margins": {s[1].frame_ns: m1, s[2].frame_ns: m2}}
+        a = AnchorSet("sidecar", "exact", "X", s, [], stop=st)
+        return _check_start(s, n, a), a
+    # recorded edges right: nothing to do
+    (out, chk), _ = run(0, 0, 50_000, 50_000)
+    assert chk["start_shift_frames"] == 0 and "unpause_edges_moved" not in chk and out == segs(0, 0)
+    # one edge a frame late, both in doubt: the one with less margin moves
+    (out, chk), a = run(1, 0, 90_000, 2_000_000)
+    assert chk["unpause_edges_moved"] == [1] and chk["start_shift_frames"] == 0
+    assert out[1].frame_ns == segs(0, 0)[1].frame_ns - I
+    assert out[2].pause_offset_ns == 20 * I - I and out[2].frame_ns == segs(0, 0)[2].frame_ns
+    # both late and both in doubt: both move
+    (out, chk), _ = run(1, 1, 90_000, 2_000_000)
+    assert chk["unpause_edges_moved"] == [1, 2] and chk["start_shift_frames"] == 0
+    # an edge with a safe margin is never moved: the early start stays unexplained
+    (out, chk), _ = run(1, 0, EDGE_DOUBT_NS + 1, EDGE_DOUBT_NS + 1)
+    assert "unpause_edges_moved" not in chk and chk["start_shift_frames"] == -1

@@ -38,7 +38,7 @@ class AnchorSet:
     crosscheck: dict | None = None
     bad_captions: int = 0
     header: dict = field(default_factory=dict)
-    stop: dict | None = None   # sidecar: {"signal_mono_ns", "paused", "pause_total_ns"}
+    stop: dict | None = None   # sidecar: {"signal_mono_ns", "paused", "pause_total_ns", "unpause_margins"}
     truncated: str | None = None   # why the recording is cut short (aligned anyway)
     pauses: list = field(default_factory=list)   # marker fallback: [(paused, resumed) epoch ns]
 
@@ -52,8 +52,11 @@ def stop_info(sidecar: Sidecar | None) -> dict | None:
         return None
     unp = [r for r in sidecar.records if r.get("kind") == "unpause"
            and isinstance(r.get("pause_offset_ns"), int)]
+    edges = {r["edge_ns"]: r["margin_ns"] for r in unp
+             if isinstance(r.get("edge_ns"), int) and isinstance(r.get("margin_ns"), int)}
     return {"signal_mono_ns": stops[0]["signal_mono_ns"], "paused": bool(stops[0].get("paused")),
-            "pause_total_ns": unp[-1]["pause_offset_ns"] if unp else 0}
+            "pause_total_ns": unp[-1]["pause_offset_ns"] if unp else 0,
+            "unpause_margins": edges}
 
 
 def anchors_from_captions(captions: Sequence[tuple[int, str]]) -> tuple[list[SegmentAnchor], list[ClockPair], int, int]:

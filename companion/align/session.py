@@ -120,6 +120,12 @@ MAX_START_SHIFT = 3            # frames, at least
 MAX_START_SHIFT_NS = 150_000_000   # or this long, whichever is more frames
 
 
+EDGE_DOUBT_NS = 6_000_000
+"""A pause/unpause edge whose sidecar ``margin_ns`` is below this may be a frame off: the
+script's handler can run this long after OBS's own clock read (GIL wait, up to Python's
+5 ms switch interval, plus scheduling)."""
+
+
 def max_start_shift(interval_ns: int) -> int:
     return max(MAX_START_SHIFT, -(-MAX_START_SHIFT_NS // int(interval_ns)))
 
@@ -146,6 +152,10 @@ def _check_start(segs, n_packets: int, anchors: AnchorSet):
     shift, margin = timeline.start_from_stop(segs[0].frame_ns, interval, n_packets,
                                              st["signal_mono_ns"], st["pause_total_ns"])
     check = {"method": "stop_rule", "start_shift_frames": shift, "margin_ns": margin}
+    if shift < 0:
+        segs, shift, margin = _move_doubtful_unpause_edges(segs, shift, n_packets, st, anchors,
+                                                           check)
+        check.update({"start_shift_frames": shift, "margin_ns": margin})
     if shift == 0:
         return segs, check
     if abs(shift) > max_start_shift(interval):
@@ -192,6 +202,45 @@ def _marker_pauses(log, start: int) -> list[tuple[int, int]]:
             out.append((paused, int(t)))
             paused = None
     return out
+
+
+def _move_doubtful_unpause_edges(segs, shift: int, n_packets: int, st: dict,
+                                 anchors: AnchorSet, check: dict):
+    """The stop rule put the first frame *before* the start anchor (``shift < 0``),
+    which a late start cannot explain: the recording holds more frames than its start,
+    end and pauses allow. The likely cause is an unpause edge the script placed one
+    frame late: it reads the clock in the signal handler, which under load runs after
+    OBS's own read (a Python handler may wait for the GIL, up to the 5 ms switch
+    interval), and an edge whose ``margin_ns`` is below that delay is in doubt. Those
+    edges, least margin first, are moved one frame earlier (their segment starts a
+    frame earlier, the paused time shrinks by a frame) while the rule still says the
+    start is early. Returns (segments, new shift, new margin)."""
+    from dataclasses import replace
+    interval = segs[0].interval_ns
+    margins = st.get("unpause_margins") or {}
+    doubtful = sorted((margins[s.frame_ns], k) for k, s in enumerate(segs)
+                      if k > 0 and margins.get(s.frame_ns, EDGE_DOUBT_NS) < EDGE_DOUBT_NS)
+    total, moved, margin = st["pause_total_ns"], [], None
+    for _m, k in doubtful:
+        if shift >= 0:
+            break
+        total -= interval
+        moved.append(k)
+        shift, margin = timeline.start_from_stop(segs[0].frame_ns, interval, n_packets,
+                                                 st["signal_mono_ns"], total)
+    if not moved or shift < 0:
+        return segs, check["start_shift_frames"], check["margin_ns"]
+    out = list(segs)
+    for k in moved:
+        out[k] = replace(out[k], frame_ns=out[k].frame_ns - interval)
+        for j in range(k, len(out)):
+            out[j] = replace(out[j], pause_offset_ns=out[j].pause_offset_ns - interval)
+    check["unpause_edges_moved"] = [segs[k].segment for k in moved]
+    anchors.warnings.append(
+        f"the unpause edge of segment(s) {', '.join(str(segs[k].segment) for k in moved)} "
+        f"was in doubt (margin under {EDGE_DOUBT_NS // 1_000_000} ms) and the recording's end "
+        f"needs it a frame earlier: moved")
+    return out, shift, margin
 
 
 def _start_marker(log) -> tuple[int, str] | None:
