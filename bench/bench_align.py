@@ -126,6 +126,8 @@ def main() -> int:
                          "so nm-align reuses the recording's hash instead of computing it")
     ap.add_argument("--ref", type=Path, default=None,
                     help="also time nm-align of the checkout in this folder (alternating runs)")
+    ap.add_argument("--align-args", default="",
+                    help="extra nm-align arguments for this tree's runs (e.g. '--no-checksums')")
     args = ap.parse_args()
     mkv = make_input(args.minutes)
     load0 = os.getloadavg()
@@ -146,9 +148,10 @@ def main() -> int:
 
     align_cmd = [sys.executable, "-m", "companion.cli.align_cli", str(mkv), "--dataset", str(ds),
                  "--chunk-seconds", "20", "--quiet"]
+    ours_cmd = align_cmd + args.align_args.split()
     for tree in [REPO] + ([args.ref] if args.ref is not None else []):   # warm-up, untimed
         prepare()
-        timed(align_cmd, cwd=Path(tree).resolve())
+        timed(ours_cmd if tree == REPO else align_cmd, cwd=Path(tree).resolve())
     for _ in range(args.repeat):
         shutil.rmtree(seg_dir, ignore_errors=True)
         seg_dir.mkdir(parents=True)
@@ -157,7 +160,7 @@ def main() -> int:
                        str(seg_dir / "seg_%04d.mp4")], tag="ffmpeg")
         res["ffmpeg"].append(dt)
         prepare()
-        dt, r = timed(align_cmd, cwd=REPO, tag="nm-align")
+        dt, r = timed(ours_cmd, cwd=REPO, tag="nm-align")
         res["nm-align"].append(dt)
         rss = max(rss, r)
         if args.ref is not None:
@@ -171,7 +174,7 @@ def main() -> int:
     print(f"baseline ffmpeg -c copy -f segment -segment_time 20: median {med(res['ffmpeg']):.2f} s, "
           f"min {base:.2f} s")
     mode = "recording hash reused from capture" if args.captured else "recording hashed by nm-align"
-    print(f"nm-align --dataset (chunk 20 s, {mode}): median {med(res['nm-align']):.2f} s, "
+    print(f"nm-align --dataset {args.align_args + ' ' if args.align_args else ''}(chunk 20 s, {mode}): median {med(res['nm-align']):.2f} s, "
           f"min {ours:.2f} s")
     print(f"ratio nm-align / ffmpeg-segment: medians {med(res['nm-align']) / med(res['ffmpeg']):.2f}x, "
           f"minima {ours / base:.2f}x  (goal <= 1.5x, stretch 1.2x)")
