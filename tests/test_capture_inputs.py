@@ -299,3 +299,49 @@ print(alive, cap.stats()["error"])
     alive, _, err = r.stdout.strip().partition(" ")
     assert alive == "False" and err.startswith("input listener ended: ")
     assert "Traceback" not in r.stderr, r.stderr
+
+
+def test_fast_motion_path_gives_pynputs_callbacks(display_env):
+    """The mouse listener reads pointer motion straight from the RECORD reply's bytes;
+    the same reply through pynput's own parser must give the same callbacks (position,
+    injected flag, X time), also for the button and wheel events mixed in and for an
+    event type the fast path does not know. Real X connection (python-xlib's parser
+    needs one), RECORD replies built from the X protocol layout."""
+    import struct
+    from Xlib import display as xdisplay
+    from pynput import mouse as pm
+    from companion.capture.inputs import _RecordData, _timed_listener
+
+    def ev32(code, detail, t, x, y, sent=False):
+        # root position (what is logged) differs from the window-relative one
+        return struct.pack("=BBHIIIIhhhhHBx", code | (0x80 if sent else 0), detail, 7, t,
+                           0x1E5, 0x2A1, 0, x, y, x - 7, y - 9, 0x10, 1)
+
+    reply = b"".join([ev32(6, 0, 1000, 10, 20), ev32(6, 0, 1001, -3, 4000),
+                      ev32(4, 1, 1002, 11, 21), ev32(5, 1, 1003, 11, 21),
+                      ev32(4, 4, 1004, 12, 22), ev32(5, 4, 1005, 12, 22),
+                      ev32(6, 0, 1006, 13, 23, sent=True), ev32(6, 0, 1007, 14, 24)])
+    conn = xdisplay.Display(display_env)
+    try:
+        got = {}
+        for fast in (True, False):
+            calls = []
+            cls = _timed_listener(pm.Listener, fast_motion=fast)
+            lst = cls(on_move=lambda x, y, inj=False: calls.append(("move", x, y, inj, lst._nm_xtime)),
+                      on_click=lambda x, y, b, p, inj=False: calls.append(("click", x, y, b.name, p, inj, lst._nm_xtime)),
+                      on_scroll=lambda x, y, dx, dy, inj=False: calls.append(("scroll", x, y, dx, dy, inj, lst._nm_xtime)))
+            lst._running = True
+            lst._display_record = lst._display_stop = conn
+            lst._handler(_RecordData(reply))
+            # an unknown event first: everything goes to pynput's parser
+            lst._handler(_RecordData(ev32(2, 38, 1010, 0, 0) + ev32(6, 0, 1011, 5, 6)))
+            got[fast] = calls
+        assert got[True] == got[False]
+        assert got[True][0] == ("move", 10, 20, False, 1000)
+        assert got[True][1] == ("move", -3, 4000, False, 1001)
+        assert ("click", 11, 21, "left", True, False, 1002) in got[True]
+        assert ("scroll", 12, 22, 0, 1, False, 1004) in got[True]
+        assert ("move", 13, 23, True, 1006) in got[True]
+        assert got[True][-1] == ("move", 5, 6, False, 1011)
+    finally:
+        conn.close()
