@@ -723,8 +723,10 @@ def _run_connected(opts: SessionOptions, client: ObsClient, privacy, sid: str,
             except (OSError, NMError) as e:
                 warnings.append(f"could not move the recording into the session folder: {e}")
                 final_rec = recording_path
-        elif recording_path.exists():
-            final_rec = recording_path  # attached and still recording: leave it with OBS
+        elif recording_path.exists() or (stop_ev is None and client.alive()):
+            # attached and still recording: leave it with OBS (its muxer may not have
+            # created the file yet when the session ends within a second of the start)
+            final_rec = recording_path
             warnings.append(f"the recording {recording_path} is still running in OBS; it was "
                             f"not moved into the session folder")
         else:
