@@ -23,6 +23,15 @@ pytestmark = [pytest.mark.obs,
               pytest.mark.skipif(not obs_available(), reason="needs obs-studio and Xvfb")]
 
 
+def _pause_edge_ambiguity(sidecar, facts) -> bool:
+    """A pause edge with a margin in doubt and a one-frame start shift applied."""
+    from companion.align.session import EDGE_DOUBT_NS
+    sc = facts.get("start_check") or {}
+    doubt = any(r.get("kind") == "pause" and isinstance(r.get("margin_ns"), int)
+                and r["margin_ns"] < EDGE_DOUBT_NS for r in sidecar.records)
+    return doubt and sc.get("applied") is True and sc.get("start_shift_frames") == 1
+
+
 def _expected(frames, interval):
     mono = frames.column("mono_ns").to_numpy()
     return [int((m // interval) % 4096) for m in mono]
@@ -53,7 +62,17 @@ def test_recovered_frame_times_equal_obs_frame_clock(tmp_path, fps):
     for name, anchors in (("sidecar", side), ("both", both)):
         frames, facts = build_frames(scan, anchors)
         results[name] = check_markers(shown, _expected(frames, interval))
-        assert results[name]["wrong"] == [], (name, results[name]["wrong"][:10])
+        wrong = results[name]["wrong"]
+        if wrong and _pause_edge_ambiguity(sidecar, facts):
+            # The one case the sidecar cannot settle (docs/contracts/captions-and-sidecar.md,
+            # "The start race"): a pause edge in doubt placed a frame late looks exactly
+            # like a one-frame start race and is corrected as one. Then the first segment,
+            # and only it, is one frame late; everything after the pause is exact.
+            seg = frames.column("segment").to_pylist()
+            assert [w[0] for w in wrong] == [i for i, k in enumerate(seg) if k == 0], wrong[:10]
+            assert all(e == (s_ + 1) % 4096 for _i, s_, e in wrong), wrong[:10]
+        else:
+            assert wrong == [], (name, wrong[:10])
         assert len(facts["segments"]) == 2  # the pause split the recording
     # Captions alone carry no stop record, so they cannot see OBS's rare start race
     # (docs/contracts/captions-and-sidecar.md): they are exact, or - exactly when the
@@ -81,7 +100,15 @@ def test_recovered_frame_times_equal_obs_frame_clock(tmp_path, fps):
         # which the uncorrected frames-before-pause count puts into the wrong segment
         off = check_markers(shown, [(e + shift) % 4096 for e in exp_c])["wrong"]
         seg = frames_c.column("segment").to_pylist()
-        assert [w[0] for w in off] == list(range(seg.index(1) - shift, seg.index(1))), off
+        race = [w[0] for w in off] == list(range(seg.index(1) - shift, seg.index(1)))
+        if not race and _pause_edge_ambiguity(sidecar, facts_b):
+            # not a race but the pause edge placed a frame late (see above): captions
+            # alone are then exact before the pause and a frame off from its last frame on
+            wrong = [w[0] for w in check_markers(shown, exp_c)["wrong"]]
+            after = list(range(seg.index(1) - 1, len(seg)))
+            assert set(wrong) <= set(after) and len(wrong) >= 0.9 * len(after), wrong
+        else:
+            assert race, off
 
     res = results["both"]
     lagged = sidecar.stop["lagged_frames"]
