@@ -52,23 +52,14 @@ def _copy_ranges(src_fd: int, out_fd: int, offsets, sizes) -> None:
                 raise OSError(f"source ends at {off} (short copy)")
             off += k
             size -= k
-        while size > 0:
+        while size > 0:              # through one reused buffer
             if buf is None:
-                buf = bytearray(_BUF)
+                buf = memoryview(bytearray(_BUF))
             want = min(size, _BUF)
-            if hasattr(os, "pread"):
-                data = os.pread(src_fd, want, off)
-            else:                    # Windows
-                os.lseek(src_fd, off, os.SEEK_SET)
-                data = os.read(src_fd, want)
-            if not data:
-                raise OSError(f"source ends at {off} (short read)")
-            view = memoryview(data)
-            while view:
-                w = os.write(out_fd, view)
-                view = view[w:]
-            off += len(data)
-            size -= len(data)
+            _pread_into(src_fd, buf[:want], off)
+            _write_all(out_fd, buf[:want])
+            off += want
+            size -= want
 
 
 def _pread_into(src_fd: int, view: memoryview, off: int) -> None:
