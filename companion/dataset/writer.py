@@ -373,13 +373,10 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table,
                 raise act_err
             act_stats, sources = fut.result()
         has_audio_files = res.audio is not None
-        if checksums:
-            # MP4s from the walk were hashed by the copy child as it wrote them
-            if res.copy_tool == "mp4mux":
-                digests.update(getattr(e_copy, "digests", None) or {})
-            for f in [*vpaths, *(apaths if has_audio_files else [])]:
-                if str(f) not in digests:
-                    digests[str(f)] = sha256_file(f)
+        if checksums and res.copy_tool == "mp4mux":
+            # MP4s from the walk were hashed by the copy child as it wrote them; every
+            # other file without a digest yet is hashed by _video_checksums
+            digests.update(getattr(e_copy, "digests", None) or {})
 
         modality = _modality_config(session_meta, scan, sources)
         index_rows = []
