@@ -207,29 +207,10 @@ CHUNK_FILES = ("actions_raw.parquet", "actions_processed.parquet", "metadata.jso
 def _read_checksums(rep: Report, rel: str) -> dict[str, str]:
     """Parse and verify one ``sha256sum`` file of the root (paths relative to the root):
     every listed file exists and has the listed sha256. Returns its entries."""
-    from .common import sha256_file
-    from .session import parse_integrity
-    try:
-        entries, probs = parse_integrity((rep.root / rel).read_bytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        rep.add(rel, "not UTF-8 text")
-        return {}
-    except OSError as e:
-        rep.add(rel, f"cannot read ({e.strerror or e})")
-        return {}
-    rep.extend(rel, probs)
-    for name, digest in sorted(entries.items()):
-        p = rep.root / name
-        if not p.is_file():
-            rep.add(name, f"listed in {rel} but missing")
-            continue
-        try:
-            actual = sha256_file(p)
-        except OSError as e:
-            rep.add(name, f"cannot read ({e.strerror or e})")
-            continue
-        if actual != digest:
-            rep.add(name, f"sha256 does not match {rel}: the file changed after it was written")
+    from .session import verify_checksum_file
+    entries, _text = verify_checksum_file(
+        rep, rel, lambda _a, _d: f"sha256 does not match {rel}: the file changed after it "
+                                 f"was written")
     rep.facts["files_hashed"] = rep.facts.get("files_hashed", 0) + len(entries)
     return entries
 

@@ -55,6 +55,36 @@ def parse_integrity(text: str) -> tuple[dict[str, str], list[str]]:
     return entries, problems
 
 
+def verify_checksum_file(rep: Report, rel: str, mismatch) -> tuple[dict[str, str], str]:
+    """Read the ``sha256sum`` file ``rel`` of ``rep.root`` (names relative to the root),
+    report its problems, and verify every file it lists: present and hashing as listed
+    (``mismatch(actual_hex, listed_hex)`` words a difference). Returns (entries, text);
+    both empty when the file cannot be read as UTF-8."""
+    try:
+        text = (rep.root / rel).read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        rep.add(rel, "not UTF-8 text")
+        return {}, ""
+    except OSError as e:
+        rep.add(rel, f"cannot read ({e.strerror or e})")
+        return {}, ""
+    entries, probs = parse_integrity(text)
+    rep.extend(rel, probs)
+    for name, digest in sorted(entries.items()):
+        p = rep.root / name
+        if not p.is_file():
+            rep.add(name, f"listed in {rel} but missing")
+            continue
+        try:
+            actual = sha256_file(p)
+        except OSError as e:
+            rep.add(name, f"cannot read ({e.strerror or e})")
+            continue
+        if actual != digest:
+            rep.add(name, mismatch(actual, digest))
+    return entries, text
+
+
 def _find_video(root: Path, meta: dict | None) -> str | None:
     if isinstance(meta, dict):
         al = meta.get("alignment")
@@ -89,30 +119,11 @@ def check_integrity(rep: Report, sid: str | None) -> None:
     if not ipath.is_file():
         rep.add(INTEGRITY, "missing (run nm-align on this session)")
     else:
-        try:
-            text = ipath.read_bytes().decode("utf-8")
-        except UnicodeDecodeError:
-            rep.add(INTEGRITY, "not UTF-8 text")
-            text = ""
-        except OSError as e:
-            rep.add(INTEGRITY, f"cannot read ({e.strerror})")
-            text = ""
-        entries, probs = parse_integrity(text)
-        rep.extend(INTEGRITY, probs)
+        entries, text = verify_checksum_file(
+            rep, INTEGRITY, lambda actual, listed: (
+                f"sha256 {actual[:16]}... does not match {INTEGRITY} ({listed[:16]}...): "
+                f"the file changed after nm-align"))
         rep.facts["files_hashed"] = len(entries)
-        for name, digest in sorted(entries.items()):
-            p = root / name
-            if not p.is_file():
-                rep.add(name, f"listed in {INTEGRITY} but missing")
-                continue
-            try:
-                actual = sha256_file(p)
-            except OSError as e:
-                rep.add(name, f"cannot read ({e.strerror})")
-                continue
-            if actual != digest:
-                rep.add(name, f"sha256 {actual[:16]}... does not match {INTEGRITY} "
-                              f"({digest[:16]}...): the file changed after nm-align")
         if text or entries:
             for p in sorted(root.iterdir()):
                 if p.is_file() and p.name not in entries and _is_artifact(p.name, sid):
