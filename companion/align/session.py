@@ -37,12 +37,18 @@ def _fps_from_interval(interval_ns: int) -> Fraction:
     return Fraction(1_000_000_000, interval_ns).limit_denominator(1001)
 
 
+def _pts_ns(scan) -> np.ndarray:
+    """The scan's frame pts in ns (exact integers, floored)."""
+    tb = Fraction(scan.time_base)
+    return (np.asarray(scan.pts, dtype=np.int64) * tb.numerator * 1_000_000_000) // tb.denominator
+
+
 def build_frames(scan, anchors: AnchorSet) -> tuple[pa.Table, dict]:
     """frames table + alignment facts from a VideoScan and chosen anchors."""
     n = len(scan.pts)
     pts = np.asarray(scan.pts, dtype=np.int64)
     tb = Fraction(scan.time_base)
-    pts_ns = (pts * tb.numerator * 1_000_000_000) // tb.denominator
+    pts_ns = _pts_ns(scan)
     facts: dict = {}
     mono = None
     if anchors.segments:
@@ -542,9 +548,7 @@ def _epoch_track(video: Path, scan, sidecar) -> tuple[dict | None, np.ndarray | 
     if not scan.subtitle_cues or not scan.captions or sidecar is not None:
         return None, None
     from ..interop.owa import epoch_track_tags
-    tb = Fraction(scan.time_base)
-    pts = np.asarray(scan.pts, dtype=np.int64)
-    return epoch_track_tags(video), (pts * tb.numerator * 1_000_000_000) // tb.denominator
+    return epoch_track_tags(video), _pts_ns(scan)
 
 
 # metadata.json is a flat record (seed 001 fields, env, alignment): a few levels deep.
