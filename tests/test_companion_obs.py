@@ -151,6 +151,21 @@ def _send_wm_delete(obs) -> None:
         d.close()
 
 
+def user_records(obs, state_dir, p, xy, seconds: float, c=None) -> None:
+    """The user starts a recording in OBS (through ``c`` or a new client), moves the
+    pointer to ``xy`` on the captured display, and stops it ``seconds`` later; the
+    watching companion ``p`` goes to "recording" and back to "watching"."""
+    if c is None:
+        with obs_client(obs) as own:
+            return user_records(obs, state_dir, p, xy, seconds, own)
+    c.start_record()
+    wait_phase(state_dir, "recording", p)
+    xdo(obs.capture_display, "mousemove", str(xy[0]), str(xy[1]))
+    time.sleep(seconds)
+    c.stop_record()
+    wait_phase(state_dir, "watching", p)
+
+
 def obs_client(obs):
     from companion.capture.obsws import connect
     return connect("127.0.0.1", obs.port, PASSWORD, 10)
@@ -440,25 +455,13 @@ def test_watch_mode_sessions_survive_obs_restart(obs, env, tmp_path):
                    "--out", str(out)], env)
     try:
         wait_phase(tmp_path / "state", "watching", p)
-        with obs_client(obs) as c:  # the "user" starts/stops recordings in OBS
-            c.start_record()
-            wait_phase(tmp_path / "state", "recording", p)
-            xdo(obs.capture_display, "mousemove", "42", "43")
-            time.sleep(1.5)
-            c.stop_record()
-        wait_phase(tmp_path / "state", "watching", p)
+        user_records(obs, tmp_path / "state", p, (42, 43), 1.5)  # the "user", in OBS
         quit_obs_like_a_user(obs)  # the user closes OBS (clean quit) ...
         obs.proc = None
         wait_phase(tmp_path / "state", "waiting for OBS", p)
         obs.start()  # ... and opens it again (same port)
         wait_phase(tmp_path / "state", "watching", p, timeout=60)
-        with obs_client(obs) as c:
-            c.start_record()
-            wait_phase(tmp_path / "state", "recording", p)
-            xdo(obs.capture_display, "mousemove", "52", "53")
-            time.sleep(1.5)
-            c.stop_record()
-        wait_phase(tmp_path / "state", "watching", p)
+        user_records(obs, tmp_path / "state", p, (52, 53), 1.5)
     finally:
         p.send_signal(signal.SIGTERM)
         stdout, stderr = p.communicate(timeout=30)

@@ -34,7 +34,8 @@ if not (harness.obs_available() and shutil.which("xdotool")):
     pytest.skip("needs obs, Xvfb and xdotool", allow_module_level=True)
 
 from tests.test_companion_obs import (PASSWORD, quit_obs_like_a_user,  # noqa: E402
-                                      read_jsonl, recorder_events, wait_phase, xdo)
+                                      read_jsonl, recorder_events, user_records, wait_phase,
+                                      xdo)
 
 
 @pytest.fixture()
@@ -173,12 +174,8 @@ def test_watch_write_failure_finalizes_that_session_and_keeps_watching(obs, env,
             assert len([x for x in out.iterdir() if x.is_dir()]) == 1  # not attached again
             c.stop_record()
             wait_phase(tmp_path / "state", "watching", p)
-            c.start_record()  # the next recording: a new, complete session
-            wait_phase(tmp_path / "state", "recording", p)
-            xdo(obs.capture_display, "mousemove", "70", "71")
-            time.sleep(1.2)
-            c.stop_record()
-            wait_phase(tmp_path / "state", "watching", p)
+            # the next recording: a new, complete session
+            user_records(obs, tmp_path / "state", p, (70, 71), 1.2, c)
     finally:
         p.send_signal(signal.SIGTERM)
         stdout, stderr = p.communicate(timeout=60)
@@ -266,13 +263,7 @@ def test_watch_obs_killed_mid_recording_then_back(obs, env, tmp_path):
         wait_phase(tmp_path / "state", "waiting for OBS", p)
         obs.start()
         wait_phase(tmp_path / "state", "watching", p, timeout=60)
-        with obs_client(obs) as c:
-            c.start_record()
-            wait_phase(tmp_path / "state", "recording", p)
-            xdo(obs.capture_display, "mousemove", "91", "92")
-            time.sleep(1.2)
-            c.stop_record()
-        wait_phase(tmp_path / "state", "watching", p)
+        user_records(obs, tmp_path / "state", p, (91, 92), 1.2)
     finally:
         p.send_signal(signal.SIGTERM)
         stdout, stderr = p.communicate(timeout=60)
