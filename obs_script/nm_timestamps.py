@@ -6,8 +6,9 @@ What it records, per recording (docs/contracts/captions-and-sidecar.md):
 
 * a *segment anchor* when the recording output becomes active, and again after
   every unpause: the OBS frame time (monotonic ns) of the segment's first recorded
-  frame, the index of that frame in the file, the frame interval and OBS's
-  cumulative pause offset;
+  frame, the index of that frame in the file, the frame interval, the cumulative
+  paused time as this script's pause/unpause handlers see it and as OBS's video
+  encoder counts it (the latter settles an edge a late handler misplaced);
 * *clock pairs* (wall-clock epoch ns, OBS monotonic ns) read back to back, about
   one per second, so drift and NTP slewing are measurable;
 * a stop record with frame counts and the script's own cost per frame. OBS's frame
@@ -36,7 +37,7 @@ try:  # only present inside OBS; tests import the pure helpers without it
 except ImportError:  # pragma: no cover - exercised by tests outside OBS
     obs = None
 
-SCRIPT_VERSION = "1.1.0"
+SCRIPT_VERSION = "1.2.0"
 CAPTION_VERSION = 1
 MAGIC = "NM1"
 SIDECAR_SUFFIX = ".anchors.jsonl"
@@ -262,12 +263,19 @@ class Recording:
         self.seg_base = pts_base
         self.seg_start_ns = frame_ns
         self.pause_offset = pause_offset
+        # OBS's own paused total, kept on the video encoder (libobs adds each pause's
+        # length when it is unpaused, before the unpause signal): it settles an edge
+        # this script placed a frame late (docs/contracts/captions-and-sidecar.md)
+        obs_offset = self.clock.encoder_pause_offset_ns(self.output)
         epoch, mono = self.pair()
         self.caption(anchor_caption(self.rec_id, self.segment, pts_base, frame_ns,
                                     self.interval, pause_offset))
-        self.write({"kind": "segment", "recording_id": self.rec_id, "segment": self.segment,
-                    "pts_base": pts_base, "frame_ns": frame_ns, "interval_ns": self.interval,
-                    "pause_offset_ns": pause_offset, "epoch_ns": epoch, "mono_ns": mono})
+        rec = {"kind": "segment", "recording_id": self.rec_id, "segment": self.segment,
+               "pts_base": pts_base, "frame_ns": frame_ns, "interval_ns": self.interval,
+               "pause_offset_ns": pause_offset, "epoch_ns": epoch, "mono_ns": mono}
+        if obs_offset is not None:
+            rec["obs_pause_offset_ns"] = obs_offset
+        self.write(rec)
         self.anchors += 1
         self._clock_pair(epoch, mono)
 
@@ -382,8 +390,20 @@ class ObsClock:
     def output_frames(self, output):
         return obs.obs_output_get_total_frames(output)
 
-    def pause_offset_ns(self, output):
-        return obs.obs_output_get_pause_offset(output)
+    def encoder_pause_offset_ns(self, output):
+        """The recording's video encoder's cumulative paused time (ns), or None.
+
+        For encoded outputs libobs keeps pause state on the encoders
+        (``obs_output_get_pause_offset`` stays 0); ``obs_encoder_get_pause_offset`` is the
+        sum of ``ts_end - ts_start`` over the pauses so far, OBS's own edges."""
+        get = getattr(obs, "obs_encoder_get_pause_offset", None)
+        if get is None or output is None:
+            return None
+        enc = obs.obs_output_get_video_encoder(output)
+        if enc is None:
+            return None
+        value = get(enc)
+        return int(value) if isinstance(value, int) else None
 
     def output_size(self, output):
         return obs.obs_output_get_width(output), obs.obs_output_get_height(output)

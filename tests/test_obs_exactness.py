@@ -8,6 +8,7 @@ zero frames of error, at 30 and 60 fps, across a pause/unpause.
 """
 from __future__ import annotations
 
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,15 +22,6 @@ from tests.obs_harness import ObsInstance, obs_available
 
 pytestmark = [pytest.mark.obs,
               pytest.mark.skipif(not obs_available(), reason="needs obs-studio and Xvfb")]
-
-
-def _pause_edge_ambiguity(sidecar, facts) -> bool:
-    """A pause edge with a margin in doubt and a one-frame start shift applied."""
-    from companion.align.session import EDGE_DOUBT_NS
-    sc = facts.get("start_check") or {}
-    doubt = any(r.get("kind") == "pause" and isinstance(r.get("margin_ns"), int)
-                and r["margin_ns"] < EDGE_DOUBT_NS for r in sidecar.records)
-    return doubt and sc.get("applied") is True and sc.get("start_shift_frames") == 1
 
 
 def _expected(frames, interval):
@@ -61,54 +53,41 @@ def test_recovered_frame_times_equal_obs_frame_clock(tmp_path, fps):
     results = {}
     for name, anchors in (("sidecar", side), ("both", both)):
         frames, facts = build_frames(scan, anchors)
+        # script 1.2.0: OBS's own pause offsets settle any pause edge placed late
+        assert facts["pause_edges"]["method"] == "obs_encoder_pause_offset", facts["pause_edges"]
         results[name] = check_markers(shown, _expected(frames, interval))
-        wrong = results[name]["wrong"]
-        if wrong and _pause_edge_ambiguity(sidecar, facts):
-            # The one case the sidecar cannot settle (docs/contracts/captions-and-sidecar.md,
-            # "The start race"): a pause edge in doubt placed a frame late looks exactly
-            # like a one-frame start race and is corrected as one. Then the first segment,
-            # and only it, is one frame late; everything after the pause is exact.
-            seg = frames.column("segment").to_pylist()
-            assert [w[0] for w in wrong] == [i for i, k in enumerate(seg) if k == 0], wrong[:10]
-            assert all(e == (s_ + 1) % 4096 for _i, s_, e in wrong), wrong[:10]
-        else:
-            assert wrong == [], (name, wrong[:10])
+        assert results[name]["wrong"] == [], (name, results[name]["wrong"][:10])
         assert len(facts["segments"]) == 2  # the pause split the recording
-    # Captions alone carry no stop record, so they cannot see OBS's rare start race
-    # (docs/contracts/captions-and-sidecar.md): they are exact, or - exactly when the
-    # sidecar's stop rule found the race - every frame is off by that start shift (or,
-    # when it moved a doubtful unpause edge, the frames after that edge by one).
+    # Captions alone carry neither the stop record nor OBS's pause offsets, so they
+    # cannot see OBS's rare start race nor a pause edge the script placed late under
+    # load (docs/contracts/captions-and-sidecar.md): they are exact exactly when the
+    # sidecar needed no correction, and otherwise wrong only where the correction acts.
     frames_c, _ = build_frames(scan, caps)
-    _, facts_b = build_frames(scan, both)
-    shift = facts_b["start_check"]["start_shift_frames"]
-    assert facts_b["start_check"]["method"] == "stop_rule"
+    frames_b, facts_b = build_frames(scan, both)
+    sc, pe = facts_b["start_check"], facts_b["pause_edges"]
+    shift = sc["start_shift_frames"]
+    assert sc["method"] == "stop_rule"
     exp_c = _expected(frames_c, interval)
-    moved = facts_b["start_check"].get("unpause_edges_moved")
-    if moved and shift == 0:
-        # an unpause edge the script placed a frame late (handler delay above its margin,
-        # see tests/test_start_race.py): captions alone keep it, so the frames after it
-        # are a frame off and only they
-        seg = frames_c.column("segment").to_pylist()
-        wrong = [w[0] for w in check_markers(shown, exp_c)["wrong"]]
-        after = [i for i, k in enumerate(seg) if k >= min(moved)]
-        # (a lagged slot repeating an older picture counts as stale, not wrong)
-        assert set(wrong) <= set(after) and len(wrong) >= 0.9 * len(after), wrong
+    wrong_c = [w[0] for w in check_markers(shown, exp_c)["wrong"]]
+    edges_moved = pe["pause_edges_moved"] + pe["unpause_edges_moved"]
+    if shift == 0 and not edges_moved:
+        assert wrong_c == []
     elif shift == 0:
-        assert check_markers(shown, exp_c)["wrong"] == []
+        # an edge the script placed late (its handler delayed past its margin): the
+        # frames from that pause on are off in captions alone, and only they
+        # (a lagged slot repeating an older picture counts as stale, not wrong)
+        seg = frames_b.column("segment").to_pylist()
+        first = min(e["segment"] for e in edges_moved)
+        after = [i for i, k in enumerate(seg) if k >= first]
+        assert set(wrong_c) <= set(after) and len(wrong_c) >= 0.9 * len(after), wrong_c
     else:
-        # `shift` frames late everywhere, except the first `shift` frames after the pause,
-        # which the uncorrected frames-before-pause count puts into the wrong segment
+        # the start race: `shift` frames late everywhere, except the first `shift` frames
+        # after the pause, which the uncorrected frames-before-pause count puts into the
+        # wrong segment
         off = check_markers(shown, [(e + shift) % 4096 for e in exp_c])["wrong"]
         seg = frames_c.column("segment").to_pylist()
-        race = [w[0] for w in off] == list(range(seg.index(1) - shift, seg.index(1)))
-        if not race and _pause_edge_ambiguity(sidecar, facts_b):
-            # not a race but the pause edge placed a frame late (see above): captions
-            # alone are then exact before the pause and a frame off from its last frame on
-            wrong = [w[0] for w in check_markers(shown, exp_c)["wrong"]]
-            after = list(range(seg.index(1) - 1, len(seg)))
-            assert set(wrong) <= set(after) and len(wrong) >= 0.9 * len(after), wrong
-        else:
-            assert race, off
+        if not edges_moved:
+            assert [w[0] for w in off] == list(range(seg.index(1) - shift, seg.index(1))), off
 
     res = results["both"]
     lagged = sidecar.stop["lagged_frames"]
@@ -121,6 +100,41 @@ def test_recovered_frame_times_equal_obs_frame_clock(tmp_path, fps):
     b = int(np.argmax(seg == 1))
     gap = t[b] - t[b - 1]
     assert 1.0e9 < gap < 2.0e9
+
+
+LATE_PAUSE = Path(__file__).parent / "obs_scripts" / "late_pause_handler.py"
+
+
+def test_pause_edge_placed_late_is_settled_from_obs_pause_offset(tmp_path):
+    """The script's pause handler made to run a frame interval late (as a loaded machine
+    does now and then: the handler waits for the GIL): the script places the pause edge
+    late, which the stop rule alone would take for a start race (the first segment then
+    a frame late). OBS's own pause offset in the sidecar settles it: every frame exact."""
+    with ObsInstance(tmp_path, fps_num=60, markers=2,
+                     extra_scripts=[(MARKER_SCRIPT, {}), (LATE_PAUSE, {})]) as obs:
+        mkv = obs.record(4.0, pause_at=1.5, pause_for=1.2)
+    scan = scan_video(mkv)
+    sidecar = read_sidecar(sidecar_path_for(mkv))
+    shown = video_markers(mkv)
+    interval = sidecar.header["interval_ns"]
+    seg1 = [r for r in sidecar.records if r.get("kind") == "segment" and r["segment"] == 1]
+    late = (seg1[0]["obs_pause_offset_ns"] - seg1[0]["pause_offset_ns"]) // interval
+    assert late >= 1, seg1          # the delay worked: the script's pause was too short
+    for caps in ([], scan.captions):
+        anchors = choose_anchors(caps, sidecar, [], None)
+        frames, facts = build_frames(scan, anchors)
+        assert facts["pause_edges"]["pause_edges_moved"] == [{"segment": 1, "frames": late}]
+        assert facts["start_check"]["start_shift_frames"] == 0
+        assert check_markers(shown, _expected(frames, interval))["wrong"] == []
+        assert any("pause edge before segment 1" in w for w in anchors.warnings)
+    # the same sidecar without OBS's offsets (a script before 1.2.0) reads as a start race
+    old = choose_anchors([], sidecar, [], None)
+    old.obs_pause_offsets = None
+    frames_o, facts_o = build_frames(scan, old)
+    assert facts_o["start_check"]["start_shift_frames"] == late
+    wrong = [w[0] for w in check_markers(shown, _expected(frames_o, interval))["wrong"]]
+    seg = frames_o.column("segment").to_pylist()
+    assert wrong == [i for i, k in enumerate(seg) if k == 0]
 
 
 def test_naive_caption_text_is_not_frame_time(tmp_path):

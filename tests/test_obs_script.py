@@ -60,6 +60,7 @@ class FakeObs(types.ModuleType):
         self.event_cb = None
         self.signals: dict[str, object] = {}
         self.output = object()
+        self.enc_pause_offset = 0      # the video encoder's cumulative paused ns
 
     def __getattribute__(self, name):
         v = super().__getattribute__(name)
@@ -89,6 +90,7 @@ class FakeObs(types.ModuleType):
     def obs_output_get_settings(self, o): return {"path": self.out_path}
     def obs_output_get_video_encoder(self, o): return "enc"
     def obs_encoder_get_codec(self, e): return "h264"
+    def obs_encoder_get_pause_offset(self, e): return self.enc_pause_offset
     def obs_output_get_signal_handler(self, o): return "handler"
     def obs_output_output_caption_text2(self, o, text, d): self.captions.append(text)
     def signal_handler_connect(self, h, name, cb): self.signals[name] = cb
@@ -257,6 +259,39 @@ def test_stop_record_counts_only_this_recordings_frames(tmp_path):
     fake.record(mod, ticks=5, stopping=False)
     stop2 = sidecar_records(tmp_path / "rec.anchors.jsonl")[-1]
     assert stop2["counters_end_at"] == "stopped" and stop2["recording_lagged_frames"] == 0
+
+
+def test_segment_records_carry_obs_encoder_pause_offset(tmp_path):
+    """Each segment record carries the video encoder's paused total as OBS counts it
+    (read at the tick the record is written), beside the script's own pause_offset_ns."""
+    mod, fake = load_script(tmp_path)
+    fake.event(fake.OBS_FRONTEND_EVENT_RECORDING_STARTING)
+    fake.active = True
+    fake.tick(mod, 3)
+    fake.signals["pause"](None)
+    fake.tick(mod, 10)
+    # OBS's own edges say the pause lasted 11 frames (the script will say 10 below:
+    # as if its pause handler had run a frame late); the encoder holds OBS's number
+    fake.enc_pause_offset = 11 * INTERVAL
+    fake.signals["unpause"](None)
+    fake.tick(mod, 3)
+    fake.active = False
+    fake.event(fake.OBS_FRONTEND_EVENT_RECORDING_STOPPED)
+    segs = [r for r in sidecar_records(tmp_path / "rec.anchors.jsonl") if r["kind"] == "segment"]
+    assert [s["segment"] for s in segs] == [0, 1]
+    assert segs[0]["obs_pause_offset_ns"] == 0
+    assert segs[1]["obs_pause_offset_ns"] == 11 * INTERVAL
+    assert segs[1]["pause_offset_ns"] == 10 * INTERVAL
+    hdr = sidecar_records(tmp_path / "rec.anchors.jsonl")[0]
+    assert hdr["script_version"] == mod.SCRIPT_VERSION
+    # an OBS without obs_encoder_get_pause_offset: the field is left out, nothing fails
+    del FakeObs.obs_encoder_get_pause_offset
+    try:
+        fake.record(mod, ticks=5)
+    finally:
+        FakeObs.obs_encoder_get_pause_offset = lambda self, e: self.enc_pause_offset
+    segs = [r for r in sidecar_records(tmp_path / "rec.anchors.jsonl") if r["kind"] == "segment"]
+    assert "obs_pause_offset_ns" not in segs[-1]
 
 
 # ---------------------------------------------------------------- metadata.json counts

@@ -109,3 +109,54 @@ def test_edge_move_rules_on_generated_anchors():
     # an edge with a safe margin is never moved: the early start stays unexplained
     (out, chk), _ = run(1, 0, EDGE_DOUBT_NS + 1, EDGE_DOUBT_NS + 1)
     assert "unpause_edges_moved" not in chk and chk["start_shift_frames"] == -1
+
+
+def test_obs_pause_offsets_settle_edges_on_generated_anchors():
+    """Pure: with OBS's own paused totals (sidecar 1.2.0+) a pause or unpause edge the
+    script placed late is put back, and the stop rule then sees no start shift. Without
+    them a late pause edge is indistinguishable from a one-frame start race."""
+    from companion.align.anchors import AnchorSet
+    from companion.align.session import _check_start, _settle_pause_edges
+    from companion.contract.captions import SegmentAnchor
+    I = 16_666_666
+    f0 = 1_000_000_000_000
+    # truth: 20 frames, a pause of 10 frames, 20 frames; 40 packets in the file; OBS's
+    # stop time 1 ms before the 41st packet's dts on the pause-compressed timeline
+    signal = f0 + 50 * I - 1_000_000
+    truth = [SegmentAnchor("X", 0, 0, f0, I, 0), SegmentAnchor("X", 1, 20, f0 + 30 * I, I, 10 * I)]
+
+    def run(seg1, obs_offsets):
+        s = [truth[0], seg1]
+        st = {"signal_mono_ns": signal, "paused": False, "pause_total_ns": seg1.pause_offset_ns,
+              "unpause_margins": {seg1.frame_ns: 9_000_000}}
+        a = AnchorSet("sidecar", "exact", "X", s, [], stop=st, obs_pause_offsets=obs_offsets)
+        settled, rep = _settle_pause_edges(s, a)
+        ok = rep is not None and rep["method"] is not None
+        out, chk = _check_start(settled, 40, a, s if ok else None)
+        return out, chk, rep, a
+
+    # the pause edge a frame late: 21 frames before the pause, a 9-frame pause
+    late_pause = SegmentAnchor("X", 1, 21, f0 + 30 * I, I, 9 * I)
+    out, chk, rep, a = run(late_pause, {0: 0, 1: 10 * I})
+    assert out == truth and chk["start_shift_frames"] == 0
+    assert rep["pause_edges_moved"] == [{"segment": 1, "frames": 1}]
+    assert rep["unpause_edges_moved"] == []
+    assert any("pause edge before segment 1" in w for w in a.warnings)
+    # ... and without OBS's offsets it reads as a start race (the old ambiguity)
+    out, chk, rep, _ = run(late_pause, None)
+    assert rep is None and chk["start_shift_frames"] == 1 and chk["applied"]
+    assert out[0].frame_ns == f0 + I            # the first segment a frame late
+    # the unpause edge a frame late: segment 1 starts a frame earlier than recorded
+    late_unpause = SegmentAnchor("X", 1, 20, f0 + 31 * I, I, 11 * I)
+    out, chk, rep, _ = run(late_unpause, {0: 0, 1: 10 * I})
+    assert out == truth and chk["start_shift_frames"] == 0
+    assert rep["unpause_edges_moved"] == [{"segment": 1, "frames": 1}]
+    assert "unpause_edges_moved" not in chk        # not the margin-based move
+    # edges right: nothing moves, nothing warned
+    out, chk, rep, a = run(truth[1], {0: 0, 1: 10 * I})
+    assert out == truth and rep["pause_edges_moved"] == rep["unpause_edges_moved"] == []
+    assert not a.warnings
+    # OBS's number off by a non-whole frame: kept as recorded, said so, old rules apply
+    out, chk, rep, a = run(late_pause, {0: 0, 1: 10 * I + 5})
+    assert rep["method"] is None and chk["start_shift_frames"] == 1   # read as a race
+    assert any("differs from the script's" in w for w in a.warnings)

@@ -41,6 +41,7 @@ class AnchorSet:
     stop: dict | None = None   # sidecar: {"signal_mono_ns", "paused", "pause_total_ns", "unpause_margins"}
     truncated: str | None = None   # why the recording is cut short (aligned anyway)
     pauses: list = field(default_factory=list)   # marker fallback: [(paused, resumed) epoch ns]
+    obs_pause_offsets: dict | None = None   # sidecar 1.2.0+: {segment: OBS's paused total before it}
 
 
 def stop_info(sidecar: Sidecar | None) -> dict | None:
@@ -57,6 +58,22 @@ def stop_info(sidecar: Sidecar | None) -> dict | None:
     return {"signal_mono_ns": stops[0]["signal_mono_ns"], "paused": bool(stops[0].get("paused")),
             "pause_total_ns": unp[-1]["pause_offset_ns"] if unp else 0,
             "unpause_margins": edges}
+
+
+def obs_pause_offsets(sidecar: Sidecar) -> dict[int, int] | None:
+    """Per segment number, OBS's own paused total before that segment (script 1.2.0+:
+    the video encoder's pause offset in each ``segment`` record, taken relative to
+    segment 0's), or None when any segment record lacks it."""
+    segs = [r for r in sidecar.records if r.get("kind") == "segment"]
+    vals = {}
+    for r in segs:
+        v, k = r.get("obs_pause_offset_ns"), r.get("segment")
+        if not isinstance(v, int) or isinstance(v, bool) or not isinstance(k, int):
+            return None
+        vals[k] = v
+    if 0 not in vals:
+        return None
+    return {k: v - vals[0] for k, v in vals.items()}
 
 
 def anchors_from_captions(captions: Sequence[tuple[int, str]]) -> tuple[list[SegmentAnchor], list[ClockPair], int, int]:
@@ -165,7 +182,8 @@ def choose_anchors(captions: Sequence[tuple[int, str]], sidecar: Sidecar | None,
                                  [seg_map[k] for k in sorted(seg_map)], clocks,
                                  warnings=warnings + cross["problems"], crosscheck=cross,
                                  bad_captions=bad, header=sidecar.header,
-                                 stop=stop_info(sidecar))
+                                 stop=stop_info(sidecar),
+                                 obs_pause_offsets=obs_pause_offsets(sidecar))
             warnings.append("captions and sidecar disagree (" + "; ".join(cross["problems"])
                             + "); using the captions, which travel inside the video")
             return AnchorSet("captions", "exact", cap_id, c_segs, c_clocks, warnings=warnings,
@@ -177,7 +195,7 @@ def choose_anchors(captions: Sequence[tuple[int, str]], sidecar: Sidecar | None,
             warnings.append("sidecar ends in a torn line (OBS or the script stopped abruptly)")
         return AnchorSet("sidecar", "exact", sidecar.recording_id, list(sidecar.segments),
                          list(sidecar.clocks), warnings=warnings, header=sidecar.header,
-                         stop=stop_info(sidecar))
+                         stop=stop_info(sidecar), obs_pause_offsets=obs_pause_offsets(sidecar))
     if has_epoch_cues(subtitle_cues):
         return AnchorSet("owa_subtitles", "approximate", None, raw_cues=list(subtitle_cues),
                          warnings=warnings)

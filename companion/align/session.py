@@ -53,7 +53,10 @@ def build_frames(scan, anchors: AnchorSet) -> tuple[pa.Table, dict]:
     mono = None
     if anchors.segments:
         segs = timeline.check_segments(anchors.segments)
-        segs, facts["start_check"] = _check_start(segs, n, anchors)
+        settled, facts["pause_edges"] = _settle_pause_edges(segs, anchors)
+        exact_edges = (facts["pause_edges"] or {}).get("method") is not None
+        segs, facts["start_check"] = _check_start(settled, n, anchors,
+                                                  segs if exact_edges else None)
         interval = segs[0].interval_ns
         hdr = anchors.header or {}
         fps = (Fraction(int(hdr["fps_num"]), int(hdr["fps_den"]))
@@ -136,7 +139,65 @@ def max_start_shift(interval_ns: int) -> int:
     return max(MAX_START_SHIFT, -(-MAX_START_SHIFT_NS // int(interval_ns)))
 
 
-def _check_start(segs, n_packets: int, anchors: AnchorSet):
+def _settle_pause_edges(segs, anchors: AnchorSet):
+    """Put every pause edge where OBS put it, from OBS's own paused totals.
+
+    The script reads the clock in its pause/unpause signal handlers, which run after
+    OBS's own read, so an edge it places can only be late (by a frame when the handler
+    waited longer than its margin, e.g. for the GIL). The sidecar of script 1.2.0+ also
+    carries, per segment, the video encoder's pause offset: the sum of OBS's own
+    ``ts_end - ts_start`` before that segment. Comparing pause by pause: OBS's pause
+    ``j`` frames longer than the script's means the script's pause edge was ``j`` frames
+    late (the frames-before-pause count, every later segment's ``pts_base``, is ``j``
+    too many); ``j`` frames shorter, its unpause edge was (that segment starts ``j``
+    frames earlier). Both edges of one pause late by the same amount cancel out and stay
+    unseen (a frame at the pause boundary off; rare squared). Returns the segments and
+    a report for ``alignment.pause_edges`` (None without OBS's offsets)."""
+    from dataclasses import replace
+    offs = anchors.obs_pause_offsets
+    if not offs or len(segs) < 2:
+        return segs, None
+    interval = segs[0].interval_ns
+    out = list(segs)
+    report = {"method": "obs_encoder_pause_offset", "pause_edges_moved": [],
+              "unpause_edges_moved": []}
+    if any(s.segment not in offs for s in out) or offs[out[0].segment] != 0:
+        report.update(method=None, note="OBS pause offsets missing for some segments")
+        return segs, report
+    limit = max_start_shift(interval)
+    moved = []
+    for k in range(1, len(out)):
+        d = offs[out[k].segment] - out[k].pause_offset_ns
+        if d == 0:
+            continue
+        j, rem = divmod(abs(d), interval)
+        if rem or j > limit:
+            anchors.warnings.append(
+                f"OBS's paused time before segment {out[k].segment} differs from the "
+                f"script's by {d} ns (not a whole frame or too many); pause edges kept")
+            report.update(method=None, note=f"disagreement of {d} ns at segment {out[k].segment}")
+            return segs, report
+        if d > 0:        # the pause edge was late: fewer frames before the pause
+            for i in range(k, len(out)):
+                out[i] = replace(out[i], pts_base=out[i].pts_base - j,
+                                 pause_offset_ns=out[i].pause_offset_ns + d)
+            kind = "pause"
+        else:            # the unpause edge was late: the segment starts earlier
+            out[k] = replace(out[k], frame_ns=out[k].frame_ns + d)
+            for i in range(k, len(out)):
+                out[i] = replace(out[i], pause_offset_ns=out[i].pause_offset_ns + d)
+            kind = "unpause"
+        report[f"{kind}_edges_moved"].append({"segment": out[k].segment, "frames": j})
+        moved.append(f"the {kind} edge before segment {out[k].segment} {j} frame(s)")
+    if moved:
+        anchors.warnings.append("the OBS script placed " + ", ".join(moved) + " late (its "
+                                "signal handler ran late); moved to OBS's own edges")
+    return out, report
+
+
+def _check_start(segs, n_packets: int, anchors: AnchorSet, unsettled=None):
+    # ``unsettled``: the segments as the script placed them, when ``segs`` has every
+    # pause edge settled from OBS's own pause offsets (``_settle_pause_edges``)
     """Pin the first recorded frame from the recording's end (timeline.start_from_stop).
 
     The first-active-tick anchor is almost always the first recorded frame, but OBS's
@@ -155,10 +216,15 @@ def _check_start(segs, n_packets: int, anchors: AnchorSet):
     if st["paused"]:
         return segs, {"method": None, "note": "stopped while paused: start not cross-checked"}
     interval = segs[0].interval_ns
+    # edges settled from OBS's own pause offsets change the paused total by as much
+    total = st["pause_total_ns"]
+    if unsettled is not None:
+        total += segs[-1].pause_offset_ns - unsettled[-1].pause_offset_ns
+    st = dict(st, pause_total_ns=total)
     shift, margin = timeline.start_from_stop(segs[0].frame_ns, interval, n_packets,
-                                             st["signal_mono_ns"], st["pause_total_ns"])
+                                             st["signal_mono_ns"], total)
     check = {"method": "stop_rule", "start_shift_frames": shift, "margin_ns": margin}
-    if shift < 0:
+    if shift < 0 and unsettled is None:     # settled edges are OBS's: none in doubt
         segs, shift, margin = _move_doubtful_unpause_edges(segs, shift, n_packets, st, anchors,
                                                            check)
         check.update({"start_shift_frames": shift, "margin_ns": margin})
@@ -625,6 +691,7 @@ def _merge_metadata(meta: dict, sid: str, scan, anchors: AnchorSet, facts: dict,
         "end_t_ns": facts.get("end_t_ns"),
         "segments": facts.get("segments", []),
         "start_check": facts.get("start_check"),
+        "pause_edges": facts.get("pause_edges"),
         "frame_slots_missing": missing,
         "event_count": n_ev,
         "events_outside_video": outside,

@@ -6,7 +6,8 @@ One JSON object per line, ``kind`` first. Kinds (see docs/contracts/captions-and
   fps_num, fps_den, interval_ns, base/output width and height, recording_path,
   started_epoch_ns, started_mono_ns.
 - ``segment``: the SegmentAnchor fields (segment, pts_base, frame_ns, interval_ns,
-  pause_offset_ns) plus epoch_ns/mono_ns read in the same tick.
+  pause_offset_ns) plus epoch_ns/mono_ns read in the same tick, and (script 1.2.0+)
+  obs_pause_offset_ns, OBS's own paused total (``align.anchors.obs_pause_offsets``).
 - ``clock``: epoch_ns, mono_ns (about one per second while recording).
 - ``pause`` / ``unpause``: the pause edge on the frame grid (``edge_ns``), the signal
   time and margin, frames before the pause / cumulative paused time.
