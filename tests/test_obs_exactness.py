@@ -102,39 +102,46 @@ def test_recovered_frame_times_equal_obs_frame_clock(tmp_path, fps):
     assert 1.0e9 < gap < 2.0e9
 
 
-LATE_PAUSE = Path(__file__).parent / "obs_scripts" / "late_pause_handler.py"
+LATE_HANDLER = Path(__file__).parent / "obs_scripts" / "late_edge_handler.py"
 
 
-def test_pause_edge_placed_late_is_settled_from_obs_pause_offset(tmp_path):
-    """The script's pause handler made to run a frame interval late (as a loaded machine
-    does now and then: the handler waits for the GIL): the script places the pause edge
-    late, which the stop rule alone would take for a start race (the first segment then
-    a frame late). OBS's own pause offset in the sidecar settles it: every frame exact."""
+@pytest.mark.parametrize("edge", ["pause", "unpause"])
+def test_edge_placed_late_is_settled_from_obs_pause_offset(tmp_path, edge):
+    """The script's pause (or unpause) handler made to run a frame interval late, as a
+    loaded machine does now and then (the handler waits for the GIL): the script places
+    that edge late. The stop rule alone would take a late pause edge for a start race
+    (the first segment then a frame late); OBS's own pause offset in the sidecar settles
+    either edge: every frame exact."""
     with ObsInstance(tmp_path, fps_num=60, markers=2,
-                     extra_scripts=[(MARKER_SCRIPT, {}), (LATE_PAUSE, {})]) as obs:
+                     extra_scripts=[(MARKER_SCRIPT, {}), (LATE_HANDLER, {"signal": edge})]) as obs:
         mkv = obs.record(4.0, pause_at=1.5, pause_for=1.2)
     scan = scan_video(mkv)
     sidecar = read_sidecar(sidecar_path_for(mkv))
     shown = video_markers(mkv)
     interval = sidecar.header["interval_ns"]
     seg1 = [r for r in sidecar.records if r.get("kind") == "segment" and r["segment"] == 1]
-    late = (seg1[0]["obs_pause_offset_ns"] - seg1[0]["pause_offset_ns"]) // interval
-    assert late >= 1, seg1          # the delay worked: the script's pause was too short
+    diff = (seg1[0]["obs_pause_offset_ns"] - seg1[0]["pause_offset_ns"]) // interval
+    late = diff if edge == "pause" else -diff
+    assert late >= 1, seg1          # the delay worked: the script's edge is late
     for caps in ([], scan.captions):
         anchors = choose_anchors(caps, sidecar, [], None)
         frames, facts = build_frames(scan, anchors)
-        assert facts["pause_edges"]["pause_edges_moved"] == [{"segment": 1, "frames": late}]
+        pe = facts["pause_edges"]
+        assert pe[f"{edge}_edges_moved"] == [{"segment": 1, "frames": late}], pe
+        assert pe["pause_edges_moved" if edge == "unpause" else "unpause_edges_moved"] == []
         assert facts["start_check"]["start_shift_frames"] == 0
         assert check_markers(shown, _expected(frames, interval))["wrong"] == []
-        assert any("pause edge before segment 1" in w for w in anchors.warnings)
-    # the same sidecar without OBS's offsets (a script before 1.2.0) reads as a start race
-    old = choose_anchors([], sidecar, [], None)
-    old.obs_pause_offsets = None
-    frames_o, facts_o = build_frames(scan, old)
-    assert facts_o["start_check"]["start_shift_frames"] == late
-    wrong = [w[0] for w in check_markers(shown, _expected(frames_o, interval))["wrong"]]
-    seg = frames_o.column("segment").to_pylist()
-    assert wrong == [i for i, k in enumerate(seg) if k == 0]
+        assert any(f"the {edge} edge before segment 1" in w for w in anchors.warnings)
+    if edge == "pause":
+        # the same sidecar without OBS's offsets (a script before 1.2.0) reads as a
+        # start race: the first segment, and only it, is then late
+        old = choose_anchors([], sidecar, [], None)
+        old.obs_pause_offsets = None
+        frames_o, facts_o = build_frames(scan, old)
+        assert facts_o["start_check"]["start_shift_frames"] == late
+        wrong = [w[0] for w in check_markers(shown, _expected(frames_o, interval))["wrong"]]
+        seg = frames_o.column("segment").to_pylist()
+        assert wrong == [i for i, k in enumerate(seg) if k == 0]
 
 
 def test_naive_caption_text_is_not_frame_time(tmp_path):

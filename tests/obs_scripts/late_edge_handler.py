@@ -1,4 +1,5 @@
-"""Test-only OBS script: nm_timestamps' "pause" handler runs one frame interval late.
+"""Test-only OBS script: nm_timestamps' "pause" handler runs one frame interval late
+(or its "unpause" handler: setting ``signal``).
 
 It connects a handler to the recording output's "pause" signal that sleeps one frame
 interval, twice: when the recording is starting (before nm_timestamps connects its own,
@@ -7,7 +8,7 @@ whichever order libobs calls a signal's handlers in, one of them runs before
 nm_timestamps'. OBS picks the pause edge before emitting the signal, so nm_timestamps
 then reads the clock about a frame late and places the pause edge a frame late: the
 case a loaded machine (the handler waiting for the GIL) produces now and then, made
-certain. The unpause and stopping signals are left alone.
+certain. The other signals are left alone.
 """
 import time
 
@@ -16,6 +17,7 @@ import obspython as obs
 _out = None
 _connected = 0
 _active = False
+_signal = "pause"
 
 
 def _delay(cd):
@@ -25,7 +27,7 @@ def _delay(cd):
 def _connect():
     global _connected
     if _out is not None:
-        obs.signal_handler_connect(obs.obs_output_get_signal_handler(_out), "pause", _delay)
+        obs.signal_handler_connect(obs.obs_output_get_signal_handler(_out), _signal, _delay)
         _connected += 1
 
 
@@ -34,7 +36,7 @@ def _disconnect():
     if _out is not None:
         handler = obs.obs_output_get_signal_handler(_out)
         for _ in range(_connected):
-            obs.signal_handler_disconnect(handler, "pause", _delay)
+            obs.signal_handler_disconnect(handler, _signal, _delay)
         obs.obs_output_release(_out)
     _out, _connected = None, 0
 
@@ -58,8 +60,10 @@ def script_tick(seconds):
 
 
 def script_load(settings):
+    global _signal
+    _signal = obs.obs_data_get_string(settings, "signal") or "pause"
     obs.obs_frontend_add_event_callback(_on_event)
-    obs.script_log(obs.LOG_INFO, "late_pause_handler loaded")
+    obs.script_log(obs.LOG_INFO, "late_edge_handler loaded")
 
 
 def script_unload():
