@@ -263,13 +263,13 @@ class Recording:
         self.seg_base = pts_base
         self.seg_start_ns = frame_ns
         self.pause_offset = pause_offset
+        epoch, mono = self.pair()
+        self.caption(anchor_caption(self.rec_id, self.segment, pts_base, frame_ns,
+                                    self.interval, pause_offset))
         # OBS's own paused total, kept on the video encoder (libobs adds each pause's
         # length when it is unpaused, before the unpause signal): it settles an edge
         # this script placed a frame late (docs/contracts/captions-and-sidecar.md)
         obs_offset = self.clock.encoder_pause_offset_ns(self.output)
-        epoch, mono = self.pair()
-        self.caption(anchor_caption(self.rec_id, self.segment, pts_base, frame_ns,
-                                    self.interval, pause_offset))
         rec = {"kind": "segment", "recording_id": self.rec_id, "segment": self.segment,
                "pts_base": pts_base, "frame_ns": frame_ns, "interval_ns": self.interval,
                "pause_offset_ns": pause_offset, "epoch_ns": epoch, "mono_ns": mono}
