@@ -542,34 +542,54 @@ class _MkvWalk:
         if sink is not None:
             try:
                 if self.audio_cols is not None:
-                    self._audio(sink)
+                    # a sink that decodes elsewhere (dataset.audio_child) takes the table
+                    put_blocks = getattr(sink, "put_blocks", None)
+                    if put_blocks is None or not put_blocks(
+                            self.path, self.audio_stream.index, self.tb, self.audio_shift,
+                            *self.audio_cols):
+                        self._audio(sink)
             finally:
                 sink.finish()
         return self.packets
 
     def _audio(self, sink) -> None:
         ts, off, size = self.audio_cols
-        stream, tb, shift = self.audio_stream, self.tb, self.audio_shift
-        put = sink.put
-        Packet = av.Packet
-        pread = _pread
-        fd = os.open(self.path, _O_RDONLY)
         try:
-            for i in range(len(ts)):
-                n = size[i]
-                data = pread(fd, n, off[i])
-                if len(data) != n:
-                    raise _bad(self.path, "the file changed while it was read")
-                p = Packet(data)
-                p.pts = p.dts = ts[i] - shift
-                p.time_base = tb
-                p.stream = stream
-                put(p)
-        finally:
-            os.close(fd)
-        p = Packet()
-        p.stream = stream
-        put(p)
+            decode_blocks(self.path, self.audio_stream, self.tb, self.audio_shift, ts, off,
+                          size, sink.put)
+        except ShortRead:
+            raise _bad(self.path, "the file changed while it was read") from None
+
+
+class ShortRead(OSError):
+    """An audio block read back shorter than the walk found it (the file changed)."""
+
+
+def decode_blocks(path, stream, tb: Fraction, shift: int, ts, off, size, put) -> None:
+    """Hand ``put`` the packets PyAV's demuxer would give for the audio blocks the walk
+    found (``ts`` in ticks of ``tb``, file offsets and sizes; read with ``pread``, a few
+    hundred bytes each, no mapping), then PyAV's empty end-of-stream packet. ``stream``:
+    the PyAV stream they belong to (its decoder is used). Raises ``ShortRead``. Runs in
+    the scan, or in ``dataset.audio_child``'s process on the same table."""
+    Packet = av.Packet
+    pread = _pread
+    fd = os.open(path, _O_RDONLY)
+    try:
+        for i in range(len(ts)):
+            n = size[i]
+            data = pread(fd, n, off[i])
+            if len(data) != n:
+                raise ShortRead(f"{path}: audio block at {off[i]} read short")
+            p = Packet(data)
+            p.pts = p.dts = ts[i] - shift
+            p.time_base = tb
+            p.stream = stream
+            put(p)
+    finally:
+        os.close(fd)
+    p = Packet()
+    p.stream = stream
+    put(p)
 
 
 def _read_layout(fd: int, cut_ok: bool = False) -> tuple[int, mkv.Layout]:

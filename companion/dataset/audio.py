@@ -280,17 +280,7 @@ class AudioSpool:
         """Write one WAV per range (see ``AudioSplitter``); returns its per-chunk stats."""
         if not self.finished:
             raise RuntimeError("audio spool not finished")
-        sp = AudioSplitter(ranges, [Path(p) for p in paths], self.rate, self.channels)
-        log = np.frombuffer(self._log, dtype=np.int64).reshape(-1, 2)
-        with open(self.path, "rb") as f:
-            for pos, n in log.tolist():
-                if cancel is not None and cancel.is_set():
-                    raise AudioCancelled("audio split cancelled")
-                data = np.fromfile(f, dtype="<i2", count=n * self.channels)
-                if data.shape[0] != n * self.channels:
-                    raise OSError(f"{self.path}: audio spool is short")
-                sp.add_samples(pos, data.reshape(n, self.channels))
-        return sp.finish()
+        return split_spool(self.path, self._log, self.rate, self.channels, ranges, paths, cancel)
 
     def remove(self) -> None:
         self.finish()
@@ -298,6 +288,24 @@ class AudioSpool:
             self.path.unlink()
         except FileNotFoundError:
             pass
+
+
+def split_spool(path, log, rate: int, channels: int,
+                ranges: Sequence[tuple[Fraction, Fraction]], paths: Sequence,
+                cancel=None) -> list[dict]:
+    """Replay a spool (raw s16 file ``path`` plus its ``(pos, n)`` ``log``, an int64
+    buffer) into an ``AudioSplitter``: one WAV per range; returns its per-chunk stats."""
+    sp = AudioSplitter(ranges, [Path(p) for p in paths], rate, channels)
+    log = np.frombuffer(log, dtype=np.int64).reshape(-1, 2)
+    with open(path, "rb") as f:
+        for pos, n in log.tolist():
+            if cancel is not None and cancel.is_set():
+                raise AudioCancelled("audio split cancelled")
+            data = np.fromfile(f, dtype="<i2", count=n * channels)
+            if data.shape[0] != n * channels:
+                raise OSError(f"{path}: audio spool is short")
+            sp.add_samples(pos, data.reshape(n, channels))
+    return sp.finish()
 
 
 class AudioCancelled(Exception):

@@ -42,6 +42,7 @@ class EarlyStart:
         self.staging: Path | None = None
         self.copy = None
         self.spool = None
+        self._audio_proc = None        # audio_child's process, until audio_sink takes it
         self._header_seen = False
         self.adopted = False
         self._made: list[Path] = []
@@ -105,6 +106,9 @@ class EarlyStart:
             # the scan's Matroska walk gives every frame's place in the file (walk_sink)
             self.copy = MuxCopy.start(work, size, self.checksums)
             if self.copy is not None:
+                from . import audio_child
+                if info.audio_codec == "aac" and audio_child.wanted(self.checksums):
+                    self._audio_proc = audio_child.start_process()   # decodes beside the walk
                 return
         exe = find_ffmpeg()
         if exe is None or _DECODER_ALIASES.get(info.codec, info.codec) not in FAST_CODECS:
@@ -136,12 +140,19 @@ class EarlyStart:
             m.put_walk(table)
 
     def audio_sink(self, rate: int, channels: int):
-        """An ``AudioSpool`` in the staging folder for the scan's audio packets, or None."""
+        """An ``AudioSpool`` in the staging folder for the scan's audio packets (a
+        ``ChildAudioSpool`` when the audio child was started), or None."""
         from .audio import AudioSpool
         if self.staging is None:
             return None
+        path = self.staging / ".audio-spool.s16"
+        if self._audio_proc is not None:
+            from .audio_child import ChildAudioSpool
+            proc, self._audio_proc = self._audio_proc, None
+            self.spool = ChildAudioSpool(proc, path, rate, channels)
+            return self.spool
         try:
-            self.spool = AudioSpool(self.staging / ".audio-spool.s16", rate, channels)
+            self.spool = AudioSpool(path, rate, channels)
         except OSError:
             self.spool = None
         return self.spool
@@ -155,6 +166,10 @@ class EarlyStart:
         return self.staging
 
     def discard(self) -> None:
+        if self._audio_proc is not None:
+            from .audio_child import stop_process
+            proc, self._audio_proc = self._audio_proc, None
+            stop_process(proc)
         if self.copy is not None:
             c, self.copy = self.copy, None
             c.discard()

@@ -1,0 +1,249 @@
+"""The dataset's audio decoded in a child process, beside the walk, the copy and the
+events (``nm-align --dataset`` on an MKV the Matroska walker reads).
+
+PyAV holds the GIL while FFmpeg decodes, so decoding the AAC packets in the scan puts
+~0.5 s per 10 minutes of audio on the main process, which is the long pole when the
+copy child has less to do. A child process does the same work on another core: it is
+started with the container header (``early.EarlyStart``), so its imports (PyAV, numpy)
+overlap the parent's, and is given the walk's audio block table
+(``ChildAudioSpool.put_blocks``, called by ``demux._MkvWalk.read``). It runs exactly the
+in-process code (``demux.decode_blocks`` into an ``audio.AudioSpool``), so the spool and
+the WAVs cut from it are byte-identical; ``usable`` waits for it. Anything that goes
+wrong (the child does not start or dies, a short read, the scan falling back to PyAV's
+demuxer) leaves the spool decoding in process or unusable, and the caller decodes from
+the file as before. ``wanted`` says when a child pays (docs/benchmarks.md).
+
+Protocol: one JSON line on stdin ``{"src", "stream", "tb", "shift", "n", "table",
+"spool", "rate", "channels"}`` (``table``: a file of ``3 x n`` little-endian int64:
+timestamps, offsets, sizes); one JSON line back ``{"ok": bool, "error": str | None,
+"log": k}`` followed by ``2 x k`` int64 (the spool's ``(pos, n)`` log). stdin ending
+without a job: the child exits 0 and writes nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from array import array
+from fractions import Fraction
+from pathlib import Path
+
+
+def wanted(checksums: bool) -> bool:
+    """Whether decoding in a child is worth its ~0.3 s of start-up CPU: with at least 3
+    CPUs, or when the copy child does not hash (then it leaves a core partly idle; on 2
+    CPUs a hashing copy child and the main process already keep both busy, and a third
+    process only adds work: measured, docs/benchmarks.md)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return cpus >= 3 or (cpus >= 2 and not checksums)
+
+
+def start_process() -> subprocess.Popen | None:
+    """Start the child (it imports, then waits for its job); None if it cannot start."""
+    import companion
+    env = dict(os.environ)
+    pkg_root = str(Path(companion.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "companion.dataset.audio_child"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=env, close_fds=True)
+    except OSError:
+        return None
+
+
+def stop_process(proc: subprocess.Popen | None) -> None:
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for f in (proc.stdin, proc.stdout):
+        try:
+            if f is not None:
+                f.close()
+        except OSError:
+            pass
+
+
+class ChildAudioSpool:
+    """An ``audio.AudioSpool`` whose decoding runs in ``proc`` (see module doc); same
+    interface (``put``, ``finish``, ``usable``, ``split``, ``remove``, ``error``) plus
+    ``put_blocks``. Owns ``proc`` from here on."""
+
+    def __init__(self, proc: subprocess.Popen, path, rate: int, channels: int):
+        self.proc: subprocess.Popen | None = proc
+        self.path = Path(path)
+        self.table = self.path.with_name(self.path.name + ".blocks")
+        self.rate, self.channels = int(rate), int(channels)
+        self.error: BaseException | None = None
+        self.finished = False
+        self._local = None         # an in-process AudioSpool once packets come one by one
+        self._sent = False
+        self._log: array | None = None
+        self._waited = False
+
+    # -- feeding (the scan) ----------------------------------------------------------
+    def put_blocks(self, src, stream_index: int, tb: Fraction, shift: int, ts, off, size) -> bool:
+        """Give the child the walk's audio block table. False: decode in process (the
+        caller then feeds ``put``)."""
+        if self.proc is None or self._local is not None or self._sent:
+            return False
+        try:
+            with open(self.table, "wb") as f:
+                for col in (ts, off, size):
+                    a = array("q", col)
+                    if sys.byteorder != "little":   # pragma: no cover
+                        a.byteswap()
+                    a.tofile(f)
+            job = {"src": str(Path(src).resolve()), "stream": int(stream_index),
+                   "tb": str(Fraction(tb)), "shift": int(shift), "n": len(ts),
+                   "table": str(self.table), "spool": str(self.path),
+                   "rate": self.rate, "channels": self.channels}
+            self.proc.stdin.write(json.dumps(job).encode() + b"\n")
+            self.proc.stdin.close()
+        except (OSError, ValueError):
+            stop_process(self.proc)
+            self.proc = None
+            return False
+        self._sent = True
+        return True
+
+    def put(self, pkt) -> None:
+        """A packet at a time (PyAV's demuxer read the file): decode in process."""
+        if self._local is None:
+            from .audio import AudioSpool
+            if self.error is not None:
+                return
+            stop_process(self.proc)
+            self.proc = None
+            try:
+                self._local = AudioSpool(self.path, self.rate, self.channels)
+            except OSError as e:
+                self.error = e
+                return
+        self._local.put(pkt)
+
+    def finish(self) -> None:
+        if self._local is not None:
+            self._local.finish()
+        elif self.proc is not None and not self._sent:
+            stop_process(self.proc)        # no job will come
+            self.proc = None
+
+    stop = finish
+
+    # -- results (the dataset step) ---------------------------------------------------
+    def _wait(self) -> None:
+        if self._waited:
+            return
+        self._waited = True
+        proc, self.proc = self.proc, None
+        if proc is None or not self._sent:
+            self.error = self.error or RuntimeError("audio child did not decode")
+            stop_process(proc)
+            return
+        try:
+            line = proc.stdout.readline()
+            res = json.loads(line) if line else {"ok": False, "error": "audio child died"}
+            k = int(res.get("log", 0)) if res.get("ok") else 0
+            log = array("q")
+            if k:
+                data = proc.stdout.read(16 * k)
+                if len(data) != 16 * k:
+                    raise OSError("audio child's log cut short")
+                log.frombytes(data)
+                if sys.byteorder != "little":   # pragma: no cover
+                    log.byteswap()
+            if res.get("ok"):
+                self._log = log
+                self.finished = True
+            else:
+                self.error = RuntimeError(str(res.get("error")))
+        except (OSError, ValueError) as e:
+            self.error = e
+        finally:
+            stop_process(proc)
+            try:
+                self.table.unlink()
+            except OSError:
+                pass
+
+    def usable(self, rate: int, channels: int) -> bool:
+        if self._local is not None:
+            return self._local.usable(rate, channels)
+        self._wait()
+        return self.finished and self.rate == int(rate) and self.channels == int(channels)
+
+    def split(self, ranges, paths, cancel=None) -> list[dict]:
+        from .audio import split_spool
+        if self._local is not None:
+            return self._local.split(ranges, paths, cancel=cancel)
+        if not self.finished:
+            raise RuntimeError("audio spool not finished")
+        return split_spool(self.path, self._log, self.rate, self.channels, ranges, paths, cancel)
+
+    def remove(self) -> None:
+        if self._local is not None:
+            self._local.remove()
+        stop_process(self.proc)
+        self.proc = None
+        for p in (self.path, self.table):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+
+
+def _main() -> int:
+    import av
+
+    from companion.align.demux import decode_blocks
+    from companion.dataset.audio import AudioSpool
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return 0
+    out = sys.stdout.buffer
+    spool = None
+    try:
+        job = json.loads(line)
+        n = int(job["n"])
+        cols = []
+        with open(job["table"], "rb") as f:
+            for _ in range(3):
+                a = array("q")
+                a.fromfile(f, n)
+                if sys.byteorder != "little":   # pragma: no cover
+                    a.byteswap()
+                cols.append(a)
+        container = av.open(job["src"], mode="r")
+        try:
+            stream = container.streams[int(job["stream"])]
+            spool = AudioSpool(job["spool"], job["rate"], job["channels"])
+            decode_blocks(job["src"], stream, Fraction(job["tb"]), int(job["shift"]), *cols,
+                          spool.put)
+            spool.finish()
+        finally:
+            container.close()
+        if spool.error is not None or not spool.finished:
+            raise RuntimeError(f"{type(spool.error).__name__}: {spool.error}")
+        log = spool._log
+        out.write(json.dumps({"ok": True, "error": None, "log": len(log) // 2}).encode() + b"\n")
+        if sys.byteorder != "little":   # pragma: no cover
+            log.byteswap()
+        out.write(log.tobytes())
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which falls back
+        if spool is not None:
+            spool.finish()
+        msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        out.write(json.dumps({"ok": False, "error": msg}).encode() + b"\n")
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
