@@ -44,7 +44,7 @@ def test_child_spool_and_wavs_are_byte_identical(tmp_path, path):
     a, b = _spools(tmp_path, path)
     assert b._sent and b._local is None            # the child decoded it
     assert a.usable(a.rate, a.channels) and b.usable(a.rate, a.channels)
-    assert b.proc is None and not b.table.exists()  # child reaped, table removed
+    assert b.proc is None                           # child reaped
     assert list(a._log) == list(b._log) and len(a._log)
     assert (tmp_path / "local.s16").read_bytes() == (tmp_path / "child.s16").read_bytes()
     ranges = [(Fraction(0), Fraction(1)), (Fraction(1), Fraction(5, 2)), (Fraction(5, 2), Fraction(9))]
@@ -75,7 +75,7 @@ def test_dead_child_falls_back_to_in_process(tmp_path):
 
     scan_video(FIXTURES[0], audio_sink=child)
     c = got["c"]
-    assert not c._sent and c._local is not None and c.usable(c.rate, c.channels)
+    assert c._local is not None and c.usable(c.rate, c.channels)
     a, _ = _spools(tmp_path, FIXTURES[0])
     assert (tmp_path / "local.s16").read_bytes() == (tmp_path / "child.s16").read_bytes()
 
@@ -86,12 +86,24 @@ def test_child_failure_is_reported_not_raised(tmp_path):
     src = tmp_path / "gone.mkv"
     src.write_bytes(b"not a video")
     c = ChildAudioSpool(start_process(), tmp_path / "c.s16", 48000, 2)
-    assert c.put_blocks(src, 1, Fraction(1, 1000), 0, [0], [0], [4]) is True
+    assert c.begin_blocks(src, 1, Fraction(1, 1000), 0) is True
+    c.add_blocks([0], [0], [4])            # may already fail: the child may have quit
+    c.end_blocks()
     c.finish()
     assert c.usable(48000, 2) is False
     assert c.error is not None and str(c.error)
     c.remove()
-    assert not (tmp_path / "c.s16").exists() and not c.table.exists()
+    assert not (tmp_path / "c.s16").exists()
+
+
+def test_walk_cut_short_leaves_the_child_spool_unusable(tmp_path):
+    """The walk started streaming blocks and the scan stopped before their end: the
+    child sees its input end inside the job; the spool is unusable, nothing raises."""
+    a, _ = _spools(tmp_path, FIXTURES[0])
+    c = ChildAudioSpool(start_process(), tmp_path / "c.s16", a.rate, a.channels)
+    assert c.begin_blocks(FIXTURES[0], 1, Fraction(1, 1000), 0)
+    c.finish()                              # no end_blocks: as when the scan failed
+    assert c.usable(a.rate, a.channels) is False and "stopped sending" in str(c.error)
 
 
 def test_unused_child_is_stopped_by_finish_and_remove(tmp_path):
@@ -137,7 +149,7 @@ def test_dataset_with_the_audio_child_is_identical(tmp_path, monkeypatch, checks
     assert len(started) == 1 and started[0].poll() is not None
     assert s["dataset"]["audio"] is True
     _same_dataset(root, _tree(root), tmp_path / "ref", ref)
-    assert not list(root.rglob("*.s16")) and not list(root.rglob("*.blocks"))
+    assert not list(root.rglob("*.s16"))
 
 
 def test_cli_no_checksums_on_two_cpus_uses_the_child(tmp_path, monkeypatch):
@@ -153,3 +165,35 @@ def test_cli_no_checksums_on_two_cpus_uses_the_child(tmp_path, monkeypatch):
     assert rc == 0
     assert isinstance(spy.spool[0], ChildAudioSpool) and spy.spool[0].finished
     _same_dataset(root, _tree(root), tmp_path / "ref", ref)
+
+
+def test_walk_giving_up_after_streaming_decodes_in_process(tmp_path, monkeypatch):
+    """The walker sent blocks to the child and then gave up on the file (here: made to,
+    after 100 blocks, with a batch every 16 audio blocks): PyAV's demuxer reads it
+    again, the child is stopped and the spool is made in process, byte-identical."""
+    import companion.align.demux as demux
+    a, _ = _spools(tmp_path, FIXTURES[0])
+    orig = demux.mkv.iter_blocks
+
+    def gives_up(*args, **kw):
+        for i, b in enumerate(orig(*args, **kw)):
+            if i == 100:
+                raise demux.WalkerDeclined("test: gives up mid-file")
+            yield b
+    monkeypatch.setattr(demux.mkv, "iter_blocks", gives_up)
+    monkeypatch.setattr(demux, "AUDIO_FEED_STEP", 16)
+    got = {}
+    sent = []
+
+    def child(rate, channels):
+        got["c"] = c = ChildAudioSpool(start_process(), tmp_path / "child.s16", rate, channels)
+        orig_add = c.add_blocks
+        c.add_blocks = lambda *cols: sent.append(len(cols[0])) or orig_add(*cols)
+        return c
+
+    scan = scan_video(FIXTURES[0], audio_sink=child)
+    c = got["c"]
+    assert scan.demuxer == "pyav" and sent and c._sent        # blocks went out first
+    assert c._local is not None and c.proc is None
+    assert c.usable(a.rate, a.channels)
+    assert (tmp_path / "local.s16").read_bytes() == (tmp_path / "child.s16").read_bytes()

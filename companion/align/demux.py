@@ -316,7 +316,7 @@ class WalkerDeclined(Exception):
 
 
 def walk_matroska(path: Path, container, vs, sub, audio, progress=None, cap_codec=None,
-                  nls: int = 4, walk_sink=None):
+                  nls: int = 4, walk_sink=None, audio_feed=None):
     """Read ``path``'s packets with :mod:`companion.align.mkv` by ``pread``: returns a
     reader whose ``read`` hands the audio to the sink, or None when the file is anything
     the walker does not fully understand (then nothing was consumed and the PyAV reader
@@ -324,11 +324,14 @@ def walk_matroska(path: Path, container, vs, sub, audio, progress=None, cap_code
     ``progress``. ``container`` is the open PyAV container: stream parameters come from
     it, so both readers share the header facts. ``audio``: the audio stream a sink will
     decode (None: audio blocks are not read). ``walk_sink``: ``(sink, codec, width,
-    height)`` for ``scan_video``'s ``walk_sink`` (its ``walk_blocks`` calls)."""
+    height)`` for ``scan_video``'s ``walk_sink`` (its ``walk_blocks`` calls).
+    ``audio_feed``: an audio sink with ``begin_blocks``/``add_blocks`` (one that decodes
+    elsewhere, ``dataset.audio_child``): given the audio blocks as the walk finds them
+    (``read`` sends the rest and ``end_blocks``)."""
     counted = [0]
     try:
         return _MkvWalk.plan(path, container, vs, sub, audio, progress, cap_codec, nls, counted,
-                             walk_sink)
+                             walk_sink, audio_feed)
     except (WalkerDeclined, mkv.MkvError, OSError, ValueError, IndexError, OverflowError,
             BufferError):
         if counted[0] and isinstance(getattr(progress, "done", None), int):
@@ -384,20 +387,21 @@ class _MkvWalk:
         self.codec_private = codec_private
         self.audio_cols, self.audio_stream, self.audio_shift = audio_cols, audio_stream, audio_shift
         self.tb = tb
+        self.audio_sent: int | None = None    # blocks given to an audio_feed during the walk
 
     @classmethod
     def plan(cls, path: Path, container, vs, sub, audio, progress, cap_codec, nls,
-             counted: list, walk_sink=None) -> "_MkvWalk":
+             counted: list, walk_sink=None, audio_feed=None) -> "_MkvWalk":
         fd = os.open(path, _O_RDONLY)
         try:
             return cls._plan(path, fd, container, vs, sub, audio, progress, cap_codec, nls,
-                             counted, walk_sink)
+                             counted, walk_sink, audio_feed)
         finally:
             os.close(fd)
 
     @classmethod
     def _plan(cls, path, fd, container, vs, sub, audio, progress, cap_codec, nls,
-              counted, walk_sink=None) -> "_MkvWalk":
+              counted, walk_sink=None, audio_feed=None) -> "_MkvWalk":
         size, lay = _read_layout(fd)
         read = _pread_reader(fd)
         if lay.segment_size_known and lay.segment_end != size:
@@ -459,6 +463,17 @@ class _MkvWalk:
             ws, ws_codec, ws_w, ws_h = walk_sink
             step = int(ws.step)
             step_at = step + 1 if step > 0 else -1
+        # FFmpeg moves an audio track's packets earlier by its CodecDelay (encoder
+        # priming), rounded to the nearest tick; the decoder drops the primed samples
+        shift = 0
+        if at is not None and at.codec_delay:
+            num = at.codec_delay * tb.denominator
+            den = 1_000_000_000 * tb.numerator
+            shift = (2 * num + den) // (2 * den)
+        a_feed, a_sent, a_next = None, 0, -1   # audio_feed: blocks sent so far, next send
+        if audio_feed is not None and at is not None and \
+                audio_feed.begin_blocks(path, audio.index, tb, shift):
+            a_feed, a_next = audio_feed.add_blocks, AUDIO_FEED_STEP
         for track, ts, key, off, n, dur, extras in mkv.iter_blocks(read, lay):
             if track == vnum:
                 if extras:
@@ -494,6 +509,9 @@ class _MkvWalk:
                 a_ts.append(ts)
                 a_off.append(off)
                 a_size.append(n)
+                if len(a_ts) == a_next:
+                    a_feed(a_ts[a_sent:], a_off[a_sent:], a_size[a_sent:])
+                    a_sent, a_next = a_next, a_next + AUDIO_FEED_STEP
             elif track == snum:
                 if extras or not n or not dur:
                     raise WalkerDeclined(f"subtitle block without a duration at offset {off}")
@@ -515,15 +533,10 @@ class _MkvWalk:
         if not end_dur or end_dur <= 0:
             raise WalkerDeclined("last video block has no duration")
         r.end_max = (end_pts, end_dur)
-        # FFmpeg moves an audio track's packets earlier by its CodecDelay (encoder
-        # priming), rounded to the nearest tick; the decoder drops the primed samples
-        shift = 0
-        if at is not None and at.codec_delay:
-            num = at.codec_delay * tb.denominator
-            den = 1_000_000_000 * tb.numerator
-            shift = (2 * num + den) // (2 * den)
-        return cls(path, r, (a_ts, a_off, a_size) if at is not None else None, audio, shift, tb,
-                   (v_off, v_size), vt.codec_private)
+        w = cls(path, r, (a_ts, a_off, a_size) if at is not None else None, audio, shift, tb,
+                (v_off, v_size), vt.codec_private)
+        w.audio_sent = a_sent if a_feed is not None else None
+        return w
 
     def table(self, codec: str, width: int, height: int):
         """The video blocks as a :class:`WalkTable` (decode order)."""
@@ -542,11 +555,15 @@ class _MkvWalk:
         if sink is not None:
             try:
                 if self.audio_cols is not None:
-                    # a sink that decodes elsewhere (dataset.audio_child) takes the table
-                    put_blocks = getattr(sink, "put_blocks", None)
-                    if put_blocks is None or not put_blocks(
-                            self.path, self.audio_stream.index, self.tb, self.audio_shift,
-                            *self.audio_cols):
+                    k = self.audio_sent
+                    if k is not None:
+                        # a sink decoding elsewhere (dataset.audio_child) got the blocks
+                        # as the walk found them: the rest, then the end; if it cannot
+                        # take them, every packet is decoded here after all
+                        ts, off, size = self.audio_cols
+                        if not (sink.add_blocks(ts[k:], off[k:], size[k:]) and sink.end_blocks()):
+                            self._audio(sink)
+                    else:
                         self._audio(sink)
             finally:
                 sink.finish()
@@ -565,12 +582,18 @@ class ShortRead(OSError):
     """An audio block read back shorter than the walk found it (the file changed)."""
 
 
-def decode_blocks(path, stream, tb: Fraction, shift: int, ts, off, size, put) -> None:
+AUDIO_FEED_STEP = 512
+"""Audio blocks per ``add_blocks`` call to an audio feed during the walk (~11 s of AAC)."""
+
+
+def decode_blocks(path, stream, tb: Fraction, shift: int, ts, off, size, put,
+                  eos: bool = True) -> None:
     """Hand ``put`` the packets PyAV's demuxer would give for the audio blocks the walk
     found (``ts`` in ticks of ``tb``, file offsets and sizes; read with ``pread``, a few
-    hundred bytes each, no mapping), then PyAV's empty end-of-stream packet. ``stream``:
-    the PyAV stream they belong to (its decoder is used). Raises ``ShortRead``. Runs in
-    the scan, or in ``dataset.audio_child``'s process on the same table."""
+    hundred bytes each, no mapping), then (``eos``) PyAV's empty end-of-stream packet.
+    ``stream``: the PyAV stream they belong to (its decoder is used). Raises
+    ``ShortRead``. Runs in the scan, or in ``dataset.audio_child``'s process on the same
+    blocks, a batch at a time."""
     Packet = av.Packet
     pread = _pread
     fd = os.open(path, _O_RDONLY)
@@ -587,9 +610,10 @@ def decode_blocks(path, stream, tb: Fraction, shift: int, ts, off, size, put) ->
             put(p)
     finally:
         os.close(fd)
-    p = Packet()
-    p.stream = stream
-    put(p)
+    if eos:
+        p = Packet()
+        p.stream = stream
+        put(p)
 
 
 def _read_layout(fd: int, cut_ok: bool = False) -> tuple[int, mkv.Layout]:
@@ -666,7 +690,12 @@ def scan_video(path: str | os.PathLike, progress=None, *, on_header=None,
     the file has audio; it may return an object whose ``put(pkt)`` receives every packet
     of the first audio stream in stream order (PyAV's empty end-of-stream packet last)
     and whose ``finish()`` is called after the last one (also when demuxing stopped
-    early); returning None leaves the audio discarded as without a sink.
+    early); returning None leaves the audio discarded as without a sink. A sink that
+    decodes elsewhere also has ``begin_blocks(path, stream_index, time_base, shift)``
+    (True: it takes blocks), ``add_blocks(ts, offsets, sizes)`` and ``end_blocks()``
+    (False: it cannot, and gets the packets by ``put`` after all): when the walker
+    reads the file it gets the audio blocks' places as they are found instead of
+    packets (``dataset.audio_child``).
     ``walk_sink``: gets the video blocks' pts, keyframe flags, file offsets and sizes
     (decode order) while the Matroska walker reads them: ``walk_blocks(path, codec,
     codec_private, width, height, time_base, pts, key, offsets, sizes)`` with the growing
@@ -716,17 +745,24 @@ def _scan(container, path: Path, progress, on_header=None, audio_sink=None,
             progress.total = int(declared_end_s * float(rate)) + 1
     # The Matroska walker reads a few bytes per block instead of the whole file; it
     # gives up (None) on anything it does not fully understand, before any side effect.
-    walk = None
-    if mkv_walker and fmt.startswith("matroska"):
-        walk = walk_matroska(path, container, vs, sub, audio if audio_sink is not None else None,
-                             progress, cap_codec, nls,
-                             (walk_sink, codec, width, height) if walk_sink is not None else None)
-    reader = _PyAVReader(container, vs, sub, audio) if walk is None else walk
-    if walk is not None and walk_sink is not None:
-        walk_sink.put_walk(walk.table(codec, width, height))
     sink = None
     if audio_sink is not None and audio is not None and audio_rate and audio_channels:
         sink = audio_sink(audio_rate, audio_channels)
+    try:
+        walk = None
+        if mkv_walker and fmt.startswith("matroska"):
+            walk = walk_matroska(path, container, vs, sub,
+                                 audio if audio_sink is not None else None, progress,
+                                 cap_codec, nls,
+                                 (walk_sink, codec, width, height) if walk_sink is not None else None,
+                                 sink if hasattr(sink, "begin_blocks") else None)
+        reader = _PyAVReader(container, vs, sub, audio) if walk is None else walk
+        if walk is not None and walk_sink is not None:
+            walk_sink.put_walk(walk.table(codec, width, height))
+    except BaseException:
+        if sink is not None:
+            sink.finish()
+        raise
     r = reader.read(sink, progress, cap_codec, nls)
     pts_l, key_l, end_l_max, reordered = r.pts, r.key, r.end_max, r.reordered
     no_ts, caps_raw, cues, demux_error = r.no_ts, r.captions, r.cues, r.error
