@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    # nm-align uses numpy for vector work only, never BLAS: one OpenBLAS thread instead
+    # of a pool per core, whose start-up spin costs ~0.08 s of CPU in every process that
+    # imports numpy (this one and the audio child it starts). A user's setting wins.
+    import os
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
     def run():
         from ..util.errors import BadInput
