@@ -59,6 +59,15 @@ def main(argv=None) -> int:
     # imports numpy (this one and the audio child it starts). A user's setting wins.
     import os
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # On 2 CPUs the copy (and audio) children keep the second core busy: Arrow's thread
+    # pool (one thread per core by default) then only adds hand-offs to the many small
+    # Parquet writes (measured, docs/benchmarks.md). Larger machines keep the default.
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    if cpus <= 2:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     def run():
         from ..util.errors import BadInput
