@@ -103,7 +103,7 @@ def test_walk_cut_short_leaves_the_child_spool_unusable(tmp_path):
     c = ChildAudioSpool(start_process(), tmp_path / "c.s16", a.rate, a.channels)
     assert c.begin_blocks(FIXTURES[0], 1, Fraction(1, 1000), 0)
     c.finish()                              # no end_blocks: as when the scan failed
-    assert c.usable(a.rate, a.channels) is False and "stopped sending" in str(c.error)
+    assert c.usable(a.rate, a.channels) is False and "cut short" in str(c.error)
 
 
 def test_unused_child_is_stopped_by_finish_and_remove(tmp_path):

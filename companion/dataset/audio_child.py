@@ -257,18 +257,12 @@ class ChildAudioSpool:
             pass
 
 
-def _read_exact(f, n: int) -> bytes:
-    data = f.read(n)
-    if len(data) != n:
-        raise EOFError("the parent stopped sending blocks")
-    return data
-
-
 def _main() -> int:
     import av
 
     from companion.align.demux import decode_blocks
     from companion.dataset.audio import AudioSpool
+    from companion.util.rangecopy import _read_exact   # EOFError: the input ended early
     inp = sys.stdin.buffer
     line = inp.readline()
     if not line:
