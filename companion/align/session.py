@@ -196,14 +196,15 @@ def _settle_pause_edges(segs, anchors: AnchorSet):
 
 
 def _check_start(segs, n_packets: int, anchors: AnchorSet, unsettled=None):
-    # ``unsettled``: the segments as the script placed them, when ``segs`` has every
-    # pause edge settled from OBS's own pause offsets (``_settle_pause_edges``)
     """Pin the first recorded frame from the recording's end (timeline.start_from_stop).
 
     The first-active-tick anchor is almost always the first recorded frame, but OBS's
     encoder can start a frame later (docs/contracts/captions-and-sidecar.md, "Start
     race"). With the sidecar's ``stopping`` record the start is recomputed from the
     number of packets and the stop time, and the segments are shifted when they differ.
+    ``unsettled``: the segments as the script placed them, when ``segs`` has every pause
+    edge settled from OBS's own pause offsets (``_settle_pause_edges``); then the paused
+    total is OBS's and no edge is in doubt.
     """
     from dataclasses import replace
     st = anchors.stop
