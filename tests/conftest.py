@@ -3,6 +3,7 @@ headless OBS 29 records a second X display while ``nm-companion start`` logs rea
 xdotool input on it; ``nm-align`` then builds the session outputs and a dataset."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -16,6 +17,19 @@ from tests.obs_harness import companion_session, obs_available
 # jump is unambiguous in the video.
 CURSOR_TARGETS = [(80, 80), (560, 400), (560, 80), (80, 400), (320, 240), (160, 320),
                   (480, 160), (100, 240)]
+
+
+def companion_env(tmp_path: Path, keep_display: bool = True) -> dict:
+    """The environment for running ``nm-companion``: its own state folder, no config
+    file and no password from the environment (``keep_display``: False also drops
+    DISPLAY, for tests that must not reach an X server)."""
+    e = dict(os.environ)
+    e.update({"NM_COMPANION_STATE_DIR": str(tmp_path / "state"),
+              "NM_COMPANION_CONFIG": str(tmp_path / "no-config.json")})
+    e.pop("NM_OBS_PASSWORD", None)
+    if not keep_display:
+        e.pop("DISPLAY", None)
+    return e
 
 
 # The websocket password of the per-module OBS of the companion tests (`obs` below).

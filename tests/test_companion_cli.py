@@ -25,17 +25,13 @@ from companion.capture.session import (StateFile, check_session_id, default_sess
                                        list_running, prepare_session_dir)
 from companion.contract.metadata import validate_json
 from companion.contract.version import FORMAT_VERSION
+from tests.conftest import companion_env
 from companion.util.errors import BadInput, EnvProblem, OBSProblem
 
 
 @pytest.fixture()
 def env(tmp_path):
-    e = dict(os.environ)
-    e.update({"NM_COMPANION_STATE_DIR": str(tmp_path / "state"),
-              "NM_COMPANION_CONFIG": str(tmp_path / "no-config.json")})
-    e.pop("NM_OBS_PASSWORD", None)
-    e.pop("DISPLAY", None)
-    return e
+    return companion_env(tmp_path, keep_display=False)
 
 
 def cli(args, env, timeout=60):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import socket
 import struct
 import subprocess
@@ -24,6 +23,8 @@ import sys
 import threading
 
 import pytest
+
+from tests.conftest import companion_env
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -148,11 +149,7 @@ class FakeObsWebsocket:
 
 @pytest.fixture()
 def env(tmp_path):
-    e = dict(os.environ)
-    e.update({"NM_COMPANION_STATE_DIR": str(tmp_path / "state"),
-              "NM_COMPANION_CONFIG": str(tmp_path / "no-config.json")})
-    e.pop("NM_OBS_PASSWORD", None)
-    return e
+    return companion_env(tmp_path)
 
 
 def cli(args, env, timeout=60):
