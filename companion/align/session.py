@@ -139,6 +139,15 @@ def max_start_shift(interval_ns: int) -> int:
     return max(MAX_START_SHIFT, -(-MAX_START_SHIFT_NS // int(interval_ns)))
 
 
+def _move_unpause_edge(segs: list, k: int, delta_ns: int) -> None:
+    """Segment ``k`` starts ``delta_ns`` later (earlier if negative): its unpause edge
+    moves, and the paused time before it and every later segment changes by as much."""
+    from dataclasses import replace
+    segs[k] = replace(segs[k], frame_ns=segs[k].frame_ns + delta_ns)
+    for i in range(k, len(segs)):
+        segs[i] = replace(segs[i], pause_offset_ns=segs[i].pause_offset_ns + delta_ns)
+
+
 def _settle_pause_edges(segs, anchors: AnchorSet):
     """Put every pause edge where OBS put it, from OBS's own paused totals.
 
@@ -183,9 +192,7 @@ def _settle_pause_edges(segs, anchors: AnchorSet):
                                  pause_offset_ns=out[i].pause_offset_ns + d)
             kind = "pause"
         else:            # the unpause edge was late: the segment starts earlier
-            out[k] = replace(out[k], frame_ns=out[k].frame_ns + d)
-            for i in range(k, len(out)):
-                out[i] = replace(out[i], pause_offset_ns=out[i].pause_offset_ns + d)
+            _move_unpause_edge(out, k, d)
             kind = "unpause"
         report[f"{kind}_edges_moved"].append({"segment": out[k].segment, "frames": j})
         moved.append(f"the {kind} edge before segment {out[k].segment} {j} frame(s)")
@@ -288,7 +295,6 @@ def _move_doubtful_unpause_edges(segs, shift: int, n_packets: int, st: dict,
     edges, least margin first, are moved one frame earlier (their segment starts a
     frame earlier, the paused time shrinks by a frame) while the rule still says the
     start is early. Returns (segments, new shift, new margin)."""
-    from dataclasses import replace
     interval = segs[0].interval_ns
     margins = st.get("unpause_margins") or {}
     doubtful = sorted((margins[s.frame_ns], k) for k, s in enumerate(segs)
@@ -305,9 +311,7 @@ def _move_doubtful_unpause_edges(segs, shift: int, n_packets: int, st: dict,
         return segs, check["start_shift_frames"], check["margin_ns"]
     out = list(segs)
     for k in moved:
-        out[k] = replace(out[k], frame_ns=out[k].frame_ns - interval)
-        for j in range(k, len(out)):
-            out[j] = replace(out[j], pause_offset_ns=out[j].pause_offset_ns - interval)
+        _move_unpause_edge(out, k, -interval)
     check["unpause_edges_moved"] = [segs[k].segment for k in moved]
     anchors.warnings.append(
         f"the unpause edge of segment(s) {', '.join(str(segs[k].segment) for k in moved)} "

@@ -62,11 +62,8 @@ def main(argv=None) -> int:
     # On 2 CPUs the copy (and audio) children keep the second core busy: Arrow's thread
     # pool (one thread per core by default) then only adds hand-offs to the many small
     # Parquet writes (measured, docs/benchmarks.md). Larger machines keep the default.
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    if cpus <= 2:
+    from ..util.procs import usable_cpus
+    if usable_cpus() <= 2:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     def run():

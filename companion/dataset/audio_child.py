@@ -40,10 +40,8 @@ def wanted(checksums: bool) -> bool:
     CPUs, or when the copy child does not hash (then it leaves a core partly idle; on 2
     CPUs a hashing copy child and the main process already keep both busy, and a third
     process only adds work: measured, docs/benchmarks.md)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
+    from companion.util.procs import usable_cpus
+    cpus = usable_cpus()
     return cpus >= 3 or (cpus >= 2 and not checksums)
 
 

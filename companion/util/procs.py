@@ -1,4 +1,5 @@
-"""Is a process still running? (Linux, macOS, Windows.)"""
+"""Processes: is one still running? How many CPUs may this one use? (Linux, macOS,
+Windows.)"""
 from __future__ import annotations
 
 import os
@@ -56,3 +57,11 @@ def remove_stale_files(folder, prefix: str) -> int:
             except OSError:
                 pass
     return removed
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
