@@ -16,7 +16,8 @@ nm-align runs with Python's bytecode cache as an installed package has it (this
 sandbox sets PYTHONDONTWRITEBYTECODE=1, which would recompile the package's modules,
 ~0.2 s, on every run; one untimed warm-up run per tree writes the cache). ``--ref DIR`` also times the nm-align of another checkout (e.g. one made
 with ``git archive REV | tar -x -C DIR``), alternating with this tree's runs so both see
-the same machine load: a before/after comparison on a shared machine.
+the same machine load: a before/after comparison on a shared machine (``--align-args``
+are given to both trees).
 """
 from __future__ import annotations
 
@@ -127,7 +128,7 @@ def main() -> int:
     ap.add_argument("--ref", type=Path, default=None,
                     help="also time nm-align of the checkout in this folder (alternating runs)")
     ap.add_argument("--align-args", default="",
-                    help="extra nm-align arguments for this tree's runs (e.g. '--no-checksums')")
+                    help="extra nm-align arguments for the runs of both trees (e.g. '--no-checksums')")
     args = ap.parse_args()
     mkv = make_input(args.minutes)
     load0 = os.getloadavg()
@@ -148,10 +149,10 @@ def main() -> int:
 
     align_cmd = [sys.executable, "-m", "companion.cli.align_cli", str(mkv), "--dataset", str(ds),
                  "--chunk-seconds", "20", "--quiet"]
-    ours_cmd = align_cmd + args.align_args.split()
+    ours_cmd = align_cmd + args.align_args.split()     # both trees: like for like
     for tree in [REPO] + ([args.ref] if args.ref is not None else []):   # warm-up, untimed
         prepare()
-        timed(ours_cmd if tree == REPO else align_cmd, cwd=Path(tree).resolve())
+        timed(ours_cmd, cwd=Path(tree).resolve())
     for _ in range(args.repeat):
         shutil.rmtree(seg_dir, ignore_errors=True)
         seg_dir.mkdir(parents=True)
@@ -165,7 +166,7 @@ def main() -> int:
         rss = max(rss, r)
         if args.ref is not None:
             prepare()
-            dt, r = timed(align_cmd, cwd=args.ref.resolve(), tag="ref")
+            dt, r = timed(ours_cmd, cwd=args.ref.resolve(), tag="ref")
             res["ref"].append(dt)
             rss_ref = max(rss_ref, r)
     base, ours = min(res["ffmpeg"]), min(res["nm-align"])

@@ -3,9 +3,9 @@
 For an MKV the scan's walker (``align.mkv``) already knows every video block's file
 offset, size, pts and keyframe flag. The chunk MP4s of a stream copy are then a header
 per chunk (``mp4mux.chunk_header``: sample tables built with numpy) plus those blocks'
-bytes, which a child process copies in the kernel (``util.rangecopy``). That is what the
-ffmpeg CLI's segment muxer did (``ffmpeg_copy``), without its demux and mux in user
-space and without needing the ffmpeg CLI at all.
+bytes, which a child process copies (``util.rangecopy``: page-cache reads and
+writes). That is what the ffmpeg CLI's segment muxer did (``ffmpeg_copy``), without its
+demux and mux and without needing the ffmpeg CLI at all.
 
 ``MuxCopy`` is started with the container header (the child is idle until then) and is
 the walk's sink: each chunk is sent to the child as soon as the walk has read its blocks
@@ -16,8 +16,9 @@ the guessed one and every file passes ``ffmpeg_copy.check_segment`` (sample coun
 sync sample first, every presentation time equal to the source's), exactly as ffmpeg's
 output is checked. Anything else (an open GOP at a boundary, a codec without an MP4
 sample entry here, a failed copy) rejects it with a reason; the caller then takes the
-ffmpeg or PyAV path. The child's work is kernel time: 1.0-1.5 s of CPU per 1.3 GB on
-the project's VM, against ~1.7 s for ffmpeg's segment copy (docs/benchmarks.md).
+ffmpeg or PyAV path. The child's work is mostly kernel time: 0.8-1.0 s of CPU per 1.3 GB
+on the project's VM (1.6-1.7 s with the checksums), against ~1.7 s for ffmpeg's
+segment copy (docs/benchmarks.md).
 
 Checksums: with ``checksums`` on (the default) the child also hashes each MP4 from the
 bytes it writes and ``adopt`` keeps the digests in ``digests`` (final path -> sha256

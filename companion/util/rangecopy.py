@@ -4,8 +4,7 @@ Standard library only: it runs as a script in isolated mode (``child_command``),
 starts in ~20 ms and nothing on ``PYTHONPATH`` or the package path can shadow what it
 imports. The stream-copied chunk MP4s are a header
 (``dataset.mp4mux``) followed by the recording's coded frames; copying ~1.3 GB per 10
-minutes of 1080p60 is kernel work (``copy_file_range`` on Linux: the bytes never enter
-user space; ``pread`` + ``write`` through one reused buffer elsewhere), but ~36 000 small
+minutes of 1080p60 is mostly kernel work (page-cache reads and writes), but ~36 000 small
 copies made from a thread of the main process would each wait for the GIL. So the copies
 run here, beside the scan and the dataset step.
 
@@ -17,12 +16,15 @@ never appended). After each job one JSON line on stdout: ``{"done": out}`` (with
 "...", "out": out}`` (the file is then removed; later jobs still run). The child exits
 when stdin ends.
 
-Hashing needs the bytes in user space, so a hashed job does not use ``copy_file_range``:
-it reads a window of the source (up to 1 MiB holding as many consecutive ranges as fit,
-the few bytes between them included) with one ``preadv`` into a reused buffer, gathers
-the ranges into a reused output buffer, hashes it and writes it with one ``write``: the
-dataset's checksum of each chunk MP4 costs no second read of the file
-(docs/contracts/dataset-layout.md, "Checksums").
+How the bytes move: a window of the source (up to 1 MiB holding as many consecutive
+ranges as fit, the few bytes between them included) is read with one ``preadv`` into a
+reused buffer, and the ranges are written straight from it with one ``writev`` (a range
+larger than the buffer is streamed through it). Hashing, when asked, reads the same
+slices, so the dataset's checksum of each chunk MP4 costs no second read of the file
+(docs/contracts/dataset-layout.md, "Checksums"). This beat ``copy_file_range`` per
+range, which on ext4 without reflinks splices page by page: 0.83-1.01 s of CPU against
+1.04-1.30 s for the 30 chunks of the 10-minute benchmark recording (docs/benchmarks.md,
+session 7).
 """
 from __future__ import annotations
 
@@ -34,32 +36,8 @@ from array import array
 
 _O_BIN = getattr(os, "O_BINARY", 0)
 _BUF = 1 << 20
-
-
-def _copy_ranges(src_fd: int, out_fd: int, offsets, sizes) -> None:
-    cfr = getattr(os, "copy_file_range", None)
-    buf = None
-    for off, size in zip(offsets, sizes):
-        if size < 0 or off < 0:
-            raise ValueError(f"bad range {off}+{size}")
-        while size > 0 and cfr is not None:
-            try:
-                k = cfr(src_fd, out_fd, size, off)
-            except OSError:          # not supported between these files: plain copies
-                cfr = None
-                break
-            if k <= 0:
-                raise OSError(f"source ends at {off} (short copy)")
-            off += k
-            size -= k
-        while size > 0:              # through one reused buffer
-            if buf is None:
-                buf = memoryview(bytearray(_BUF))
-            want = min(size, _BUF)
-            _pread_into(src_fd, buf[:want], off)
-            _write_all(out_fd, buf[:want])
-            off += want
-            size -= want
+_IOV_MAX = 1024                      # POSIX minimum is 16; Linux and macOS allow 1024
+_writev = getattr(os, "writev", None)
 
 
 def _pread_into(src_fd: int, view: memoryview, off: int) -> None:
@@ -83,39 +61,47 @@ def _write_all(out_fd: int, view: memoryview) -> None:
         view = view[os.write(out_fd, view):]
 
 
-class _Buffers:
-    """The reused input and output buffers of the hashed copy."""
+def _write_slices(out_fd: int, views: list) -> None:
+    """Write ``views`` in order: ``writev`` of up to ``_IOV_MAX`` at a time (a short
+    write resumes mid-slice), or one ``write`` each where there is no ``writev``."""
+    if _writev is None:              # Windows
+        for v in views:
+            _write_all(out_fd, v)
+        return
+    i = 0
+    while i < len(views):
+        batch = views[i:i + _IOV_MAX]
+        k = _writev(out_fd, batch)
+        for v in batch:              # skip what was written; finish a partial slice
+            if k >= len(v):
+                k -= len(v)
+                i += 1
+                continue
+            _write_all(out_fd, v[k:])
+            i += 1
+            break
 
-    def __init__(self):
-        self.inp = memoryview(bytearray(_BUF))
-        self.out = memoryview(bytearray(_BUF))
 
-
-def _copy_ranges_hashed(src_fd: int, out_fd: int, offsets, sizes, h, bufs: _Buffers) -> None:
-    """Like ``_copy_ranges``, and every copied byte goes through ``h.update`` in order."""
-    inp, outb = bufs.inp, bufs.out
-    fill = 0                         # bytes waiting in outb
-
-    def flush() -> None:
-        nonlocal fill
-        if fill:
-            h.update(outb[:fill])
-            _write_all(out_fd, outb[:fill])
-            fill = 0
-
+def _copy_ranges(src_fd: int, out_fd: int, offsets, sizes, h=None,
+                 buf: memoryview | None = None) -> None:
+    """Append the ranges of ``src_fd`` to ``out_fd`` in order; every copied byte also
+    goes through ``h.update`` in order when ``h`` is given. ``buf``: a reused buffer of
+    ``_BUF`` bytes."""
+    if buf is None:
+        buf = memoryview(bytearray(_BUF))
     n = len(offsets)
     i = 0
     while i < n:
         off, size = offsets[i], sizes[i]
         if size < 0 or off < 0:
             raise ValueError(f"bad range {off}+{size}")
-        if size > _BUF:              # a large range: streamed through the input buffer
-            flush()
+        if size > _BUF:              # a large range: streamed through the buffer
             while size > 0:
                 want = min(size, _BUF)
-                _pread_into(src_fd, inp[:want], off)
-                h.update(inp[:want])
-                _write_all(out_fd, inp[:want])
+                _pread_into(src_fd, buf[:want], off)
+                if h is not None:
+                    h.update(buf[:want])
+                _write_all(out_fd, buf[:want])
                 off += want
                 size -= want
             i += 1
@@ -125,31 +111,27 @@ def _copy_ranges_hashed(src_fd: int, out_fd: int, offsets, sizes, h, bufs: _Buff
         while j < n and sizes[j] >= 0 and offsets[j] >= end and offsets[j] + sizes[j] <= off + _BUF:
             end = offsets[j] + sizes[j]
             j += 1
-        _pread_into(src_fd, inp[:end - off], off)
-        for k in range(i, j):
-            a, sz = offsets[k] - off, sizes[k]
-            if fill + sz > _BUF:
-                flush()
-            outb[fill:fill + sz] = inp[a:a + sz]
-            fill += sz
+        _pread_into(src_fd, buf[:end - off], off)
+        views = [buf[offsets[k] - off:offsets[k] - off + sizes[k]] for k in range(i, j)]
+        if h is not None:
+            for v in views:
+                h.update(v)
+        _write_slices(out_fd, views)
         i = j
-    flush()
 
 
 def write_job(src_fd: int, out: str, header: bytes, offsets, sizes, hashed: bool = False,
-              bufs: _Buffers | None = None) -> str | None:
+              buf: memoryview | None = None) -> str | None:
     """``out`` = ``header`` + the ranges of ``src_fd``, in order. ``hashed``: return the
     file's sha256 hex digest, computed from the bytes as they are written."""
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BIN, 0o644)
     digest = None
     try:
         _write_all(fd, memoryview(header))
-        if hashed:
-            h = hashlib.sha256(header)
-            _copy_ranges_hashed(src_fd, fd, offsets, sizes, h, bufs or _Buffers())
+        h = hashlib.sha256(header) if hashed else None
+        _copy_ranges(src_fd, fd, offsets, sizes, h, buf)
+        if h is not None:
             digest = h.hexdigest()
-        else:
-            _copy_ranges(src_fd, fd, offsets, sizes)
     except BaseException:
         os.close(fd)
         try:
@@ -176,7 +158,7 @@ def _read_exact(f, n: int) -> bytes:
 def main() -> int:
     stdin, stdout = sys.stdin.buffer, sys.stdout
     fds: dict[str, int] = {}
-    bufs = None
+    buf = memoryview(bytearray(_BUF))
     try:
         while True:
             line = stdin.readline()
@@ -197,9 +179,7 @@ def main() -> int:
                 if src not in fds:
                     fds[src] = os.open(src, os.O_RDONLY | _O_BIN)
                 hashed = job.get("sha256") is True
-                if hashed and bufs is None:
-                    bufs = _Buffers()
-                digest = write_job(fds[src], out, header, offsets, sizes, hashed, bufs)
+                digest = write_job(fds[src], out, header, offsets, sizes, hashed, buf)
                 msg = {"done": out, "sha256": digest} if hashed else {"done": out}
             except (OSError, ValueError) as e:
                 msg = {"error": f"{type(e).__name__}: {e}", "out": out}
