@@ -4,6 +4,7 @@ companion's exact shape) at times chosen relative to the recording's frames."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -217,6 +218,30 @@ def test_cli_json_summary(tmp_path):
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["frames"] == 91 and s["anchor_source"] == "captions+sidecar"
+
+
+def test_console_script_exits_promptly_with_everything_written(tmp_path):
+    """The installed ``nm-align`` script ends with ``os._exit`` once main returns
+    (cli.common.exit_now): its JSON summary still arrives whole through a pipe, the
+    session and dataset it wrote pass nm-validate, and a failure keeps its exit code
+    and one-line error."""
+    exe = Path(sys.executable).parent / ("nm-align.exe" if os.name == "nt" else "nm-align")
+    assert exe.exists(), "package not installed with its console scripts"
+    d = session_dir(tmp_path)
+    write_events(d, "s1", expected_frame_times())
+    r = subprocess.run([str(exe), str(d / "s1.mkv"), "--json", "--dataset", str(tmp_path / "ds")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)                       # flushed before the exit: whole
+    assert s["frames"] == 91 and s["dataset"]["chunks"] >= 1
+    for path in (d, tmp_path / "ds"):
+        v = subprocess.run([str(exe.parent / exe.name.replace("nm-align", "nm-validate")),
+                            str(path)], capture_output=True, text=True, timeout=120)
+        assert v.returncode == 0, v.stdout + v.stderr
+    bad = subprocess.run([str(exe), str(tmp_path / "nope.mkv")], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert bad.stderr.startswith("nm-align: error: ")
 
 
 def test_video_hash_is_reused_only_when_integrity_is_newer(tmp_path):

@@ -106,5 +106,11 @@ def main(argv=None) -> int:
     return run_cli("nm-align", run)
 
 
+def entry() -> None:
+    """The ``nm-align`` console script: ``main`` then a prompt exit (``exit_now``)."""
+    from .common import exit_now
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

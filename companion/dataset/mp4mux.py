@@ -63,19 +63,19 @@ def media_timescale(time_base: Fraction) -> tuple[int, int]:
     return ts, factor
 
 
-def _runs(values: np.ndarray) -> list[tuple[int, int]]:
-    """Run-length ``(count, value)`` pairs of a 1-d integer array."""
+def _run_table(kind: bytes, values: np.ndarray) -> bytes:
+    """An ``stts``/``ctts`` box: the run-length ``(count, value)`` pairs of the 1-d
+    integer array ``values`` as big-endian 32-bit pairs (numpy only: a chunk of 1200
+    B-frame offsets is ~1200 runs)."""
     if values.size == 0:
-        return []
-    cut = np.flatnonzero(np.diff(values)) + 1
-    starts = np.concatenate(([0], cut))
-    counts = np.diff(np.concatenate((starts, [values.size])))
-    return list(zip(counts.tolist(), values[starts].tolist()))
-
-
-def _table(kind: bytes, pairs: list[tuple[int, int]]) -> bytes:
-    arr = np.asarray(pairs, dtype=">u4").reshape(-1)
-    return full_box(kind, 0, 0, struct.pack(">I", len(pairs)), arr.tobytes())
+        return full_box(kind, 0, 0, struct.pack(">I", 0), b"")
+    starts = np.flatnonzero(np.diff(values)) + 1
+    starts = np.concatenate(([0], starts))
+    counts = np.diff(np.append(starts, values.size))
+    pairs = np.empty((starts.size, 2), dtype=">u4")
+    pairs[:, 0] = counts
+    pairs[:, 1] = values[starts]
+    return full_box(kind, 0, 0, struct.pack(">I", starts.size), pairs.tobytes())
 
 
 def chunk_header(codec: str, codec_private: bytes, width: int, height: int,
@@ -125,9 +125,9 @@ def chunk_header(codec: str, codec_private: bytes, width: int, height: int,
               + struct.pack(">Hh", 0x18, -1))
     stsd = full_box(b"stsd", 0, 0, struct.pack(">I", 1),
                     box(entry[0], visual, box(entry[1], bytes(codec_private))))
-    stbl = [stsd, _table(b"stts", _runs(deltas))]
+    stbl = [stsd, _run_table(b"stts", deltas)]
     if comp.any():
-        stbl.append(_table(b"ctts", _runs(comp)))
+        stbl.append(_run_table(b"ctts", comp))
     if not key.all():
         sync = (np.flatnonzero(key) + 1).astype(">u4")
         stbl.append(full_box(b"stss", 0, 0, struct.pack(">I", sync.size), sync.tobytes()))
