@@ -117,11 +117,21 @@ class AudioSplitter:
                     return inter
                 buf = inter.copy()
             else:
+                # each plane's samples (a plane's buffer may be padded past them) joined
+                # into one buffer per channel: one numpy array per channel, not per frame
                 dt = np.float32 if fmt == "fltp" else np.int16
-                buf = np.empty((total, ch), dt)
-                for c in range(ch):
-                    buf[:, c] = np.concatenate([np.frombuffer(f.planes[c], dt, count=f.samples)
-                                                for f in frames])
+                size = np.dtype(dt).itemsize
+                parts: list[list] = [[] for _ in range(ch)]
+                for f in frames:
+                    planes, nbytes = f.planes, f.samples * size
+                    for c in range(ch):
+                        parts[c].append(memoryview(planes[c])[:nbytes])
+                if ch == 1:
+                    buf = np.frombuffer(bytearray().join(parts[0]), dt).reshape(total, 1)
+                else:
+                    buf = np.empty((total, ch), dt)
+                    for c in range(ch):
+                        buf[:, c] = np.frombuffer(b"".join(parts[c]), dt)
                 if fmt == "s16p":
                     return buf
             buf *= 32768.0
