@@ -346,3 +346,46 @@ def test_decoder_rate_differing_from_the_stream_rate_is_resampled(tmp_path):
     # still a 200 Hz sine at 48 kHz: 240 samples per period
     x = data[1000:1480, 0].astype(float)
     assert np.argmax(np.abs(np.fft.rfft(x))) == 2     # 480 samples = 2 periods
+
+
+@pytest.mark.parametrize("fmt,layout", [("fltp", "stereo"), ("fltp", "mono"), ("s16p", "stereo"),
+                                        ("fltp", "5.1")])
+def test_planar_frames_convert_like_swresample(fmt, layout):
+    """Planar decoder output of odd lengths (each plane's buffer padded past its samples)
+    becomes interleaved s16 exactly as FFmpeg's swresample makes it: clip(lrint(x * 32768))
+    for float, the samples themselves for s16p; out-of-range and half-way values included."""
+    from companion.dataset.audio import AudioSplitter
+    rng = np.random.default_rng(7)
+    ch = av.AudioLayout(layout).nb_channels
+    frames, want = [], []
+    for n in (1001, 7, 1024, 333):
+        if fmt == "fltp":
+            x = rng.uniform(-1.2, 1.2, (ch, n)).astype(np.float32)
+            x[:, :4] = np.array([0.5 / 32768, 1.5 / 32768, -2.5 / 32768, 1.0], np.float32)
+            w = np.clip(np.rint(x.astype(np.float64) * 32768), -32768, 32767).astype(np.int16)
+        else:
+            x = rng.integers(-32768, 32767, (ch, n), dtype=np.int16)
+            w = x
+        f = av.AudioFrame.from_ndarray(x, format=fmt, layout=layout)
+        f.sample_rate = 48000
+        frames.append(f)
+        want.append(w.T)
+    got = AudioSplitter([], [], 48000, ch)._to_s16(frames)
+    assert got.dtype == np.int16 and np.array_equal(got, np.concatenate(want))
+
+
+def test_decoded_aac_frames_convert_like_swresample():
+    """Frames from FFmpeg's AAC decoder (a real OBS recording): their planes are padded
+    past the samples (8192 bytes for 1024 float samples); only the samples are used."""
+    from pathlib import Path
+
+    from companion.dataset.audio import AudioSplitter
+    src = Path(__file__).parent / "fixtures" / "obs29_h264_30fps_pause.mkv"
+    with av.open(str(src)) as c:
+        a = c.streams.audio[0]
+        frames = [f for p in c.demux(a) for f in p.decode()][:40]
+    assert frames[0].format.name == "fltp" and frames[0].planes[0].buffer_size > 4 * frames[0].samples
+    want = np.concatenate([np.clip(np.rint(f.to_ndarray().astype(np.float64) * 32768), -32768, 32767)
+                           .astype(np.int16).T for f in frames])
+    got = AudioSplitter([], [], frames[0].sample_rate, frames[0].layout.nb_channels)._to_s16(frames)
+    assert np.array_equal(got, want)
