@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import wave
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -389,3 +390,22 @@ def test_decoded_aac_frames_convert_like_swresample():
                            .astype(np.int16).T for f in frames])
     got = AudioSplitter([], [], frames[0].sample_rate, frames[0].layout.nb_channels)._to_s16(frames)
     assert np.array_equal(got, want)
+
+
+def test_frames_with_another_channel_count_are_remixed():
+    """A decoder that outputs fewer channels than the stream declares (mono frames for a
+    stereo stream, as parametric-stereo AAC can): the WAV still has the declared channel
+    count (FFmpeg's default layout for it) and full length; it once failed with a
+    TypeError from PyAV (a channel count where a layout name is needed)."""
+    from companion.dataset.audio import AudioSplitter
+    sp = AudioSplitter([(Fraction(0), Fraction(1, 2))], [Path("/dev/null")], 48000, 2)
+    t = np.arange(24000)
+    x = (0.25 * np.sin(2 * np.pi * 440 * t / 48000)).astype(np.float32)[None, :]
+    out = []
+    for k in range(0, 24000, 1000):
+        f = av.AudioFrame.from_ndarray(x[:, k:k + 1000].copy(), format="fltp", layout="mono")
+        f.sample_rate = 48000
+        out.append(sp._to_s16([f]))
+    got = np.concatenate(out)
+    assert got.shape[1] == 2 and 23000 <= got.shape[0] <= 24000
+    assert np.array_equal(got[:, 0], got[:, 1]) and np.abs(got).max() > 3000

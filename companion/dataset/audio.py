@@ -144,7 +144,7 @@ class AudioSplitter:
                 layout = frame.layout.name if frame.layout.nb_channels == ch else None
                 # also converts a decoder rate that differs from the stream's declared
                 # rate (e.g. HE-AAC whose SBR doubles it) to the rate of the WAV
-                self._resampler = av.AudioResampler(format="s16", layout=layout or ch,
+                self._resampler = av.AudioResampler(format="s16", layout=layout or f"{ch}c",
                                                     rate=self.rate)
             for f in self._resampler.resample(frame):
                 out.append(f.to_ndarray().reshape(-1, ch))
