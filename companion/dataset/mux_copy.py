@@ -16,7 +16,7 @@ the guessed one and every file passes ``ffmpeg_copy.check_segment`` (sample coun
 sync sample first, every presentation time equal to the source's), exactly as ffmpeg's
 output is checked. Anything else (an open GOP at a boundary, a codec without an MP4
 sample entry here, a failed copy) rejects it with a reason; the caller then takes the
-ffmpeg or PyAV path. The child's work is mostly kernel time: 0.8-1.0 s of CPU per 1.3 GB
+ffmpeg or PyAV path. The child's work is mostly kernel time: 0.75-0.95 s of CPU per 1.3 GB
 on the project's VM (1.6-1.7 s with the checksums), against ~1.7 s for ffmpeg's
 segment copy (docs/benchmarks.md).
 

@@ -22,9 +22,9 @@ reused buffer, and the ranges are written straight from it with one ``writev`` (
 larger than the buffer is streamed through it). Hashing, when asked, reads the same
 slices, so the dataset's checksum of each chunk MP4 costs no second read of the file
 (docs/contracts/dataset-layout.md, "Checksums"). This beat ``copy_file_range`` per
-range, which on ext4 without reflinks splices page by page: 0.83-1.01 s of CPU against
-1.04-1.30 s for the 30 chunks of the 10-minute benchmark recording (docs/benchmarks.md,
-session 7).
+range, which on ext4 without reflinks splices page by page: 0.75-0.94 s of CPU (user +
+system) against 1.03-1.23 s for the 30 chunks of the 10-minute benchmark recording
+(docs/benchmarks.md, session 7).
 """
 from __future__ import annotations
 
