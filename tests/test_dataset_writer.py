@@ -222,7 +222,6 @@ def test_interrupted_swap_is_rolled_forward(tmp_path):
 def test_concurrent_writers_into_one_root(tmp_path):
     """Four processes create the root and write different videos at the same moment."""
     sc, frames, events, meta = _session(tmp_path, n=40, audio=None)
-    import pyarrow as pa
     pq.write_table(frames, tmp_path / "frames.parquet")
     pq.write_table(events, tmp_path / "events.parquet")
     root = tmp_path / "ds"
