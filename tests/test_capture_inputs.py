@@ -220,6 +220,36 @@ def test_x11_event_time_conversion_pure():
     assert x11_event_epoch_ns(mono // 1_000_000 - MAX_EVENT_AGE_MS - 1, epoch, mono) is None
 
 
+def test_x_stamps_of_one_device_never_go_back(monkeypatch):
+    """A click's press and release in one X millisecond get the same instant, in order.
+    Simulated clocks (the real X server shows the swap only now and then, in
+    test_mouse_move_click_scroll): the release's callback is preempted for 3 ms between
+    its wall-clock read and the stamping, as a thread switch does; the offset between
+    the clocks must not come from reads that far apart."""
+    import types
+
+    from companion.capture import inputs
+    true = [5_000_000_600_000]                       # ns; 0.6 ms into a millisecond
+    mono0, epoch0 = 7_000_000_000, 1_795_000_000_000_000_000
+    monkeypatch.setattr(inputs.time, "monotonic_ns", lambda: true[0] + mono0)
+    monkeypatch.setattr(inputs.time, "time_ns", lambda: true[0] + epoch0)
+    cap = inputs.InputCapture(lambda *a: None)
+    lst = types.SimpleNamespace(_nm_xtime=(true[0] + mono0) // 1_000_000)
+    stamps = []
+    for preempted in (0, 3_000_000):                 # press, then release
+        t = inputs.time.time_ns()                    # the callback's own read
+        true[0] += 20_000 + preempted
+        stamps.append(cap._xstamp(lst, t))
+    mid = (lst._nm_xtime * 1_000_000 + 500_000) - mono0 + epoch0
+    assert stamps == [mid, mid]
+    lst._nm_xtime += 2                               # a later event: a later stamp
+    true[0] += 2_000_000
+    assert cap._xstamp(lst, inputs.time.time_ns()) == mid + 2_000_000
+    lst._nm_xtime -= 1                               # out of order from the server: held
+    assert cap._xstamp(lst, inputs.time.time_ns()) == mid + 2_000_000
+    assert cap.clock_fallbacks == 0
+
+
 def test_timestamps_are_event_times_even_when_delivery_is_late(tmp_path, display_env):
     """No other X traffic and no flusher: the server keeps the events in its RECORD
     buffer; they arrive only at stop(). Their timestamps must still be when they happened."""

@@ -457,13 +457,26 @@ class InputCapture:
 
     # -- callbacks (listener threads: stamp, filter, enqueue; nothing else) -----
     def _xstamp(self, lst, t: int) -> int:
-        """Replace callback time ``t`` by the X server's event time (X11 clock mode)."""
-        e = x11_event_epoch_ns(lst._nm_xtime, t, time.monotonic_ns())
+        """Replace callback time ``t`` by the X server's event time (X11 clock mode).
+
+        The wall/monotonic clock offset comes from two reads made back to back here, not
+        from ``t``, which can be a thread switch older than the monotonic read; and one
+        listener's stamps never go back. The X server delivers one device's events in
+        order, and two of the same millisecond (a click's press and release) map to the
+        same instant: an offset read across a thread switch once stamped such a release
+        before its press, and the writer's sort by time then swapped them."""
+        mono = time.monotonic_ns()
+        now = time.time_ns()
+        e = x11_event_epoch_ns(lst._nm_xtime, now, mono)
         if e is None:
             self.clock_fallbacks += 1
-            return t
-        if t - e > self.max_delivery_ns:
+            e = t
+        elif t - e > self.max_delivery_ns:
             self.max_delivery_ns = t - e
+        last = getattr(lst, "_nm_last_stamp", None)
+        if last is not None and e < last:
+            e = last
+        lst._nm_last_stamp = e
         return e
 
     @property
