@@ -123,14 +123,19 @@ def test_edge_placed_late_is_settled_from_obs_pause_offset(tmp_path, edge):
     diff = (seg1[0]["obs_pause_offset_ns"] - seg1[0]["pause_offset_ns"]) // interval
     late = diff if edge == "pause" else -diff
     assert late >= 1, seg1          # the delay worked: the script's edge is late
+    lagged = sidecar.stop["lagged_frames"]
     for caps in ([], scan.captions):
         anchors = choose_anchors(caps, sidecar, [], None)
         frames, facts = build_frames(scan, anchors)
         pe = facts["pause_edges"]
         assert pe[f"{edge}_edges_moved"] == [{"segment": 1, "frames": late}], pe
         assert pe["pause_edges_moved" if edge == "unpause" else "unpause_edges_moved"] == []
-        assert facts["start_check"]["start_shift_frames"] == 0
-        assert check_markers(shown, _expected(frames, interval))["wrong"] == []
+        # OBS may also have started a frame or two late (the start race, more likely on a
+        # loaded machine): the stop rule corrects that on its own; either way every frame
+        # shows its expected marker, but for pictures OBS repeated while it lagged
+        shift = facts["start_check"]["start_shift_frames"]
+        res = check_markers(shown, _expected(frames, interval))
+        assert res["wrong"] == [] and res["stale"] <= lagged, (shift, res)
         assert any(f"the {edge} edge before segment 1" in w for w in anchors.warnings)
     if edge == "pause":
         # the same sidecar without OBS's offsets (a script before 1.2.0) reads as a
@@ -138,7 +143,7 @@ def test_edge_placed_late_is_settled_from_obs_pause_offset(tmp_path, edge):
         old = choose_anchors([], sidecar, [], None)
         old.obs_pause_offsets = None
         frames_o, facts_o = build_frames(scan, old)
-        assert facts_o["start_check"]["start_shift_frames"] == late
+        assert facts_o["start_check"]["start_shift_frames"] == late + shift
         wrong = [w[0] for w in check_markers(shown, _expected(frames_o, interval))["wrong"]]
         seg = frames_o.column("segment").to_pylist()
         first = [i for i, k in enumerate(seg) if k == 0]
