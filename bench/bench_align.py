@@ -177,12 +177,19 @@ def main() -> int:
     mode = "recording hash reused from capture" if args.captured else "recording hashed by nm-align"
     print(f"nm-align --dataset {args.align_args + ' ' if args.align_args else ''}(chunk 20 s, {mode}): median {med(res['nm-align']):.2f} s, "
           f"min {ours:.2f} s")
+    def paired(tag: str) -> float:
+        """Median of each run's time over the ffmpeg run just before it (robust to the
+        machine's speed drifting during the round)."""
+        return med([a / b for a, b in zip(res[tag], res["ffmpeg"])])
+
     print(f"ratio nm-align / ffmpeg-segment: medians {med(res['nm-align']) / med(res['ffmpeg']):.2f}x, "
-          f"minima {ours / base:.2f}x  (goal <= 1.5x, stretch 1.2x)")
+          f"minima {ours / base:.2f}x, per-run pairs {paired('nm-align'):.2f}x  "
+          f"(goal <= 1.5x, stretch 1.2x)")
     if res["ref"]:
         ref = min(res["ref"])
         print(f"reference nm-align ({args.ref}): median {med(res['ref']):.2f} s, min {ref:.2f} s; "
-              f"ratios {med(res['ref']) / med(res['ffmpeg']):.2f}x / {ref / base:.2f}x")
+              f"ratios {med(res['ref']) / med(res['ffmpeg']):.2f}x / {ref / base:.2f}x / "
+              f"pairs {paired('ref'):.2f}x")
     print(f"nm-align peak RSS: {rss / 1e6:.0f} MB  (goal < 500 MB)"
           + (f"; reference {rss_ref / 1e6:.0f} MB" if rss_ref else ""))
     for tag in ("ffmpeg", "nm-align", "ref"):
