@@ -29,21 +29,29 @@ def video_markers(path) -> list[int]:
         return [decode_marker(f.to_ndarray(format="rgb24")) for f in c.decode(c.streams.video[0])]
 
 
+SKIPPED_SLOTS = 8
+"""the most grid slots OBS is taken to skip in a row while lagging (a pause skips more)"""
+
+
 def check_markers(shown: list[int], expected: list[int]) -> dict:
     """Compare markers shown with markers expected from recovered frame times.
 
     A frame is *exact* when it shows its expected value. When OBS lags it repeats the
     last rendered picture in the next grid slot (the slot's time is still right, the
-    picture is stale): such a frame shows the previous frame's value, or, for the first
-    frame of the file, whose previous picture was never recorded, an older value.
-    Anything else (a different value, or a picture from the future) is a misalignment.
+    picture is stale): such a frame shows the previous frame's value or, when the slots
+    just before it are not in the file (the first frame; up to ``SKIPPED_SLOTS`` slots
+    OBS skipped, not a pause), the value of one of those slots. Anything else (a
+    different value, or a picture from the future) is a misalignment.
     """
     exact = stale = 0
     wrong = []
     for i, (s, e) in enumerate(zip(shown, expected)):
+        gap = (e - expected[i - 1]) % 4096 if i else 0
         if s == e:
             exact += 1
-        elif (s == shown[i - 1] if i > 0 else True) and 0 < (e - s) % 4096 < 64:
+        elif 0 < (e - s) % 4096 < 64 and (
+                i == 0 or s == shown[i - 1]
+                or (gap <= SKIPPED_SLOTS and 0 < (s - expected[i - 1]) % 4096 < gap)):
             stale += 1
         else:
             wrong.append((i, s, e))
