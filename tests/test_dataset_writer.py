@@ -219,6 +219,29 @@ def test_interrupted_swap_is_rolled_forward(tmp_path):
     assert list((root / ".staging").iterdir()) == []
 
 
+def test_root_check_tolerates_dataset_json_linked_in_mid_check(tmp_path, monkeypatch):
+    """Another run links its dataset.json into the new root between this run's "is there
+    a dataset.json" check and its listing of the folder (seen once in CI in the
+    concurrent-writers test below, one of five processes failing): that is a dataset
+    root, not a foreign file. The race is forced here by listing through a wrapper."""
+    from companion.dataset.layout import check_dataset_root
+    root = tmp_path / "ds"
+    root.mkdir()
+    real = Path.iterdir
+
+    def iterdir(self):
+        if self == root and not (root / "dataset.json").exists():
+            (root / "dataset.json").write_text("{}\n")    # the other run, just now
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    check_dataset_root(root)
+    (root / "notes.txt").write_text("x")                   # a foreign file is still refused
+    (root / "dataset.json").unlink()
+    with pytest.raises(BadInput, match="notes.txt"):
+        check_dataset_root(root)
+
+
 def test_concurrent_writers_into_one_root(tmp_path):
     """Four processes create the root and write different videos at the same moment."""
     sc, frames, events, meta = _session(tmp_path, n=40, audio=None)

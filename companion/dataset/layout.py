@@ -151,9 +151,11 @@ def check_dataset_root(root: Path, writable: bool = False) -> None:
     if root.exists() and not root.is_dir():
         raise BadInput(f"dataset root {root} exists and is not a directory")
     if root.exists() and not (root / DATASET_META).exists():
-        # dot-names are work files (another run may be creating this root right now)
+        # dot-names are work files (another run may be creating this root right now,
+        # and may have linked its dataset.json in since the check above)
         foreign = [p.name for p in root.iterdir() if not p.name.startswith(".")
-                   and p.name not in (*TOP_DIRS, INDEX_PARTS, INDEX_FILE, ROOT_CHECKSUMS)]
+                   and p.name not in (*TOP_DIRS, INDEX_PARTS, INDEX_FILE, ROOT_CHECKSUMS,
+                                      DATASET_META)]
         if foreign:
             raise BadInput(f"{root} is not empty and has no {DATASET_META}: not a dataset "
                            f"root (found {sorted(foreign)[0]!r}); choose an empty or new folder")
