@@ -44,7 +44,7 @@ from companion.contract import events as ev
 from companion.contract.keys import vk_to_dom
 from companion.contract.schemas import EVENTS_SCHEMA
 from companion.util.errors import BadInput
-from companion.util.procs import remove_stale_files
+from companion.util.procs import remove_stale_files, usable_cpus
 
 # Kind codes of the control events (RawEvents.kind) and of focus rows.
 KIND_KEY_DOWN, KIND_KEY_UP, KIND_MOVE, KIND_CLICK, KIND_SCROLL, KIND_FOCUS = 0, 1, 2, 3, 4, 5
@@ -486,7 +486,7 @@ def read_events_jsonl(path: str | os.PathLike, progress: Any = None) -> RawEvent
 
 # pyarrow's threaded JSON parse costs ~60 % more CPU than one thread; with 2 cores the
 # other one is busy hashing lines, so threads only pay off with more cores.
-_PARSE_THREADS = (os.cpu_count() or 1) >= 4
+_PARSE_THREADS = usable_cpus() >= 4
 
 
 def _outer_chunk(data: bytes, starts: np.ndarray, ends: np.ndarray, lineno: np.ndarray,
