@@ -30,7 +30,7 @@ def video_markers(path) -> list[int]:
 
 
 SKIPPED_SLOTS = 8
-"""the most grid slots OBS is taken to skip in a row while lagging (a pause skips more)"""
+"""the most grid slots a lagging OBS is taken to repeat one picture over"""
 
 
 def check_markers(shown: list[int], expected: list[int]) -> dict:
@@ -39,19 +39,24 @@ def check_markers(shown: list[int], expected: list[int]) -> dict:
     A frame is *exact* when it shows its expected value. When OBS lags it repeats the
     last rendered picture in the next grid slot (the slot's time is still right, the
     picture is stale): such a frame shows the previous frame's value or, when the slots
-    just before it are not in the file (the first frame; up to ``SKIPPED_SLOTS`` slots
-    OBS skipped, not a pause), the value of one of those slots. Anything else (a
-    different value, or a picture from the future) is a misalignment.
+    just before it are not in the file, the value of one of those slots. Slots are
+    missing before the first frame, where OBS skipped slots while lagging, and before
+    the first frame after a pause (OBS renders on while paused; a lag at the resume
+    repeats the picture rendered for a paused slot); a picture from those slots is at
+    most ``SKIPPED_SLOTS`` slots old (a repeat of the previous frame's, or the first
+    frame's, at most 63). Anything else (a different
+    value, a picture from the future, a whole segment off) is a misalignment.
     """
     exact = stale = 0
     wrong = []
     for i, (s, e) in enumerate(zip(shown, expected)):
-        gap = (e - expected[i - 1]) % 4096 if i else 0
+        age = (e - s) % 4096
         if s == e:
             exact += 1
-        elif 0 < (e - s) % 4096 < 64 and (
-                i == 0 or s == shown[i - 1]
-                or (gap <= SKIPPED_SLOTS and 0 < (s - expected[i - 1]) % 4096 < gap)):
+        elif 0 < age < 64 and (i == 0 or s == shown[i - 1]):
+            stale += 1
+        elif 0 < age <= SKIPPED_SLOTS and (
+                0 < (s - expected[i - 1]) % 4096 < (e - expected[i - 1]) % 4096):
             stale += 1
         else:
             wrong.append((i, s, e))

@@ -70,8 +70,15 @@ def test_doubtful_unpause_edge_is_moved_when_the_end_needs_it():
         assert seg1["frame_mono_ns"] == sidecar.segments[1].frame_ns - interval
     # without the move (captions alone, no stop record) segment 1 is a frame late
     frames_c, _ = build_frames(scan, choose_anchors(scan.captions, None, [], None))
-    wrong = check_markers(shown, _expected(frames_c, interval))["wrong"]
-    assert wrong and wrong[0][0] == sidecar.segments[1].pts_base
+    exp_c = _expected(frames_c, interval)
+    b = sidecar.segments[1].pts_base
+    wrong = [w[0] for w in check_markers(shown, exp_c)["wrong"]]
+    # (segment 1's first frame, showing a picture one slot older than its time says,
+    # cannot be told from OBS lagging at the resume: the checker counts it stale)
+    assert wrong[0] == b + 1 and len(wrong) >= 0.9 * (len(shown) - b - 1), wrong
+    assert set(wrong) <= set(range(b + 1, len(shown)))
+    moved = exp_c[:b] + [(e - 1) % 4096 for e in exp_c[b:]]
+    assert check_markers(shown, moved)["wrong"] == []
 
 
 def test_edge_move_rules_on_generated_anchors():
