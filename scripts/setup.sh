@@ -27,7 +27,7 @@ apt_install() {   # apt_install PKG...: quiet install; returns apt-get's status
     >/dev/null 2>&1
 }
 
-PKGS=(obs-studio xvfb xdotool ffmpeg x11-utils xauth python3-venv)
+PKGS=(obs-studio xvfb xdotool ffmpeg x11-utils xauth python3-venv xxhash)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -119,8 +119,10 @@ def test_unused_child_is_stopped_by_finish_and_remove(tmp_path):
 
 
 def test_wanted_follows_cpus_and_checksums(monkeypatch):
-    for cpus, checksums, want in [(1, False, False), (2, True, False), (2, False, True),
-                                  (3, True, True), (8, True, True)]:
+    # on 2 CPUs only a SHA-256 hashing copy child leaves no room for it (True: XXH3-128)
+    for cpus, checksums, want in [(1, False, False), (1, "xxh128", False), (2, "sha256", False),
+                                  (2, True, True), (2, "xxh128", True), (2, False, True),
+                                  (3, "sha256", True), (8, True, True)]:
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)),
                             raising=False)
         assert wanted(checksums) is want, (cpus, checksums)

@@ -284,7 +284,7 @@ write_dataset({str(root)!r}, sys.argv[1], sc, fr, ev, {{}}, chunk_seconds=0.5)
     # them, written under the locks by whichever run rebuilt the index last
     root_sums = {ln[66:]: ln[:64] for ln in (root / "integrity.sha256").read_text().splitlines()}
     assert sorted(root_sums) == sorted(["dataset.json", "index.parquet",
-                                        *(f"index/{v}.{x}" for v in vids for x in ("parquet", "sha256"))])
+                                        *(f"index/{v}.{x}" for v in vids for x in ("parquet", "xxh128"))])
     for name, digest in root_sums.items():
         assert hashlib.sha256((root / name).read_bytes()).hexdigest() == digest
     from companion.validate import validate_report
@@ -301,7 +301,7 @@ def test_remove_video(tmp_path):
     assert remove_video(root, "a") is True and remove_video(root, "a") is False
     assert {r["video_id"] for r in pq.read_table(root / "index.parquet").to_pylist()} == {"b"}
     assert not any("/a/" in k or k.startswith("index/a.") for k in _tree(root))
-    assert (root / "index" / "b.sha256").is_file()         # its checksums stay, a's are gone
+    assert (root / "index" / "b.xxh128").is_file()         # its checksums stay, a's are gone
     assert " index/a." not in (root / "integrity.sha256").read_text()
     from companion.validate import validate_path
     assert validate_path(root) == []

@@ -18,6 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import xxhash
 
 from companion.align.demux import scan_video
 from companion.dataset.chunking import frames_per_chunk, plan_chunks
@@ -248,7 +249,7 @@ def test_rangecopy_child_writes_header_plus_ranges(tmp_path):
     assert b.read_bytes() == data
 
 
-@pytest.mark.parametrize("hashed", [False, True])
+@pytest.mark.parametrize("hashed", [None, "xxh128", "sha256"])
 @pytest.mark.parametrize("no_writev", [False, True])
 def test_rangecopy_ranges_windows_and_large_ranges(tmp_path, monkeypatch, hashed, no_writev):
     """Ranges that share a 1 MiB window (written with one writev), ranges out of file
@@ -271,7 +272,8 @@ def test_rangecopy_ranges_windows_and_large_ranges(tmp_path, monkeypatch, hashed
         os.close(fd)
     want = b"xy" + b"".join(data[o:o + n] for o, n in zip(offs, sizes))
     assert (tmp_path / "o").read_bytes() == want
-    assert digest == (hashlib.sha256(want).hexdigest() if hashed else None)
+    assert digest == ({"sha256": hashlib.sha256, "xxh128": xxhash.xxh3_128}[hashed](want)
+                      .hexdigest() if hashed else None)
 
 
 def test_rangecopy_short_writev_resumes_mid_range(tmp_path, monkeypatch):
@@ -359,9 +361,10 @@ def test_walk_mux_of_real_obs_recordings(tmp_path, name):
 # ---- checksums: the child hashes what it writes (format 1.2.0) ------------------------------
 
 def test_rangecopy_child_hashes_what_it_writes(tmp_path):
-    """A job with "sha256": true reports the sha256 of every byte it wrote (header and
-    ranges), through the gathering copy: ranges in and out of order, adjacent, with gaps,
-    empty, larger than the 1 MiB buffer, and one past the end (an error, file removed)."""
+    """A job with "hash": "xxh128" or "sha256" reports that digest of every byte it wrote
+    (header and ranges), through the gathering copy: ranges in and out of order,
+    adjacent, with gaps, empty, larger than the 1 MiB buffer, and one past the end (an
+    error, file removed); an unknown algorithm is a job error, nothing written."""
     import hashlib
     import random
     src = tmp_path / "src.bin"
@@ -383,24 +386,29 @@ def test_rangecopy_child_hashes_what_it_writes(tmp_path):
                 o = rnd.randrange(len(data) // 2)        # back in the file
         header = os.urandom(rnd.randrange(0, 200))
         out = tmp_path / f"o{k}.mp4"
-        jobs.append(({"src": str(src), "out": str(out), "sha256": True}, header, offs, sizes))
-        want.append((out, header + b"".join(data[a:a + b] for a, b in zip(offs, sizes))))
-    jobs.append(({"src": str(src), "out": str(tmp_path / "bad"), "sha256": True}, b"h",
+        algo = ("xxh128", "sha256")[k % 2]
+        jobs.append(({"src": str(src), "out": str(out), "hash": algo}, header, offs, sizes))
+        want.append((out, algo, header + b"".join(data[a:a + b] for a, b in zip(offs, sizes))))
+    jobs.append(({"src": str(src), "out": str(tmp_path / "bad"), "hash": "xxh128"}, b"h",
                  [len(data) - 5], [10]))
+    jobs.append(({"src": str(src), "out": str(tmp_path / "md5"), "hash": "md5"}, b"h",
+                 [0], [10]))
     jobs.append(({"src": str(src), "out": str(tmp_path / "plain")}, b"h", [0], [10]))
     code, res = _run_child(jobs)
     assert code == 0
-    for (out, body), r in zip(want, res):
+    new = {"sha256": hashlib.sha256, "xxh128": xxhash.xxh3_128}
+    for (out, algo, body), r in zip(want, res):
         assert out.read_bytes() == body
-        assert r == {"done": str(out), "sha256": hashlib.sha256(body).hexdigest()}
-    assert "short read" in res[-2]["error"] and not (tmp_path / "bad").exists()
+        assert r == {"done": str(out), "hash": algo, "digest": new[algo](body).hexdigest()}
+    assert "short read" in res[-3]["error"] and not (tmp_path / "bad").exists()
+    assert "unknown hash 'md5'" in res[-2]["error"] and not (tmp_path / "md5").exists()
     assert res[-1] == {"done": str(tmp_path / "plain")}        # not asked: no hashing
 
 
-@pytest.mark.parametrize("checksums", [True, False])
+@pytest.mark.parametrize("checksums", [True, "sha256", False])
 def test_walk_mux_digests(tmp_path, checksums):
-    """MuxCopy(checksums=True) keeps each adopted MP4's sha256 (final path -> hex), as
-    computed by the child while copying; off: no digests."""
+    """MuxCopy(checksums=True: XXH3-128, or "sha256") keeps each adopted MP4's digest
+    (final path -> hex), as computed by the child while copying; off: no digests."""
     import hashlib
     src = tmp_path / "src.mkv"
     make_video(src, 95, gop=10, audio="aac")
@@ -411,6 +419,7 @@ def test_walk_mux_digests(tmp_path, checksums):
     paths = [tmp_path / f"c{p.chunk_id}.mp4" for p in plans]
     assert mc.adopt(sc, plans, paths) is None
     if checksums:
-        assert mc.digests == {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+        new = hashlib.sha256 if checksums == "sha256" else xxhash.xxh3_128
+        assert mc.digests == {str(p): new(p.read_bytes()).hexdigest() for p in paths}
     else:
         assert mc.digests == {}

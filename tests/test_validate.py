@@ -688,22 +688,27 @@ def test_capture_metadata_builder_output_is_valid():
     assert validate_json(md, "session_metadata") == []
 
 
-def test_dataset_checksum_files_when_present(dataset):
-    """The contract's checksum files (format 1.2.0), written here by hand from the
-    contract's text (tests/test_dataset_integrity.py checks the writer's own): root
-    integrity.sha256 over dataset.json and the index files, index/<video_id>.sha256 over
-    every chunk file, root-relative sha256sum lines. A flipped byte in a listed file is
-    caught and named."""
+@pytest.mark.parametrize("algo", ["xxh128", "sha256"])
+def test_dataset_checksum_files_when_present(dataset, algo):
+    """The contract's checksum files (format 1.2.0; 1.4.0: xxh128 or sha256), written here
+    by hand from the contract's text (tests/test_dataset_integrity.py checks the writer's
+    own): root integrity.sha256 over dataset.json and the index files,
+    index/<video_id>.<algo> over every chunk file, root-relative xxh128sum / sha256sum
+    lines. A flipped byte in a listed file is caught and named."""
+    import xxhash
     sha = lambda n: hashlib.sha256((dataset / n).read_bytes()).hexdigest()  # noqa: E731
+    new = xxhash.xxh3_128 if algo == "xxh128" else hashlib.sha256
+    dig = lambda n: new((dataset / n).read_bytes()).hexdigest()  # noqa: E731
     chunk_files = sorted(p.relative_to(dataset).as_posix() for p in dataset.rglob("*")
                          if p.is_file() and p.relative_to(dataset).parts[0] in
                          ("actions", "video", "audio"))
     (dataset / "index").mkdir()
     pq.write_table(pq.read_table(dataset / "index.parquet"), dataset / "index" / "vid0.parquet")
-    (dataset / "index" / "vid0.sha256").write_text("".join(f"{sha(n)}  {n}\n" for n in chunk_files))
+    (dataset / "index" / f"vid0.{algo}").write_text("".join(f"{dig(n)}  {n}\n"
+                                                            for n in chunk_files))
     (dataset / "integrity.sha256").write_text("".join(
         f"{sha(n)}  {n}\n" for n in ("dataset.json", "index.parquet", "index/vid0.parquet",
-                                     "index/vid0.sha256")))
+                                     f"index/vid0.{algo}")))
     assert msgs(validate_path(dataset)) == []
     for rel in ("index.parquet", chunk_files[-1]):
         p = dataset / rel
@@ -713,7 +718,7 @@ def test_dataset_checksum_files_when_present(dataset):
     out = msgs(validate_path(dataset))
     assert f"{dataset}/index.parquet: sha256 does not match integrity.sha256: the file changed " \
            f"after it was written" in out
-    assert f"{dataset}/{chunk_files[-1]}: sha256 does not match index/vid0.sha256: the file " \
+    assert f"{dataset}/{chunk_files[-1]}: {algo} does not match index/vid0.{algo}: the file " \
            f"changed after it was written" in out
 
 

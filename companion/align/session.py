@@ -388,7 +388,7 @@ def resolve_inputs(video: Path, events: Path | None, workdir: Path | None) -> tu
 def align_session(video, events=None, out=None, dataset=None, chunk_seconds: float = 20.0,
                   video_id: str | None = None, session_id: str | None = None,
                   progress: bool = True, owa_out=None, owa_per: str = "frame",
-                  early_start=None, checksums: bool = True,
+                  early_start=None, checksums: bool | str = True,
                   allow_truncated: bool = False) -> dict:
     """Align one recording. Returns a JSON-able summary. Raises NMError subclasses.
 
@@ -399,7 +399,8 @@ def align_session(video, events=None, out=None, dataset=None, chunk_seconds: flo
 
     ``early_start``: an ``early.EarlyStart`` the caller began for exactly these
     arguments (``begin_early``); it is consumed (used or discarded). ``checksums``:
-    passed to ``write_dataset`` (False: no ``index/<video_id>.sha256``)."""
+    passed to ``write_dataset``: True (its default algorithm, XXH3-128), ``"xxh128"``,
+    ``"sha256"``, or False (no ``index/<video_id>.<algorithm>``)."""
     early: list = [early_start] if early_start is not None else []
     try:
         return _align_session(video, events, out, dataset, chunk_seconds, video_id, session_id,
@@ -410,7 +411,7 @@ def align_session(video, events=None, out=None, dataset=None, chunk_seconds: flo
 
 
 def _align_session(video, events, out, dataset, chunk_seconds, video_id, session_id,
-                   progress, owa_out, owa_per, early: list, checksums: bool = True,
+                   progress, owa_out, owa_per, early: list, checksums: bool | str = True,
                    allow_truncated: bool = False) -> dict:
     from .eventlog import read_event_log
 
@@ -464,7 +465,7 @@ def _align_session(video, events, out, dataset, chunk_seconds, video_id, session
 
 
 def _align_rest(video, events_path, out_dir, dataset, chunk_seconds, video_id, sid, progress,
-                owa_out, owa_per, pre, video_hash, log_future, checksums: bool = True,
+                owa_out, owa_per, pre, video_hash, log_future, checksums: bool | str = True,
                 allow_truncated: bool = False) -> dict:
     from .demux import scan_video
     from .eventlog import write_events_parquet

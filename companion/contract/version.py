@@ -5,5 +5,5 @@ dataset layout. CAPTION_VERSION is the in-band caption/sidecar protocol written 
 obs_script/ (it must stay readable by older aligners: new record kinds are ignored).
 """
 
-FORMAT_VERSION = "1.3.0"
+FORMAT_VERSION = "1.4.0"
 CAPTION_VERSION = 1

@@ -35,14 +35,17 @@ from fractions import Fraction
 from pathlib import Path
 
 
-def wanted(checksums: bool) -> bool:
+def wanted(checksums: bool | str | None) -> bool:
     """Whether decoding in a child is worth its ~0.3 s of start-up CPU: with at least 3
-    CPUs, or when the copy child does not hash (then it leaves a core partly idle; on 2
-    CPUs a hashing copy child and the main process already keep both busy, and a third
-    process only adds work: measured, docs/benchmarks.md)."""
+    CPUs, or when the copy child does not hash with SHA-256 (no checksums, or XXH3-128,
+    which costs it ~0.04 s per 10 minutes of 1080p60: it then leaves a core partly
+    idle). On 2 CPUs a SHA-256 hashing copy child (~0.85 s more) and the main process
+    already keep both busy, and a third process only adds work (measured,
+    docs/benchmarks.md). ``checksums``: as ``write_dataset`` takes it."""
+    from companion.util.checksum import normalize
     from companion.util.procs import usable_cpus
     cpus = usable_cpus()
-    return cpus >= 3 or (cpus >= 2 and not checksums)
+    return cpus >= 3 or (cpus >= 2 and normalize(checksums) != "sha256")
 
 
 def start_process() -> subprocess.Popen | None:

@@ -35,8 +35,8 @@ class EarlyStart:
     removes what was not adopted, including a root folder ``begin`` created."""
 
     def __init__(self, root: Path, video_id: str, chunk_seconds: float, src: Path,
-                 fps_hint: Fraction | None, use_ffmpeg: bool, checksums: bool = True):
-        self.checksums = checksums     # the walk copy child hashes the MP4s it writes
+                 fps_hint: Fraction | None, use_ffmpeg: bool, checksums: bool | str = True):
+        self.checksums = checksums     # the walk copy child hashes the MP4s it writes (algorithm)
         self.root, self.video_id, self.chunk_seconds = root, video_id, chunk_seconds
         self.src, self.fps_hint, self.use_ffmpeg = src, fps_hint, use_ffmpeg
         self.staging: Path | None = None
@@ -49,7 +49,7 @@ class EarlyStart:
 
     @classmethod
     def begin(cls, root, video_id: str, chunk_seconds: float, src, fps_hint=None,
-              use_ffmpeg: bool = True, checksums: bool = True) -> "EarlyStart | None":
+              use_ffmpeg: bool = True, checksums: bool | str = True) -> "EarlyStart | None":
         root = Path(root)
         try:
             validate_video_id(video_id)
@@ -203,7 +203,7 @@ def sidecar_fps(path: Path) -> Fraction | None:
 
 
 def begin_early(video, root, chunk_seconds: float, video_id: str,
-                checksums: bool = True) -> EarlyStart | None:
+                checksums: bool | str = True) -> EarlyStart | None:
     """``nm-align VIDEO --dataset ROOT``'s head start: read the header of ``video`` (a
     plain video file; folders and zip exports are resolved later) and start ffmpeg at
     once. None when nothing could start; the caller passes the result to

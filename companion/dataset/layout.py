@@ -6,7 +6,8 @@
       dataset.json                       format_version, num_shards, created_at (written once)
       index.parquet                      CHUNK_INDEX_SCHEMA, every chunk of every video
       index/<video_id>.parquet           the index rows of one video (source of index.parquet)
-      index/<video_id>.sha256            sha256sum lines of every chunk file of that video
+      index/<video_id>.xxh128            xxh128sum lines of every chunk file of that video
+                                         (or .sha256: sha256sum lines; util.checksum)
       integrity.sha256                   sha256sum lines of dataset.json, index.parquet, index/*
       actions/SHARD_xxxx/<video_id>/<video_id>_chunk_xxxx/{actions_raw,actions_processed}.parquet
                                                                           + metadata.json
@@ -97,10 +98,16 @@ class VideoLayout:
     def index_part(self) -> PurePosixPath:
         return PurePosixPath(INDEX_PARTS, f"{self.video_id}.parquet")
 
+    def index_checksums(self, algo: str) -> PurePosixPath:
+        """``index/<video_id>.<algo>``: ``xxh128sum`` / ``sha256sum`` lines of every chunk
+        file of the video (``util.checksum``)."""
+        return PurePosixPath(INDEX_PARTS, f"{self.video_id}.{algo}")
+
     @property
-    def index_checksums(self) -> PurePosixPath:
-        """``index/<video_id>.sha256``: sha256sum lines of every chunk file of the video."""
-        return PurePosixPath(INDEX_PARTS, f"{self.video_id}.sha256")
+    def all_index_checksums(self) -> list[PurePosixPath]:
+        """The video's checksum file under each algorithm (at most one exists)."""
+        from companion.util.checksum import ALGORITHMS
+        return [self.index_checksums(a) for a in ALGORITHMS]
 
     def chunk_actions(self, chunk_id: int) -> PurePosixPath:
         return self.actions_dir / chunk_name(self.video_id, chunk_id)

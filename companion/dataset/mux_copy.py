@@ -20,9 +20,10 @@ ffmpeg or PyAV path. The child's work is mostly kernel time: 0.75-0.95 s of CPU 
 on the project's VM (1.6-1.7 s with the checksums), against ~1.7 s for ffmpeg's
 segment copy (docs/benchmarks.md).
 
-Checksums: with ``checksums`` on (the default) the child also hashes each MP4 from the
-bytes it writes and ``adopt`` keeps the digests in ``digests`` (final path -> sha256
-hex), so the dataset's checksum files need no second read of the MP4s.
+Checksums: with ``checksums`` (an algorithm of ``util.checksum``; the default's
+``True`` is its default, XXH3-128) the child also hashes each MP4 from the bytes it
+writes and ``adopt`` keeps the digests in ``digests`` (final path -> hex), so the
+dataset's checksum files need no second read of the MP4s.
 """
 from __future__ import annotations
 
@@ -48,13 +49,14 @@ class MuxCopy:
     tool = "mp4mux"
     needs_ffmpeg = False
 
-    def __init__(self, work: Path, chunk_frames: int, checksums: bool = True):
+    def __init__(self, work: Path, chunk_frames: int, checksums: bool | str = True):
+        from companion.util.checksum import normalize
         self.work = Path(work)
         self.chunk_frames = int(chunk_frames)
-        self.checksums = bool(checksums)
-        """hash each MP4 in the child (read per job: may be turned off before the walk)"""
+        self.checksums = normalize(checksums)
+        """the algorithm the child hashes each MP4 with (None: no hashing)"""
         self.digests: dict[str, str] = {}
-        """after a successful ``adopt``: final path (str) -> sha256 hex, when hashed"""
+        """after a successful ``adopt``: final path (str) -> hex digest, when hashed"""
         self.starts: list[int] | None = None
         self.n = 0
         self.error: str | None = None
@@ -67,7 +69,8 @@ class MuxCopy:
         self._threads: list[threading.Thread] = []
 
     @classmethod
-    def start(cls, work: Path, chunk_frames: int, checksums: bool = True) -> "MuxCopy | None":
+    def start(cls, work: Path, chunk_frames: int,
+              checksums: bool | str = True) -> "MuxCopy | None":
         """Make the work folder and start the copy child (None if either fails)."""
         from companion.util.rangecopy import child_command
         self = cls(work, chunk_frames, checksums)
@@ -164,7 +167,7 @@ class MuxCopy:
         out = str(self.work / f"seg{c:05d}.mp4")
         job = {"src": src, "out": out, "header": len(header), "n": int(pts.size)}
         if self.checksums:
-            job["sha256"] = True
+            job["hash"] = self.checksums
         self._queue.put(b"".join((
             json.dumps(job).encode()
             + b"\n", header, off.astype("<i8").tobytes(), size.astype("<i8").tobytes())))
@@ -220,8 +223,11 @@ class MuxCopy:
                 why = check_segment(Path(self._out[p.chunk_id]), scan, pts, p)
                 if why is not None:
                     return why
-            hashed = {r["done"]: r["sha256"] for r in results
-                      if isinstance(r.get("sha256"), str) and len(r["sha256"]) == 64}
+            from companion.util.checksum import HEX_DIGITS
+            want = HEX_DIGITS.get(self.checksums or "")
+            hashed = {r["done"]: r["digest"] for r in results
+                      if r.get("hash") == self.checksums and isinstance(r.get("digest"), str)
+                      and len(r["digest"]) == want}
             move_all([self._out[p.chunk_id] for p in plans],
                      [video_paths[p.chunk_id] for p in plans])
             self.digests = {str(video_paths[p.chunk_id]): hashed[self._out[p.chunk_id]]

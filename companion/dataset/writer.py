@@ -12,9 +12,11 @@ its staging folder and leaves the previous chunks untouched. Then ``index.parque
 rebuilt from all ``index/*.parquet`` under the root's index lock, so concurrent runs
 writing different videos never lose each other's rows.
 
-Checksums (format 1.2.0, on unless ``checksums=False``): ``index/<video_id>.sha256``
-lists the sha256 of every file of the video's chunks (root-relative ``sha256sum``
-lines); it is staged and swapped in with the video's index part. The chunk MP4s written
+Checksums (format 1.2.0; the algorithm a choice since 1.4.0, on unless
+``checksums=False``): ``index/<video_id>.xxh128`` (default) or ``.sha256`` lists the
+digest of every file of the video's chunks (root-relative ``xxh128sum`` / ``sha256sum``
+lines, ``util.checksum``); it is staged and swapped in with the video's index part, and
+the swap removes the video's checksum file of the other algorithm. The chunk MP4s written
 from the Matroska walk are hashed by the copy child from the bytes it copies
 (``mux_copy``); every other file is hashed here right after it is written. Under the
 index lock, after ``index.parquet``, the root ``integrity.sha256`` is rewritten over
@@ -40,6 +42,7 @@ import pyarrow.parquet as pq
 from companion.contract.schemas import CHUNK_INDEX_SCHEMA, EVENTS_SCHEMA
 from companion.contract.version import FORMAT_VERSION
 from companion.util.atomic import atomic_path
+from companion.util import checksum
 from companion.util.integrity import sha256_file
 from companion.util.procs import pid_alive
 from companion.util.errors import BadInput, EnvProblem, NMError
@@ -238,7 +241,7 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table,
                   session_meta: dict | None, chunk_seconds: float = 20.0, progress=None, *,
                   num_shards: int | None = None, video_path=None,
                   use_ffmpeg: bool = True, early: EarlyStart | None = None,
-                  checksums: bool = True) -> dict:
+                  checksums: bool | str = True) -> dict:
     """Write the chunks of one video into the dataset at ``root`` (seed 000 layout).
 
     ``scan``: the ``VideoScan`` of the recording (``scan.path`` is read unless
@@ -264,12 +267,19 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table,
     (from the walk or an early ffmpeg) and audio spool are used when they match the
     real scan and plan (the same frames, timestamps and WAV bytes either way).
 
-    ``checksums``: write ``index/<video_id>.sha256`` (every chunk file's sha256; see
-    the module doc). False (``nm-align --no-checksums``) skips hashing the chunk files
-    and removes the video's previous checksum file; the root ``integrity.sha256`` over
-    the index files is kept either way (a few small files).
+    ``checksums``: the algorithm of ``index/<video_id>.<algorithm>`` (every chunk
+    file's digest; see the module doc): ``"xxh128"`` (True: the default) or
+    ``"sha256"``. False (``nm-align --no-checksums``) skips hashing the chunk files and
+    removes the video's previous checksum file; the root ``integrity.sha256`` over the
+    index files is kept either way (a few small files).
     """
     t_start = time.monotonic()
+    algo = checksum.normalize(checksums)
+    if algo is not None:
+        try:
+            checksum.check_available(algo)
+        except checksum.ChecksumUnavailable as e:
+            raise EnvProblem(str(e)) from None
     session_meta = dict(session_meta or {})
     root = Path(root)
     validate_video_id(video_id)           # before touching the disk
@@ -314,12 +324,12 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table,
         apaths = [staging / "audio" / lay.chunk_audio(p.chunk_id).name for p in plans] \
             if has_audio else None
 
-        digests: dict[str, str] = {}     # staged file (str) -> sha256 hex
+        digests: dict[str, str] = {}     # staged file (str) -> hex digest (algo)
 
         def put(path: Path, data: bytes) -> None:
             path.write_bytes(data)
-            if checksums:
-                digests[str(path)] = hashlib.sha256(data).hexdigest()
+            if algo:
+                digests[str(path)] = checksum.bytes_digest(algo, data)
 
         def on_chunk(cid: int, mode: str) -> None:
             if progress is not None:
@@ -341,8 +351,9 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table,
                     for name, table in (("actions_raw.parquet", ch.raw),
                                         ("actions_processed.parquet", ch.processed)):
                         _write_parquet(table, adir / name)
-                        if checksums:       # small files, still in the page cache
-                            digests[str(adir / name)] = sha256_file(adir / name)
+                        if algo:            # small files, still in the page cache
+                            digests[str(adir / name)] = checksum.file_digest(adir / name,
+                                                                             algo)
                     out.append(ch.stats)
 
             from_file = isinstance(events, (str, os.PathLike))
@@ -373,7 +384,7 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table,
                 raise act_err
             act_stats, sources = fut.result()
         has_audio_files = res.audio is not None
-        if checksums and res.copy_tool == "mp4mux":
+        if algo and res.copy_tool == "mp4mux":
             # MP4s from the walk were hashed by the copy child as it wrote them; every
             # other file without a digest yet is hashed by _video_checksums
             digests.update(getattr(e_copy, "digests", None) or {})
@@ -406,17 +417,17 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table,
             })
         _write_parquet(pa.Table.from_pylist(index_rows, schema=CHUNK_INDEX_SCHEMA),
                        staging / "index.parquet")
-        if checksums:
-            (staging / "index.sha256").write_text(
-                _video_checksums(staging, lay, digests), encoding="utf-8")
+        if algo:
+            (staging / f"index.{algo}").write_text(
+                _video_checksums(staging, lay, digests, algo), encoding="utf-8")
         rel = staging.relative_to(root).as_posix()
         moves = [
             [f"{rel}/actions", str(lay.actions_dir)],
             [f"{rel}/video", str(lay.video_dir)],
             [f"{rel}/audio" if has_audio_files else None, str(lay.audio_dir)],
             [f"{rel}/index.parquet", str(lay.index_part)],
-            [f"{rel}/index.sha256" if checksums else None, str(lay.index_checksums)],
-        ]
+        ] + [[f"{rel}/index.{a}" if a == algo else None, str(lay.index_checksums(a))]
+             for a in checksum.ALGORITHMS]
         with locked(root, f"video-{video_id}"):
             journal = root / STAGING / f"{video_id}.swap.json"
             with atomic_path(journal) as tmp:
@@ -447,16 +458,17 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table,
             "reencode_reasons": {str(p.chunk_id): _reencode_reason(p, scan, res)
                                  for p in plans if modes[p.chunk_id] != "copy"},
             "frames": n, "events": total_events, "audio": has_audio_files,
-            "copy_tool": res.copy_tool, "checksums": checksums,
+            "copy_tool": res.copy_tool, "checksums": algo or False,
             **({"ffmpeg_fallback": res.fast_fallback} if res.fast_fallback else {}),
             "seconds": round(time.monotonic() - t_start, 3)}
 
 
-def _video_checksums(staging: Path, lay: VideoLayout, digests: dict[str, str]) -> str:
-    """``index/<video_id>.sha256``: one ``<sha256>  <root-relative path>`` line per file
-    of the video's staged ``actions/``, ``video/`` and ``audio/`` folders, sorted by
+def _video_checksums(staging: Path, lay: VideoLayout, digests: dict[str, str],
+                     algo: str) -> str:
+    """``index/<video_id>.<algo>``: one ``<hex digest>  <root-relative path>`` line per
+    file of the video's staged ``actions/``, ``video/`` and ``audio/`` folders, sorted by
     path (dot-names, work files that readers ignore, are left out). A file without a
-    digest in ``digests`` is hashed here."""
+    digest in ``digests`` (computed with ``algo``) is hashed here."""
     lines = []
     for top, final in (("actions", lay.actions_dir), ("video", lay.video_dir),
                        ("audio", lay.audio_dir)):
@@ -466,9 +478,9 @@ def _video_checksums(staging: Path, lay: VideoLayout, digests: dict[str, str]) -
         for f in sorted(base.rglob("*")):
             sub = f.relative_to(base)
             if f.is_file() and not any(x.startswith(".") for x in sub.parts):
-                digest = digests.get(str(f)) or sha256_file(f)
+                digest = digests.get(str(f)) or checksum.file_digest(f, algo)
                 lines.append(f"{digest}  {(final / sub.as_posix()).as_posix()}\n")
-    return "".join(sorted(lines, key=lambda ln: ln[66:]))
+    return "".join(sorted(lines, key=lambda ln: ln.partition("  ")[2]))
 
 
 def _apply_journal(root: Path, journal: Path) -> None:
@@ -532,8 +544,8 @@ def rebuild_index(root) -> pa.Table:
         sums: dict[str, str] = {}       # root manifest: root-relative path -> sha256
         if parts_dir.is_dir():
             for p in sorted(parts_dir.iterdir()):
-                if p.name.startswith(".") or p.suffix not in (".parquet", ".sha256") \
-                        or not p.is_file():
+                if p.name.startswith(".") or not p.is_file() or not (
+                        p.suffix == ".parquet" or checksum.algorithm_of(p.name)):
                     continue
                 try:
                     data = p.read_bytes()   # hashed and parsed from the same bytes
@@ -563,14 +575,14 @@ def remove_video(root, video_id: str) -> bool:
     ds = ensure_dataset(root)
     lay = layout_for(video_id, ds["num_shards"])
     present = any((root / p).exists() for p in (lay.actions_dir, lay.video_dir, lay.audio_dir,
-                                                lay.index_part, lay.index_checksums))
+                                                lay.index_part, *lay.all_index_checksums))
     if not present:
         return False
     staging = root / STAGING / f"{video_id}.{os.getpid()}.{secrets.token_hex(4)}"
     staging.mkdir(parents=True)
     rel = staging.relative_to(root).as_posix()
     moves = [[None, str(p)] for p in (lay.actions_dir, lay.video_dir, lay.audio_dir,
-                                      lay.index_part, lay.index_checksums)]
+                                      lay.index_part, *lay.all_index_checksums)]
     with locked(root, f"video-{video_id}"):
         journal = root / STAGING / f"{video_id}.swap.json"
         with atomic_path(journal) as tmp:

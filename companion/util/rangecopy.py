@@ -1,6 +1,7 @@
 """Write files made of a header plus byte ranges of a source file, in a child process.
 
-Standard library only: it runs as a script in isolated mode (``child_command``), so it
+Standard library only (plus the ``xxhash`` package, imported for the first job that asks
+for an XXH3-128 digest): it runs as a script in isolated mode (``child_command``), so it
 starts in ~20 ms and nothing on ``PYTHONPATH`` or the package path can shadow what it
 imports. The stream-copied chunk MP4s are a header
 (``dataset.mp4mux``) followed by the recording's coded frames; copying ~1.3 GB per 10
@@ -9,12 +10,12 @@ copies made from a thread of the main process would each wait for the GIL. So th
 run here, beside the scan and the dataset step.
 
 Jobs on stdin, each: one JSON line ``{"src", "out", "header": H, "n": N}`` (plus
-``"sha256": true`` to hash the file), then ``H`` header bytes, then ``N`` little-endian
-int64 source offsets and ``N`` int64 sizes. ``out`` is written from scratch (created,
-never appended). After each job one JSON line on stdout: ``{"done": out}`` (with
-``"sha256": "<hex>"``, the digest of every byte written, when asked) or ``{"error":
-"...", "out": out}`` (the file is then removed; later jobs still run). The child exits
-when stdin ends.
+``"hash": "xxh128"`` or ``"sha256"`` to hash the file), then ``H`` header bytes, then ``N``
+little-endian int64 source offsets and ``N`` int64 sizes. ``out`` is written from scratch
+(created, never appended). After each job one JSON line on stdout: ``{"done": out}``
+(with ``"hash": algo, "digest": "<hex>"``, the digest of every byte written, when asked)
+or ``{"error": "...", "out": out}`` (the file is then removed; later jobs still run).
+The child exits when stdin ends.
 
 How the bytes move: a window of the source (up to 1 MiB holding as many consecutive
 ranges as fit, the few bytes between them included) is read with one ``preadv`` into a
@@ -120,15 +121,29 @@ def _copy_ranges(src_fd: int, out_fd: int, offsets, sizes, h=None,
         i = j
 
 
-def write_job(src_fd: int, out: str, header: bytes, offsets, sizes, hashed: bool = False,
+def new_hash(algo: str):
+    """A hash object for a job's ``"hash"`` (the algorithms of ``util.checksum``, which
+    this stand-alone script cannot import)."""
+    if algo == "sha256":
+        return hashlib.sha256()
+    if algo == "xxh128":
+        import xxhash
+        return xxhash.xxh3_128()
+    raise ValueError(f"unknown hash {algo!r}")
+
+
+def write_job(src_fd: int, out: str, header: bytes, offsets, sizes, algo: str | None = None,
               buf: memoryview | None = None) -> str | None:
-    """``out`` = ``header`` + the ranges of ``src_fd``, in order. ``hashed``: return the
-    file's sha256 hex digest, computed from the bytes as they are written."""
+    """``out`` = ``header`` + the ranges of ``src_fd``, in order. ``algo`` (``"xxh128"``,
+    ``"sha256"``): return the file's hex digest, computed from the bytes as they are
+    written."""
+    h = new_hash(algo) if algo else None    # an unknown one fails before out is made
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BIN, 0o644)
     digest = None
     try:
         _write_all(fd, memoryview(header))
-        h = hashlib.sha256(header) if hashed else None
+        if h is not None:
+            h.update(header)
         _copy_ranges(src_fd, fd, offsets, sizes, h, buf)
         if h is not None:
             digest = h.hexdigest()
@@ -178,10 +193,10 @@ def main() -> int:
                 src = str(job["src"])
                 if src not in fds:
                     fds[src] = os.open(src, os.O_RDONLY | _O_BIN)
-                hashed = job.get("sha256") is True
-                digest = write_job(fds[src], out, header, offsets, sizes, hashed, buf)
-                msg = {"done": out, "sha256": digest} if hashed else {"done": out}
-            except (OSError, ValueError) as e:
+                algo = job.get("hash")
+                digest = write_job(fds[src], out, header, offsets, sizes, algo, buf)
+                msg = {"done": out, "hash": algo, "digest": digest} if algo else {"done": out}
+            except (OSError, ValueError, ImportError) as e:
                 msg = {"error": f"{type(e).__name__}: {e}", "out": out}
             stdout.write(json.dumps(msg) + "\n")
             stdout.flush()

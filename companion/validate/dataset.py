@@ -10,7 +10,8 @@ JSON Schema, fields consistent with the index), actions_raw / actions_processed
 since the chunk's first frame, frame_idx/frame_ref in range and consistent; ``held``
 rows only in actions_processed, first, at the chunk start, a held mousemove with
 normalized coordinates); checksums (format 1.2.0): root ``integrity.sha256`` and
-``index/<video_id>.sha256`` verified and complete when present.
+``index/<video_id>.xxh128`` or ``.sha256`` (format 1.4.0: either) verified and complete
+when present.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..contract.schemas import ACTIONS_PROCESSED_SCHEMA, ACTIONS_RAW_SCHEMA, CHUNK_INDEX_SCHEMA
+from ..util.checksum import ALGORITHMS, algorithm_of
 from . import checks
 from .common import Report, column, count_video_frames, read_json, read_parquet, \
     read_parquet_schema
@@ -204,13 +206,14 @@ ROOT_CHECKSUMS = "integrity.sha256"
 CHUNK_FILES = ("actions_raw.parquet", "actions_processed.parquet", "metadata.json")
 
 
-def _read_checksums(rep: Report, rel: str) -> dict[str, str]:
-    """Parse and verify one ``sha256sum`` file of the root (paths relative to the root):
-    every listed file exists and has the listed sha256. Returns its entries."""
+def _read_checksums(rep: Report, rel: str, algo: str = "sha256") -> dict[str, str]:
+    """Parse and verify one ``sha256sum`` (``xxh128sum``: ``algo``) file of the root
+    (paths relative to the root): every listed file exists and has the listed digest.
+    Returns its entries."""
     from .session import verify_checksum_file
     entries, _text = verify_checksum_file(
-        rep, rel, lambda _a, _d: f"sha256 does not match {rel}: the file changed after it "
-                                 f"was written")
+        rep, rel, lambda _a, _d: f"{algo} does not match {rel}: the file changed after it "
+                                 f"was written", algo)
     rep.facts["files_hashed"] = rep.facts.get("files_hashed", 0) + len(entries)
     return entries
 
@@ -219,53 +222,59 @@ def check_checksums(rep: Report, rows: list[dict]) -> None:
     """Checksum files (format 1.2.0; docs/contracts/validation.md, "checksums").
 
     Root ``integrity.sha256`` (``check_root_checksums``), required when any
-    ``index/<video_id>.sha256`` exists (nm-align writes them together); each video's
-    ``index/<video_id>.sha256`` (``check_video_checksums``). A video without one is not
-    an error (written before 1.2.0 or with ``--no-checksums``): counted in
+    ``index/<video_id>.<algorithm>`` exists (nm-align writes them together); each
+    video's ``index/<video_id>.xxh128`` or ``.sha256`` (``check_video_checksums``; one
+    per video: nm-align removes the other when it writes one). A video without one is
+    not an error (written before 1.2.0 or with ``--no-checksums``): counted in
     ``facts["videos_without_checksums"]``."""
     d = rep.root / "index"
     parts = sorted(p.name for p in d.iterdir() if p.is_file() and not p.name.startswith(".")) \
         if d.is_dir() else []
-    sums = [n for n in parts if n.endswith(".sha256")]
+    sums = {n: algorithm_of(n) for n in parts if algorithm_of(n)}
     if (rep.root / ROOT_CHECKSUMS).is_file():
         check_root_checksums(rep, parts)
     elif sums:
         rep.add(ROOT_CHECKSUMS, f"missing: index/ has per-video checksum files "
-                                f"({sums[0]}, ...), which nm-align writes with it")
+                                f"({min(sums)}, ...), which nm-align writes with it")
     by_video: dict[str, list[dict]] = {}
     for r in rows:
         if isinstance(r.get("video_id"), str):
             by_video.setdefault(r["video_id"], []).append(r)
     without = 0
     for vid, rs in sorted(by_video.items()):
-        if f"{vid}.sha256" in sums:
-            check_video_checksums(rep, vid, rs)
-        else:
+        mine = [a for a in ALGORITHMS if f"{vid}.{a}" in sums]
+        if len(mine) > 1:
+            rep.add(f"index/{vid}.{mine[1]}", f"a second checksum file of video {vid} (beside "
+                                             f"index/{vid}.{mine[0]}; nm-align keeps one)")
+        for a in mine:
+            check_video_checksums(rep, vid, rs, a)
+        if not mine:
             without += 1
-    for vid in sorted({n[:-len(".sha256")] for n in sums} - set(by_video)):
-        rep.add(f"index/{vid}.sha256", "checksums of a video that index.parquet does not list")
+    for name, a in sorted(sums.items()):
+        if name[:-len(a) - 1] not in by_video:
+            rep.add(f"index/{name}", "checksums of a video that index.parquet does not list")
     if without:
         rep.facts["videos_without_checksums"] = without
 
 
 def check_root_checksums(rep: Report, parts: list[str]) -> None:
     """The root ``integrity.sha256``: verified, and it lists ``dataset.json``,
-    ``index.parquet`` and every ``index/*.parquet`` / ``index/*.sha256`` (``parts``: the
-    names in ``index/``)."""
+    ``index.parquet`` and every ``index/*.parquet`` and per-video checksum file
+    (``parts``: the names in ``index/``)."""
     listed = _read_checksums(rep, ROOT_CHECKSUMS)
     want = ["dataset.json", "index.parquet"] + [f"index/{n}" for n in parts
-                                                if n.endswith((".parquet", ".sha256"))]
+                                                if n.endswith(".parquet") or algorithm_of(n)]
     for name in want:
         if name not in listed and (rep.root / name).is_file():
             rep.add(name, f"not covered by {ROOT_CHECKSUMS}")
 
 
-def check_video_checksums(rep: Report, vid: str, rs: list[dict]) -> None:
-    """``index/<vid>.sha256``: verified; it lists every file of the video's chunks (the
+def check_video_checksums(rep: Report, vid: str, rs: list[dict], algo: str = "sha256") -> None:
+    """``index/<vid>.<algo>``: verified; it lists every file of the video's chunks (the
     index rows' paths ``rs`` plus whatever is on disk in the video's folders) and no
     other existing file."""
-    rel = f"index/{vid}.sha256"
-    listed = _read_checksums(rep, rel)
+    rel = f"index/{vid}.{algo}"
+    listed = _read_checksums(rep, rel, algo)
     mine: set[str] = set()
     tops = set()
     for r in rs:

@@ -16,33 +16,43 @@ import numpy as np
 import pyarrow as pa
 
 from ..contract.schemas import EVENTS_SCHEMA, FRAMES_SCHEMA
+from ..util.checksum import HEX_DIGITS, ChecksumUnavailable, file_digest
 from . import checks
 from .common import VIDEO_EXTS, Report, column, count_video_frames, read_json, read_parquet, \
     read_parquet_schema, sha256_file
 
 INTEGRITY = "integrity.sha256"
-_LINE_RE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
-_ANYCASE_RE = re.compile(r"^[0-9a-fA-F]{64} [ *].+$")
 
 
-def parse_integrity(text: str) -> tuple[dict[str, str], list[str]]:
-    """Pure: ``sha256sum`` lines -> ({relative name: hex digest}, [problems]).
+def _line_res(digits: int) -> tuple[re.Pattern, re.Pattern]:
+    return (re.compile(rf"^([0-9a-f]{{{digits}}}) [ *](.+)$"),
+            re.compile(rf"^[0-9a-fA-F]{{{digits}}} [ *].+$"))
 
-    The digest must be 64 lowercase hex digits, as nm-align and ``sha256sum`` write it:
-    an upper-case letter is a changed byte (``sha256sum -c`` would accept it, so this is
-    stricter on purpose: a flipped bit anywhere in the file is reported)."""
+
+_LINE_RES = {algo: _line_res(n) for algo, n in HEX_DIGITS.items()}
+
+
+def parse_integrity(text: str, algo: str = "sha256") -> tuple[dict[str, str], list[str]]:
+    """Pure: ``sha256sum`` lines (or ``xxh128sum`` lines: ``algo``, ``util.checksum``)
+    -> ({relative name: hex digest}, [problems]).
+
+    The digest must be lower-case hex of the algorithm's length, as nm-align and the
+    tools write it: an upper-case letter is a changed byte (``sha256sum -c`` would accept
+    it, so this is stricter on purpose: a flipped bit anywhere in the file is
+    reported)."""
+    line_re, anycase_re = _LINE_RES[algo]
     entries: dict[str, str] = {}
     problems: list[str] = []
     for i, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
-        m = _LINE_RE.match(line.rstrip("\r"))
+        m = line_re.match(line.rstrip("\r"))
         if not m:
-            if _ANYCASE_RE.match(line.rstrip("\r")):
-                problems.append(f"line {i}: the sha256 has upper-case hex digits (written "
+            if anycase_re.match(line.rstrip("\r")):
+                problems.append(f"line {i}: the {algo} has upper-case hex digits (written "
                                 f"lower-case: the line changed)")
             else:
-                problems.append(f"line {i} is not '<sha256>  <file>'")
+                problems.append(f"line {i} is not '<{algo}>  <file>'")
             continue
         digest, name = m.group(1), m.group(2)
         parts = PurePosixPath(name).parts
@@ -55,11 +65,13 @@ def parse_integrity(text: str) -> tuple[dict[str, str], list[str]]:
     return entries, problems
 
 
-def verify_checksum_file(rep: Report, rel: str, mismatch) -> tuple[dict[str, str], str]:
-    """Read the ``sha256sum`` file ``rel`` of ``rep.root`` (names relative to the root),
-    report its problems, and verify every file it lists: present and hashing as listed
-    (``mismatch(actual_hex, listed_hex)`` words a difference). Returns (entries, text);
-    both empty when the file cannot be read as UTF-8."""
+def verify_checksum_file(rep: Report, rel: str, mismatch,
+                         algo: str = "sha256") -> tuple[dict[str, str], str]:
+    """Read the ``sha256sum`` file ``rel`` of ``rep.root`` (or ``xxh128sum`` file:
+    ``algo``; names relative to the root), report its problems, and verify every file it
+    lists: present and hashing as listed (``mismatch(actual_hex, listed_hex)`` words a
+    difference). Returns (entries, text); both empty when the file cannot be read as
+    UTF-8."""
     try:
         text = (rep.root / rel).read_bytes().decode("utf-8")
     except UnicodeDecodeError:
@@ -68,7 +80,7 @@ def verify_checksum_file(rep: Report, rel: str, mismatch) -> tuple[dict[str, str
     except OSError as e:
         rep.add(rel, f"cannot read ({e.strerror or e})")
         return {}, ""
-    entries, probs = parse_integrity(text)
+    entries, probs = parse_integrity(text, algo)
     rep.extend(rel, probs)
     for name, digest in sorted(entries.items()):
         p = rep.root / name
@@ -76,10 +88,13 @@ def verify_checksum_file(rep: Report, rel: str, mismatch) -> tuple[dict[str, str
             rep.add(name, f"listed in {rel} but missing")
             continue
         try:
-            actual = sha256_file(p)
+            actual = sha256_file(p) if algo == "sha256" else file_digest(p, algo)
         except OSError as e:
             rep.add(name, f"cannot read ({e.strerror or e})")
             continue
+        except ChecksumUnavailable as e:
+            rep.add(rel, f"cannot be checked: {e}")
+            break
         if actual != digest:
             rep.add(name, mismatch(actual, digest))
     return entries, text
