@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--checksums", choices=ALGORITHMS, default=DEFAULT,
                     help="with --dataset: the hash of every chunk file in "
                          "index/<video_id>.<algorithm>: xxh128 (default; XXH3-128, checked by "
-                         "xxh128sum -c and nm-validate) or sha256 (sha256sum -c; costs ~0.6 s "
+                         "xxh128sum -c and nm-validate) or sha256 (sha256sum -c; costs ~0.8 s "
                          "more CPU per 10 minutes of 1080p60)")
     ck.add_argument("--no-checksums", action="store_true",
                     help="with --dataset: do not hash the chunk files (nm-validate then "
