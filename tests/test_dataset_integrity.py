@@ -493,3 +493,21 @@ def test_shard_rule_is_checked(ds):
     assert out == [f"{ds}/index.parquet: video {vid} is in ['{new}'], the shard rule "
                    f"(crc32(utf8(video_id)) % num_shards, num_shards {meta['num_shards']}) "
                    f"says {old}"], out
+
+
+def test_copy_child_digests_of_another_algorithm_are_not_used(built, tmp_path):
+    """An early start begun for SHA-256 handed to a run that writes XXH3-128: the copy
+    child's SHA-256 digests of the MP4s are not taken as XXH3-128 ones (the writer hashes
+    the MP4s itself) and the dataset validates."""
+    from companion.dataset.early import begin_early
+    s = built["walk"][0]
+    root = tmp_path / "ds"
+    pre = begin_early(s / "w1.mkv", root, 1.0, "w1", checksums="sha256")
+    assert pre is not None
+    summary = align_session(s / "w1.mkv", out=tmp_path / "o", dataset=root, chunk_seconds=1.0,
+                            progress=False, early_start=pre, checksums="xxh128")
+    assert summary["dataset"]["copy_tool"] == "mp4mux"
+    sums = _sums(root / "index" / "w1.xxh128")
+    mp4 = [n for n in sums if n.endswith(".mp4")]
+    assert mp4 and all(sums[n] == _digest("xxh128", (root / n).read_bytes()) for n in mp4)
+    assert validate_path(root) == []

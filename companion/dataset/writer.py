@@ -384,9 +384,10 @@ def write_dataset(root, video_id: str, scan, frames: pa.Table,
                 raise act_err
             act_stats, sources = fut.result()
         has_audio_files = res.audio is not None
-        if algo and res.copy_tool == "mp4mux":
-            # MP4s from the walk were hashed by the copy child as it wrote them; every
-            # other file without a digest yet is hashed by _video_checksums
+        if algo and res.copy_tool == "mp4mux" and getattr(e_copy, "checksums", None) == algo:
+            # MP4s from the walk were hashed by the copy child as it wrote them (with
+            # this algorithm); every other file without a digest yet is hashed by
+            # _video_checksums
             digests.update(getattr(e_copy, "digests", None) or {})
 
         modality = _modality_config(session_meta, scan, sources)
