@@ -334,9 +334,14 @@ def test_early_ffmpeg_failing_is_a_fallback_not_an_error(tmp_path, monkeypatch,
 
 
 def test_failed_spool_falls_back_to_decoding_the_file(tmp_path, monkeypatch):
+    """The in-process spool fails (disk full): the WAVs are decoded from the file. The
+    audio child is kept off, as on a 2-CPU machine hashing SHA-256 (its own failures:
+    tests/test_audio_child.py)."""
     d = _session(tmp_path, audio="aac")
     ref = _reference(tmp_path, d, monkeypatch)
     from companion.dataset import audio as audio_mod
+    from companion.dataset import audio_child
+    monkeypatch.setattr(audio_child, "wanted", lambda checksums: False)
 
     def broken(self, pos, data):
         raise OSError(28, "No space left on device")
