@@ -24,7 +24,6 @@ ALGORITHMS = ("xxh128", "sha256")
 """Per-video checksum algorithms, the file suffix of each (``index/<video_id>.<algo>``)."""
 DEFAULT = "xxh128"
 HEX_DIGITS = {"xxh128": 32, "sha256": 64}
-TOOLS = {"xxh128": "xxh128sum", "sha256": "sha256sum"}
 
 
 class ChecksumUnavailable(RuntimeError):

@@ -1,18 +1,14 @@
 """integrity.sha256: ``sha256sum``-format hashes of a folder's artifacts."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from .atomic import write_text_atomic
+from .checksum import file_digest
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def recorded_hash(folder: Path, name: str) -> str | None:

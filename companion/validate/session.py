@@ -19,7 +19,7 @@ from ..contract.schemas import EVENTS_SCHEMA, FRAMES_SCHEMA
 from ..util.checksum import HEX_DIGITS, ChecksumUnavailable, file_digest
 from . import checks
 from .common import VIDEO_EXTS, Report, column, count_video_frames, read_json, read_parquet, \
-    read_parquet_schema, sha256_file
+    read_parquet_schema
 
 INTEGRITY = "integrity.sha256"
 
@@ -88,7 +88,7 @@ def verify_checksum_file(rep: Report, rel: str, mismatch,
             rep.add(name, f"listed in {rel} but missing")
             continue
         try:
-            actual = sha256_file(p) if algo == "sha256" else file_digest(p, algo)
+            actual = file_digest(p, algo)
         except OSError as e:
             rep.add(name, f"cannot read ({e.strerror or e})")
             continue
